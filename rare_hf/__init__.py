@@ -1,0 +1,19 @@
+"""rare_hf: build RARE (Retrieval-Augmented Reasoning Modeling) training data on Hugging Face datasets."""
+
+from __future__ import annotations
+
+import logging
+
+from .cache import ResponseCache, default_cache_dir
+from .errors import LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
+from .llm import LLM, Completion, LLMRun, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM", "Completion", "LLMRun", "Usage", "ResponseCache", "default_cache_dir",
+    "RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

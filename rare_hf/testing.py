@@ -1,0 +1,315 @@
+"""A local OpenAI-compatible chat server for offline tests and demos (standard library only).
+
+It serves ``POST /v1/chat/completions`` and ``GET /v1/models`` on 127.0.0.1 with a pluggable responder,
+latency, fault injection, a request log and the peak number of requests in flight.
+
+Example:
+    >>> from rare_hf.testing import LocalTeacher, Reply
+    >>> with LocalTeacher(lambda request: "Hello") as teacher:
+    ...     llm = rare_hf.LLM("test-model", base_url=teacher.url, api_key="EMPTY", cache_dir=False)
+    ...     llm.complete([{"role": "user", "content": "Hi"}]).text
+    'Hello'
+    >>> teacher.fail_next(Reply.error(429, retry_after=1))   # the next request gets a 429
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens"]
+
+_REASON = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+           500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What the server answers to one request; build faults with the class methods."""
+
+    content: str = ""
+    finish_reason: str = "stop"
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    hang: bool = False
+    malformed: bool = False
+    delay: float | None = None
+
+    @classmethod
+    def error(cls, status: int, *, retry_after: float | None = None, message: str = "injected fault") -> Reply:
+        headers = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
+        return cls(content=message, status=status, headers=headers)
+
+    @classmethod
+    def hang_forever(cls) -> Reply:
+        """Never answer (until the client gives up): a request past the client's timeout."""
+        return cls(hang=True)
+
+    @classmethod
+    def malformed_body(cls) -> Reply:
+        """HTTP 200 with a body that is not a chat completion."""
+        return cls(malformed=True)
+
+    @classmethod
+    def truncated(cls, content: str) -> Reply:
+        return cls(content=content, finish_reason="length")
+
+
+Responder = Callable[[dict[str, Any]], "str | Reply"]
+
+
+def count_tokens(text: str) -> int:
+    """The server's token count: whitespace-separated words (deterministic, so tests can sum it)."""
+    return len(text.split())
+
+
+class LocalTeacher:
+    """OpenAI-compatible server on 127.0.0.1, started and stopped by a context manager.
+
+    Args:
+        responder: Called with each request's JSON body; returns the reply text or a :class:`Reply`.
+            Defaults to :func:`demo_responder`.
+        latency: Seconds every reply waits before it is sent.
+        port: 0 picks a free port.
+        models: Names listed by ``GET /v1/models``; a request for another model gets 404. ``None``
+            accepts any model.
+        api_key: When set, requests without ``Authorization: Bearer <api_key>`` get 401.
+        keep_log: Keep every request body in :attr:`requests` (turn off for long benchmarks).
+
+    Attributes:
+        requests: Bodies of the chat requests received, in arrival order.
+        arrivals: ``time.monotonic()`` of each logged request.
+        request_count: Chat requests that reached the responder (or a queued fault).
+        http_request_count: Every HTTP request, including ones refused for the key or the model.
+        peak_in_flight: Most chat requests being handled at the same time.
+        prompt_tokens / completion_tokens: Usage totals the server reported.
+    """
+
+    def __init__(self, responder: Responder | None = None, *, latency: float = 0.0, port: int = 0,
+                 models: list[str] | None = None, api_key: str | None = None, keep_log: bool = True) -> None:
+        self.responder = responder or demo_responder
+        self.latency = latency
+        self.models = models
+        self.api_key = api_key
+        self.keep_log = keep_log
+        self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self.request_count = 0
+        self.http_request_count = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._faults: list[Reply] = []
+        self._lock = threading.Lock()
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        """Base URL to give an OpenAI client, ending in ``/v1``."""
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def fail_next(self, *faults: Reply, times: int = 1) -> None:
+        """Answer the next requests with these faults (each repeated ``times``), then the responder again."""
+        with self._lock:
+            self._faults.extend(fault for fault in faults for _ in range(times))
+
+    def reset(self) -> None:
+        """Clear the log, the counters and pending faults."""
+        with self._lock:
+            self.requests.clear()
+            self.arrivals.clear()
+            self._faults.clear()
+            self.request_count = self.http_request_count = self.peak_in_flight = self.prompt_tokens = self.completion_tokens = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> LocalTeacher:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="rare_hf-local-teacher", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("LocalTeacher did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._loop = None
+
+    def __enter__(self) -> LocalTeacher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Run in the calling thread until interrupted (for a server in its own process)."""
+        self.start()
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            self.stop()
+
+    def _serve(self) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self._port, backlog=4096))
+        self._port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._server.close()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.close()
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    break
+                method, path, _ = request_line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status, extra_headers, payload = await self._dispatch(method, path.split("?")[0], headers, body)
+                head = [f"HTTP/1.1 {status} {_REASON.get(status, 'Status')}", "Content-Type: application/json",
+                        f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in extra_headers)]
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            pass  # server shutdown: end quietly instead of logging every open connection
+        finally:
+            writer.close()
+
+    async def _dispatch(self, method: str, path: str, headers: dict[str, str],
+                        body: bytes) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+        with self._lock:
+            self.http_request_count += 1
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, (), _error_body("Incorrect API key provided.", "invalid_api_key")
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            names = self.models or ["rare-hf-local"]
+            return 200, (), json.dumps({"object": "list", "data": [
+                {"id": name, "object": "model", "owned_by": "rare_hf"} for name in names]}).encode()
+        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+            return 404, (), _error_body(f"No route {method} {path}", "not_found")
+        request = json.loads(body or b"{}")
+        if self.models is not None and request.get("model") not in self.models:
+            return 404, (), _error_body(f"The model '{request.get('model')}' does not exist", "model_not_found")
+        with self._lock:
+            self.request_count += 1
+            if self.keep_log:
+                self.requests.append(request)
+                self.arrivals.append(time.monotonic())
+            fault = self._faults.pop(0) if self._faults else None
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._respond(request, fault)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _respond(self, request: dict[str, Any], fault: Reply | None) -> tuple[int, tuple, bytes]:
+        reply = fault or self.responder(request)
+        if isinstance(reply, str):
+            reply = Reply(content=reply)
+        delay = self.latency if reply.delay is None else reply.delay
+        if delay:
+            await asyncio.sleep(delay)
+        if reply.hang:
+            await asyncio.sleep(3600)
+        if reply.malformed:
+            return 200, (), b'{"this is": "not a chat completion"'
+        if reply.status != 200:
+            return reply.status, reply.headers, _error_body(reply.content, "injected")
+        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in request.get("messages", []))
+        completion_tokens = count_tokens(reply.content)
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+        return 200, reply.headers, json.dumps({
+            "id": f"chatcmpl-{self.request_count}", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", ""),
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": reply.content}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }).encode()
+
+
+def _error_body(message: str, code: str) -> bytes:
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]{4,}")
+
+
+def demo_responder(request: dict[str, Any]) -> str:
+    """A deterministic stand-in teacher that answers rare_hf's own prompts in the expected format.
+
+    Its questions and reasoning are placeholders built from the prompt's words, not real model output:
+    it exists so the whole pipeline can run offline (``--demo``, tests, a user's CI).
+    """
+    messages = request.get("messages", [])
+    prompt = "\n".join(str(m.get("content", "")) for m in messages)
+    digest = hashlib.sha1(prompt.encode()).hexdigest()[:6]
+    if "# Retrieved Documents" in prompt:
+        return _demo_reasoning(prompt, digest)
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(prompt.split("<document>")[-1])))[:60]
+    topic = ", ".join(words[10:13]) or "the domain"
+    count = _requested_count(prompt)
+    queries = [{
+        "scenario": f"[placeholder {digest}-{i}] A practitioner has to weigh {topic} against "
+                    f"{words[(17 + i) % max(len(words), 1)] if words else 'competing constraints'} "
+                    "before making a decision under real constraints.",
+        "question": f"[placeholder {digest}-{i}] Which course of action best balances {topic}, and what "
+                    "trade-offs justify it?",
+    } for i in range(count)]
+    return ("Reasoning about what a hard question needs {a set like {x, y}} before answering.\n"
+            f"```json\n{json.dumps({'hard_queries': queries}, indent=2)}\n```")
+
+
+def _requested_count(prompt: str) -> int:
+    match = re.search(r"exactly (\d+) question", prompt)
+    return int(match.group(1)) if match else 1
+
+
+def _demo_reasoning(prompt: str, digest: str) -> str:
+    question = prompt.split("# Question", 1)[-1].strip().splitlines()[0:1]
+    return (f"<think>[placeholder {digest}] The essential problem is: {' '.join(question)[:200]} "
+            "I check each retrieved document for evidence that bears on it, set aside the ones that do not, "
+            "and combine the relevant facts step by step.</think>\n"
+            f"<answer>[placeholder {digest}] The course of action supported by the relevant documents.</answer>")

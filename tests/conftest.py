@@ -1,0 +1,43 @@
+"""Shared fixtures: a real local OpenAI-compatible server and real rare_hf.LLM clients talking HTTP to it."""
+
+from __future__ import annotations
+
+import os
+
+# The Hub client reads these at import time: set before anything imports huggingface_hub or datasets.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+import rare_hf  # noqa: E402
+from rare_hf.testing import LocalTeacher  # noqa: E402
+
+
+@pytest.fixture
+def teacher() -> Iterator[LocalTeacher]:
+    with LocalTeacher() as server:
+        yield server
+
+
+@pytest.fixture
+def make_llm(teacher: LocalTeacher, tmp_path: Path):
+    """Build LLMs against the local teacher; each gets the test's own cache folder unless told otherwise."""
+    made: list[rare_hf.LLM] = []
+
+    def make(**kwargs) -> rare_hf.LLM:
+        kwargs.setdefault("base_url", teacher.url)
+        kwargs.setdefault("api_key", "EMPTY")
+        kwargs.setdefault("cache_dir", tmp_path / "cache")
+        kwargs.setdefault("timeout", 5.0)
+        llm = rare_hf.LLM(kwargs.pop("model", "teacher-test"), **kwargs)
+        made.append(llm)
+        return llm
+
+    yield make
+    for llm in made:
+        llm.close()

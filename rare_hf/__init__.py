@@ -7,10 +7,13 @@ import logging
 from .cache import ResponseCache, default_cache_dir
 from .errors import LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
 from .llm import LLM, Completion, LLMRun, Usage
+from .questions import add_questions
+from .summary import StepSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "add_questions", "StepSummary",
     "LLM", "Completion", "LLMRun", "Usage", "ResponseCache", "default_cache_dir",
     "RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError",
     "__version__",

@@ -31,6 +31,13 @@ class LoopThread:
                 self._loop, self._thread = loop, thread
             return self._loop
 
+    def owns_running_loop(self) -> bool:
+        """True when called from a coroutine already running on this loop."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 

@@ -216,8 +216,10 @@ class LLM:
     async def acomplete(self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None,
                         **params: Any) -> Completion:
         """Coroutine twin of :meth:`complete`, awaitable from any event loop."""
-        future = self._loop.submit(self._complete(messages, sample_index, run or self.new_run(), params))
-        return await asyncio.wrap_future(future)
+        coro = self._complete(messages, sample_index, run or self.new_run(), params)
+        if self._loop.owns_running_loop():
+            return await coro
+        return await asyncio.wrap_future(self._loop.submit(coro))
 
     def complete_many(self, prompts: list[Messages], *, run: LLMRun | None = None,
                       **params: Any) -> list[Completion | LLMRequestError]:

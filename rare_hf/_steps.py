@@ -1,0 +1,168 @@
+"""Plumbing shared by the steps: input checks, DatasetDict fan-out, doc ids, and the async LLM map."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import datasets
+from tqdm.auto import tqdm
+
+from .llm import LLM, LLMRun, gather_or_cancel
+from .summary import StepSummary
+
+logger = logging.getLogger("rare_hf")
+
+DOC_ID = "doc_id"
+_STRING_TYPES = ("string", "large_string")
+
+Row = dict[str, Any]
+# A row-level coroutine: given one input row, the output rows it yields (one per question, usually one).
+RowFn = Callable[[Row], Awaitable[list[Row]]]
+
+
+def require_columns(ds: datasets.Dataset, **columns: str) -> None:
+    """Raise ``ValueError`` naming the argument and the column when a required column is missing."""
+    for argument, column in columns.items():
+        if column not in ds.column_names:
+            raise ValueError(f"Column '{column}' (from {argument}=) not found in the dataset. "
+                             f"Available columns: {ds.column_names}. Pass {argument}=<your column name>.")
+
+
+def require_string_column(ds: datasets.Dataset, argument: str, column: str) -> None:
+    require_columns(ds, **{argument: column})
+    feature = ds.features[column]
+    if not isinstance(feature, datasets.Value) or feature.dtype not in _STRING_TYPES:
+        raise ValueError(f"Column '{column}' (from {argument}=) must hold strings, but its type is {feature}.")
+
+
+def require_string_list_column(ds: datasets.Dataset, argument: str, column: str) -> None:
+    require_columns(ds, **{argument: column})
+    feature = ds.features[column]
+    inner = getattr(feature, "feature", None)
+    if not isinstance(feature, (datasets.Sequence, datasets.List, datasets.LargeList)) \
+            or not isinstance(inner, datasets.Value) or inner.dtype not in _STRING_TYPES:
+        raise ValueError(f"Column '{column}' (from {argument}=) must be a list of strings per row "
+                         f"(e.g. the output of add_hard_negatives), but its type is {feature}.")
+
+
+def free_output_columns(ds: datasets.Dataset, columns: list[str], overwrite: bool) -> datasets.Dataset:
+    """Refuse to clobber existing columns unless ``overwrite``; then drop them so they can be rewritten."""
+    existing = [c for c in columns if c in ds.column_names]
+    if existing and not overwrite:
+        raise ValueError(f"Output column(s) {existing} already exist in the dataset. Pass overwrite=True to "
+                         "replace them, or choose other output key names.")
+    return ds.remove_columns(existing) if existing else ds
+
+
+def doc_id_for(text: object) -> str:
+    """A stable id from a document's content: the same text gets the same id in every run."""
+    return hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:16]
+
+
+def with_doc_ids(ds: datasets.Dataset, text_key: str) -> datasets.Dataset:
+    """Add a ``doc_id`` column from the text's content when the dataset has none."""
+    if DOC_ID in ds.column_names:
+        return ds
+    return ds.map(lambda batch: {DOC_ID: [doc_id_for(t) for t in batch[text_key]]}, batched=True,
+                  features=datasets.Features({**ds.features, DOC_ID: datasets.Value("string")}),
+                  desc="Adding doc_id")
+
+
+def for_each_split(ds: datasets.Dataset | datasets.DatasetDict,
+                   fn: Callable[[datasets.Dataset], tuple[datasets.Dataset, StepSummary]],
+                   return_summary: bool) -> Any:
+    """Apply a step to a Dataset or to every split of a DatasetDict; sum the summaries."""
+    if isinstance(ds, datasets.DatasetDict):
+        results = {name: fn(split) for name, split in ds.items()}
+        out: Any = datasets.DatasetDict({name: result[0] for name, result in results.items()})
+        summaries = [result[1] for result in results.values()]
+        summary = summaries[0]
+        for other in summaries[1:]:
+            summary = summary.merge(other)
+    elif isinstance(ds, datasets.Dataset):
+        out, summary = fn(ds)
+    else:
+        raise TypeError(f"Expected a datasets.Dataset or DatasetDict, got {type(ds).__name__}.")
+    logger.info("%s", summary)
+    return (out, summary) if return_summary else out
+
+
+def fingerprint(ds: datasets.Dataset, step: str, params: dict[str, Any]) -> str:
+    blob = json.dumps([ds._fingerprint, step, params], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def quiet_datasets_progress() -> Iterator[None]:
+    """Hide datasets' own "Map" bar while our step shows a richer one; restore the user's setting after."""
+    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.utils.logging.enable_progress_bar()
+
+
+class StepProgress:
+    """A tqdm bar with failures, tokens and request rate, fed from the LLM loop thread."""
+
+    def __init__(self, desc: str, total: int, run: LLMRun | None, enabled: bool) -> None:
+        self._bar = tqdm(total=total, desc=desc, unit="row", disable=not enabled, dynamic_ncols=True)
+        self._run = run
+        self._start = time.monotonic()
+        self.failed = 0
+
+    def row_done(self, failed: bool) -> None:
+        self.failed += failed
+        self._bar.update(1)
+        if self._bar.n % 16 == 0 or self._bar.n == self._bar.total:
+            postfix: dict[str, Any] = {"failed": self.failed}
+            if self._run is not None:
+                usage = self._run.usage
+                elapsed = max(time.monotonic() - self._start, 1e-9)
+                postfix.update(tokens=f"{usage.total_tokens:,}", req_s=f"{usage.requests / elapsed:.1f}")
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def llm_map(ds: datasets.Dataset, llm: LLM, row_fn: RowFn, *, features: datasets.Features, step: str,
+            params: dict[str, Any], progress: StepProgress, batch_size: int) -> datasets.Dataset:
+    """``Dataset.map`` whose batches run ``row_fn`` concurrently on the LLM's event loop.
+
+    Rows never raise out of ``row_fn`` (failures are data about the row, not exceptions), so datasets
+    never discards finished work; only a fatal stop raises, and the response cache keeps what was done.
+    """
+    columns = list(features)
+
+    async def run_batch(rows: list[Row]) -> list[list[Row]]:
+        return await gather_or_cancel([row_fn(row) for row in rows])
+
+    def map_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        out_rows = [r for group in llm.run_sync(run_batch(rows)) for r in group]
+        out: dict[str, list[Any]] = collections.defaultdict(list)
+        for row in out_rows:
+            for column in columns:
+                out[column].append(row.get(column))
+        return {column: out[column] for column in columns}
+
+    with quiet_datasets_progress():
+        return ds.map(map_batch, batched=True, batch_size=batch_size, features=features,
+                      remove_columns=ds.column_names, load_from_cache_file=False,
+                      new_fingerprint=fingerprint(ds, step, params))
+
+
+def count_reasons(reasons: list[str | None]) -> dict[str, int]:
+    """Group error strings by their kind (the text before the first colon) for the summary."""
+    return dict(collections.Counter(r.split(":", 1)[0] for r in reasons if r))
+

@@ -1,0 +1,62 @@
+"""What a step did: counts of rows ok / failed / skipped, failure reasons, tokens, time and parameters."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any
+
+__all__ = ["StepSummary"]
+
+
+@dataclasses.dataclass
+class StepSummary:
+    """The report of one step over one dataset (all splits summed).
+
+    Attributes:
+        step: ``"questions"``, ``"hard_negatives"`` or ``"reasoning"``.
+        rows_in / rows_out: Row counts before and after (they differ when one document yields several
+            questions).
+        ok / failed / skipped: Output rows with a result, rows that failed after every attempt, rows that
+            were not attempted (bad input or failed upstream). ``ok + failed + skipped == rows_out``.
+        failure_reasons: How many rows failed or were skipped for each reason.
+        usage: Requests sent, cache hits, retries and tokens (LLM steps).
+        seconds: Wall time.
+        params: The parameters that determine the output (to rebuild it).
+        prompt_version: Version of the prompt used (LLM steps).
+        stats: Step-specific figures (e.g. negatives per row, first-try accuracy).
+    """
+
+    step: str
+    rows_in: int = 0
+    rows_out: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failure_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    prompt_version: str | None = None
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def merge(self, other: StepSummary) -> StepSummary:
+        """Sum two summaries of the same step (e.g. two splits)."""
+        reasons = collections.Counter(self.failure_reasons) + collections.Counter(other.failure_reasons)
+        usage = collections.Counter(self.usage) + collections.Counter(other.usage)
+        stats = {**self.stats, **{k: v for k, v in other.stats.items() if k not in self.stats}}
+        for key, value in other.stats.items():
+            if key in self.stats and isinstance(value, int) and isinstance(self.stats[key], int):
+                stats[key] = self.stats[key] + value
+        return dataclasses.replace(
+            self, rows_in=self.rows_in + other.rows_in, rows_out=self.rows_out + other.rows_out,
+            ok=self.ok + other.ok, failed=self.failed + other.failed, skipped=self.skipped + other.skipped,
+            failure_reasons=dict(reasons), usage=dict(usage), seconds=self.seconds + other.seconds, stats=stats)
+
+    def __str__(self) -> str:
+        tokens = self.usage.get("total_tokens", 0)
+        return (f"{self.step}: {self.rows_out} rows, {self.ok} ok, {self.failed} failed, {self.skipped} skipped"
+                f"{f', {tokens:,} tokens' if self.usage else ''}, {self.seconds:.1f}s")

@@ -7,13 +7,15 @@ import logging
 from .cache import ResponseCache, default_cache_dir
 from .errors import LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
 from .llm import LLM, Completion, LLMRun, Usage
+from .bm25 import BM25Index
+from .negatives import add_hard_negatives
 from .questions import add_questions
 from .summary import StepSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "add_questions", "StepSummary",
+    "add_questions", "add_hard_negatives", "BM25Index", "StepSummary",
     "LLM", "Completion", "LLMRun", "Usage", "ResponseCache", "default_cache_dir",
     "RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError",
     "__version__",

@@ -61,6 +61,11 @@ def free_output_columns(ds: datasets.Dataset, columns: list[str], overwrite: boo
     return ds.remove_columns(existing) if existing else ds
 
 
+def column_values(ds: datasets.Dataset, column: str) -> list[Any]:
+    """A column as a Python list, fast (``ds[column]`` is a lazy per-row view in datasets >= 4)."""
+    return ds.with_format("arrow")[column].to_pylist()
+
+
 def doc_id_for(text: object) -> str:
     """A stable id from a document's content: the same text gets the same id in every run."""
     return hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:16]
@@ -70,9 +75,9 @@ def with_doc_ids(ds: datasets.Dataset, text_key: str) -> datasets.Dataset:
     """Add a ``doc_id`` column from the text's content when the dataset has none."""
     if DOC_ID in ds.column_names:
         return ds
-    return ds.map(lambda batch: {DOC_ID: [doc_id_for(t) for t in batch[text_key]]}, batched=True,
-                  features=datasets.Features({**ds.features, DOC_ID: datasets.Value("string")}),
-                  desc="Adding doc_id")
+    with quiet_datasets_progress():
+        return ds.map(lambda batch: {DOC_ID: [doc_id_for(t) for t in batch[text_key]]}, batched=True,
+                      features=datasets.Features({**ds.features, DOC_ID: datasets.Value("string")}))
 
 
 def for_each_split(ds: datasets.Dataset | datasets.DatasetDict,

@@ -192,10 +192,10 @@ class _QuestionStep:
         return problem
 
     def _summary(self, ds_in: datasets.Dataset, out: datasets.Dataset, run: LLMRun, seconds: float) -> StepSummary:
-        errors = out[f"{self.q}_error"]
+        errors = _steps.column_values(out, f"{self.q}_error")
         skipped = sum(1 for e in errors if e and e.startswith("skipped"))
         failed = sum(1 for e in errors if e) - skipped
-        truncated_inputs = sum(out[f"{self.q}_input_truncated"])
+        truncated_inputs = sum(_steps.column_values(out, f"{self.q}_input_truncated"))
         return StepSummary(step="questions", rows_in=len(ds_in), rows_out=len(out), ok=len(out) - failed - skipped,
                            failed=failed, skipped=skipped, failure_reasons=_steps.count_reasons(errors),
                            usage=run.usage.to_dict(), seconds=seconds, params=self.params,

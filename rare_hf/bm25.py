@@ -1,0 +1,223 @@
+"""A bm25s index over a corpus of documents, with what hard-negative mining needs besides scores:
+document ids, a normalised-text key per document (to catch duplicates) and each document's set of
+token ids (to catch overlapping chunks). Save once, reload memory-mapped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import datasets
+import numpy as np
+import Stemmer
+from bm25s.tokenization import Tokenizer
+
+from ._steps import doc_id_for, quiet_datasets_progress
+
+__all__ = ["BM25Index", "normalized_key"]
+
+logger = logging.getLogger(__name__)
+
+_META = "rare_hf_index.json"
+_FORMAT_VERSION = 1
+
+try:  # numba is optional: the pure-numpy backend gives the same results, more slowly on large work
+    import numba  # noqa: F401
+
+    _HAS_NUMBA = True
+except ImportError:  # pragma: no cover - depends on the environment
+    _HAS_NUMBA = False
+# bm25s's numba retrieval costs ~8 s of compilation per process; below this many (queries x documents)
+# the numpy backend finishes before numba would have compiled.
+_NUMBA_MIN_WORK = 3e8
+
+
+def normalized_key(text: str) -> int:
+    """A 63-bit key equal for texts that differ only in case and whitespace."""
+    squashed = " ".join(text.lower().split())
+    return int.from_bytes(hashlib.sha1(squashed.encode("utf-8")).digest()[:8], "little") >> 1
+
+
+class BM25Index:
+    """BM25 (bm25s) over a corpus, plus ids, duplicate keys and token sets per document.
+
+    Build with :meth:`build`, persist with :meth:`save`, reload with :meth:`load` (memory-mapped).
+
+    Example:
+        >>> index = BM25Index.build(texts, doc_ids=ids)
+        >>> index.save("my_index")
+        >>> index = BM25Index.load("my_index")          # memory-mapped: fast and light
+        >>> rare_hf.add_hard_negatives(ds, corpus=index)
+    """
+
+    def __init__(self, retriever: bm25s.BM25, tokenizer: Tokenizer, corpus: datasets.Dataset,
+                 token_indptr: np.ndarray, token_ids: np.ndarray, params: dict[str, Any]) -> None:
+        self.retriever = retriever
+        self.tokenizer = tokenizer
+        self.corpus = corpus  # columns: text, doc_id, key
+        self.params = params
+        self._token_indptr = token_indptr
+        self._token_ids = token_ids
+        table = corpus.with_format("arrow")
+        self.doc_ids: list[str] = table["doc_id"].to_pylist()
+        self.keys = table["key"].to_numpy()
+        self._position = {int(k): i for i, k in enumerate(self.keys)}
+        self._csc_sorted = _csc_is_sorted(retriever.scores)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    @classmethod
+    def build(cls, texts: Sequence[str], doc_ids: Sequence[str] | None = None, *, k1: float = 0.9,
+              b: float = 0.4, method: str = "lucene", language: str | None = "english",
+              stopwords: str | list[str] | None = "en", show_progress: bool = True) -> BM25Index:
+        """Index ``texts`` (duplicates by normalised text are indexed once, under the first id).
+
+        Args:
+            texts: The documents.
+            doc_ids: One id per text; default: a hash of the text (the same id ``add_questions`` gives).
+            k1, b, method: BM25 parameters (defaults: Lucene variant, k1=0.9, b=0.4, as Pyserini).
+            language: Snowball stemmer language (PyStemmer), ``None`` for no stemming.
+            stopwords: A bm25s stopword list name (``"en"``, ``"de"``, ...), a list, or ``None``.
+            show_progress: Show tokenisation and indexing progress bars.
+
+        Raises:
+            ValueError: the corpus has no non-empty document.
+        """
+        ids = list(doc_ids) if doc_ids is not None else [doc_id_for(t) for t in texts]
+        if len(ids) != len(texts):
+            raise ValueError(f"doc_ids has {len(ids)} entries but there are {len(texts)} texts.")
+        keep_texts, keep_ids, keep_keys, seen = [], [], [], set()
+        for text, doc_id in zip(texts, ids):
+            if not isinstance(text, str) or not text.strip():
+                continue
+            key = normalized_key(text)
+            if key not in seen:
+                seen.add(key)
+                keep_texts.append(text)
+                keep_ids.append(str(doc_id))
+                keep_keys.append(key)
+        if not keep_texts:
+            raise ValueError("The corpus is empty: it has no non-empty document to mine negatives from.")
+        params = {"k1": k1, "b": b, "method": method, "language": language, "stopwords": stopwords}
+        tokenizer = _make_tokenizer(language, stopwords)
+        token_lists = tokenizer.tokenize(keep_texts, update_vocab=True, return_as="ids", show_progress=show_progress)
+        retriever = bm25s.BM25(k1=k1, b=b, method=method, backend="numpy")
+        retriever.index((token_lists, tokenizer.get_vocab_dict()), show_progress=show_progress)
+        indptr, flat = _unique_token_csr(token_lists)
+        del token_lists
+        corpus = datasets.Dataset.from_dict({"text": keep_texts, "doc_id": keep_ids, "key": keep_keys})
+        return cls(retriever, tokenizer, corpus, indptr, flat, params)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to a folder (reload it with :meth:`load`)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.retriever.save(str(path / "bm25s"))
+        self.tokenizer.save_vocab(str(path / "tokenizer"))
+        self.tokenizer.save_stopwords(str(path / "tokenizer"))
+        np.save(path / "token_indptr.npy", self._token_indptr)
+        np.save(path / "token_ids.npy", self._token_ids)
+        with quiet_datasets_progress():
+            self.corpus.save_to_disk(str(path / "corpus"))
+        (path / _META).write_text(json.dumps({"format": _FORMAT_VERSION, "params": self.params,
+                                              "num_docs": len(self)}, indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> BM25Index:
+        """Load an index written by :meth:`save`; ``mmap=True`` keeps the big arrays on disk."""
+        path = Path(path)
+        meta_path = path / _META
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{path} is not a rare_hf BM25 index (no {_META}); build one with "
+                                    "BM25Index.build(...).save(path).")
+        meta = json.loads(meta_path.read_text())
+        params = meta["params"]
+        retriever = bm25s.BM25.load(str(path / "bm25s"), mmap=mmap)
+        tokenizer = _make_tokenizer(params["language"], params["stopwords"])
+        tokenizer.load_vocab(str(path / "tokenizer"))
+        tokenizer.load_stopwords(str(path / "tokenizer"))
+        mode = "r" if mmap else None
+        indptr = np.load(path / "token_indptr.npy", mmap_mode=mode)
+        flat = np.load(path / "token_ids.npy", mmap_mode=mode)
+        corpus = datasets.load_from_disk(str(path / "corpus"))
+        return cls(retriever, tokenizer, corpus, indptr, flat, params)
+
+    # -- queries -----------------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of ``texts`` in this index's vocabulary; unknown words are dropped, so a text with
+        no known word gives an empty list."""
+        unknown = self.tokenizer.get_vocab_dict().get("")
+        tokens = self.tokenizer.tokenize(texts, update_vocab=False, return_as="ids", show_progress=False)
+        return [[t for t in ids if t != unknown] for ids in tokens]
+
+    def search(self, query_ids: list[list[int]], k: int, *, expected_queries: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (documents, scores) per non-empty tokenised query, over all cores.
+
+        ``expected_queries`` (the whole job's size, when this is one batch of it) decides whether
+        compiling the numba backend pays off.
+        """
+        work = (expected_queries or len(query_ids)) * len(self)
+        self.retriever.backend = "numba" if _HAS_NUMBA and work >= _NUMBA_MIN_WORK else "numpy"
+        docs, scores = self.retriever.retrieve(query_ids, k=min(k, len(self)), n_threads=-1, show_progress=False)
+        return np.asarray(docs), np.asarray(scores)
+
+    def score(self, query_ids: list[int], doc: int) -> float:
+        """BM25 score of one corpus document for one tokenised query (without scoring the whole corpus)."""
+        scores = self.retriever.scores
+        data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+        total = 0.0
+        for token in query_ids:
+            start, end = int(indptr[token]), int(indptr[token + 1])
+            column = indices[start:end]
+            if self._csc_sorted:
+                pos = start + int(np.searchsorted(column, doc))
+                if pos < end and indices[pos] == doc:
+                    total += float(data[pos])
+            else:
+                total += float(data[start:end][column == doc].sum())
+        return total
+
+    def token_set(self, doc: int) -> frozenset[int]:
+        return frozenset(self._token_ids[self._token_indptr[doc]:self._token_indptr[doc + 1]].tolist())
+
+    def position_of(self, text: str) -> int:
+        """Corpus position of a document with this normalised text, or -1."""
+        return self._position.get(normalized_key(text), -1)
+
+    def texts(self, docs: list[int]) -> list[str]:
+        return self.corpus[docs]["text"] if docs else []
+
+
+def _make_tokenizer(language: str | None, stopwords: str | list[str] | None) -> Tokenizer:
+    stemmer = Stemmer.Stemmer(language) if language else None
+    return Tokenizer(stemmer=stemmer, stopwords=stopwords or [], lower=True)
+
+
+def _unique_token_csr(token_lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique token ids of every document, as one CSR (indptr, ids) pair."""
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    flat = np.fromiter((tok for toks in token_lists for tok in toks), dtype=np.int64, count=int(lengths.sum()))
+    doc = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
+    pairs = np.unique(doc << 32 | flat)
+    docs_of_pairs = pairs >> 32
+    indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(docs_of_pairs, minlength=len(token_lists)), out=indptr[1:])
+    return indptr, (pairs & 0xFFFFFFFF).astype(np.int32)
+
+
+def _csc_is_sorted(scores: dict[str, Any]) -> bool:
+    """Whether document indices are ascending within every token column (bm25s builds them so)."""
+    indices, indptr = np.asarray(scores["indices"]), np.asarray(scores["indptr"])
+    if len(indices) < 2:
+        return True
+    decreasing = np.flatnonzero(np.diff(indices) < 0) + 1
+    return bool(np.isin(decreasing, indptr).all())
+

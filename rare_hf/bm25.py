@@ -15,6 +15,7 @@ from typing import Any
 import bm25s
 import datasets
 import numpy as np
+import pyarrow as pa
 import Stemmer
 from bm25s.tokenization import Tokenizer
 
@@ -62,12 +63,14 @@ class BM25Index:
         self.tokenizer = tokenizer
         self.corpus = corpus  # columns: text, doc_id, key
         self.params = params
-        self._token_indptr = token_indptr
-        self._token_ids = token_ids
+        self.token_indptr = token_indptr  # CSR of each document's sorted distinct token ids
+        self.token_ids = token_ids
         table = corpus.with_format("arrow")
-        self.doc_ids: list[str] = table["doc_id"].to_pylist()
-        self.keys = table["key"].to_numpy()
-        self._position = {int(k): i for i, k in enumerate(self.keys)}
+        self.text_array = _string_array(table["text"])
+        self.id_array = _string_array(table["doc_id"])
+        self.doc_ids: list[str] = self.id_array.to_pylist()
+        self._position = {int(k): i for i, k in enumerate(table["key"].to_numpy())}
+        self._position_of_id = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
         self._csc_sorted = _csc_is_sorted(retriever.scores)
 
     def __len__(self) -> int:
@@ -122,8 +125,8 @@ class BM25Index:
         self.retriever.save(str(path / "bm25s"))
         self.tokenizer.save_vocab(str(path / "tokenizer"))
         self.tokenizer.save_stopwords(str(path / "tokenizer"))
-        np.save(path / "token_indptr.npy", self._token_indptr)
-        np.save(path / "token_ids.npy", self._token_ids)
+        np.save(path / "token_indptr.npy", self.token_indptr)
+        np.save(path / "token_ids.npy", self.token_ids)
         with quiet_datasets_progress():
             self.corpus.save_to_disk(str(path / "corpus"))
         (path / _META).write_text(json.dumps({"format": _FORMAT_VERSION, "params": self.params,
@@ -185,15 +188,19 @@ class BM25Index:
                 total += float(data[start:end][column == doc].sum())
         return total
 
-    def token_set(self, doc: int) -> frozenset[int]:
-        return frozenset(self._token_ids[self._token_indptr[doc]:self._token_indptr[doc + 1]].tolist())
-
     def position_of(self, text: str) -> int:
         """Corpus position of a document with this normalised text, or -1."""
         return self._position.get(normalized_key(text), -1)
 
-    def texts(self, docs: list[int]) -> list[str]:
-        return self.corpus[docs]["text"] if docs else []
+    def position_of_id(self, doc_id: str) -> int:
+        """Corpus position of the document with this id, or -1."""
+        return self._position_of_id.get(doc_id, -1)
+
+
+def _string_array(column: pa.ChunkedArray) -> pa.Array:
+    """One contiguous string array (``take`` on it is fast), whatever the source's chunking."""
+    array = column.combine_chunks()
+    return array.cast(pa.string()) if array.type != pa.string() else array
 
 
 def _make_tokenizer(language: str | None, stopwords: str | list[str] | None) -> Tokenizer:

@@ -10,10 +10,11 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from . import _steps
-from .bm25 import BM25Index, normalized_key
+from .bm25 import _HAS_NUMBA, BM25Index
 from .summary import StepSummary
 
 __all__ = ["add_hard_negatives"]
@@ -142,8 +143,57 @@ def _own_index(ds: datasets.Dataset, text_key: str, k1: float, b: float, languag
                            show_progress=show_progress)
 
 
+def _pick_kernel(docs: np.ndarray, keep: np.ndarray, pos_doc: np.ndarray, indptr: np.ndarray,
+                 token_ids: np.ndarray, max_overlap: float, num_neg: int, skip_top: int) -> tuple[np.ndarray, int]:
+    """Per row, the columns of the first ``num_neg`` kept candidates after ``skip_top``, dropping those
+    whose distinct terms overlap the positive's by more than ``max_overlap`` (< 0: no overlap check).
+
+    Written in the numpy subset numba compiles; without numba the same code runs as Python.
+    """
+    rows, width = docs.shape
+    chosen = np.full((rows, num_neg), -1, dtype=np.int64)
+    overlapping = 0
+    for r in range(rows):
+        found, skipped, p = 0, 0, pos_doc[r]
+        for c in range(width):
+            if found == num_neg:
+                break
+            if not keep[r, c]:
+                continue
+            if max_overlap >= 0 and p >= 0:
+                a, a_end = indptr[docs[r, c]], indptr[docs[r, c] + 1]
+                b, b_end = indptr[p], indptr[p + 1]
+                smaller = max(1, min(a_end - a, b_end - b))
+                shared = 0
+                while a < a_end and b < b_end:  # both term lists are sorted: count the intersection
+                    if token_ids[a] == token_ids[b]:
+                        shared += 1
+                        a += 1
+                        b += 1
+                    elif token_ids[a] < token_ids[b]:
+                        a += 1
+                    else:
+                        b += 1
+                if shared > max_overlap * smaller:
+                    overlapping += 1
+                    continue
+            if skipped < skip_top:
+                skipped += 1
+                continue
+            chosen[r, found] = c
+            found += 1
+    return chosen, overlapping
+
+
+if _HAS_NUMBA:
+    import numba
+
+    _pick_kernel = numba.njit(cache=True)(_pick_kernel)
+
+
 class _Miner:
-    """Retrieves a batch of questions at once, then filters each question's candidates."""
+    """Retrieves a batch of questions at once, filters candidates with array operations, and writes
+    Arrow arrays directly (negative texts are taken from the corpus table, never copied through Python)."""
 
     def __init__(self, index: BM25Index, filters: _Filters, question_key: str, text_key: str, key: str,
                  total: int, show_progress: bool) -> None:
@@ -160,97 +210,108 @@ class _Miner:
             f"{self.key}_scores": datasets.List(datasets.Value("float32")),
             f"{self.key}_positive_score": datasets.Value("float32"),
             f"{self.key}_error": datasets.Value("string")})
+        # Arrow in, Arrow out: untouched columns and the negatives' texts never become Python objects.
         with _steps.quiet_datasets_progress():
-            return ds.map(self._batch, batched=True, batch_size=batch_size, features=features,
-                          load_from_cache_file=False,
-                          new_fingerprint=_steps.fingerprint(ds, "add_hard_negatives", {
-                              "filters": dataclasses.asdict(self.f), "index": self.index.params,
-                              "corpus": len(self.index), "key": self.key}))
+            out = ds.with_format("arrow").map(
+                self._batch, batched=True, batch_size=batch_size, writer_batch_size=batch_size, features=features,
+                load_from_cache_file=False,
+                new_fingerprint=_steps.fingerprint(ds, "add_hard_negatives", {
+                    "filters": dataclasses.asdict(self.f), "index": self.index.params,
+                    "corpus": len(self.index), "key": self.key}))
+        return out.with_format(ds.format["type"], **ds.format["format_kwargs"])
 
-    def _batch(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        questions, texts, ids = batch[self.question_key], batch[self.text_key], batch[_steps.DOC_ID]
+    def _batch(self, table: pa.Table) -> pa.Table:
+        questions = table[self.question_key].to_pylist()
+        texts, ids = table[self.text_key].to_pylist(), table[_steps.DOC_ID].to_pylist()
         n = len(questions)
-        out: dict[str, list[Any]] = {self.key: [None] * n, f"{self.key}_ids": [None] * n,
-                                     f"{self.key}_scores": [None] * n, f"{self.key}_positive_score": [None] * n,
-                                     f"{self.key}_error": [None] * n}
+        errors: list[str | None] = [None] * n
         valid = [i for i, q in enumerate(questions) if isinstance(q, str) and q.strip()]
-        for i in set(range(n)) - set(valid):
-            out[f"{self.key}_error"][i] = "skipped: question is missing (failed upstream)"
-        tokens = self.index.tokenize([questions[i] for i in valid]) if valid else []
-        queried = [(i, t) for i, t in zip(valid, tokens) if t]
-        for i, t in zip(valid, tokens):
-            if not t:
-                out[f"{self.key}_error"][i] = "skipped: the question has no term in the corpus vocabulary"
-        picks = self._mine([t for _, t in queried], [texts[i] for i, _ in queried], [ids[i] for i, _ in queried])
-        all_docs = [d for docs, _, _ in picks for d in docs]
-        all_texts = iter(self.index.texts(all_docs))
-        for (i, _), (docs, scores, positive_score) in zip(queried, picks):
-            out[self.key][i] = [next(all_texts) for _ in docs]
-            out[f"{self.key}_ids"][i] = [self.index.doc_ids[d] for d in docs]
-            out[f"{self.key}_scores"][i] = scores
-            out[f"{self.key}_positive_score"][i] = positive_score
+        tokens = dict(zip(valid, self.index.tokenize([questions[i] for i in valid]))) if valid else {}
+        for i in range(n):
+            if i not in tokens:
+                errors[i] = "skipped: question is missing (failed upstream)"
+            elif not tokens[i]:
+                errors[i] = "skipped: the question has no term in the corpus vocabulary"
+        rows = [i for i in range(n) if errors[i] is None]
+        picks, pos_scores = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows])
         self.bar.update(n)
-        return out
+        for name, column in self._arrow_columns(n, rows, picks, pos_scores, errors).items():
+            table = table.append_column(name, column)
+        return table
 
-    def _mine(self, queries: list[list[int]], positives: list[str | None],
-              positive_ids: list[str]) -> list[tuple[list[int], list[float], float | None]]:
-        """Filtered negatives for every query; queries left short with a full candidate list are retried
-        with a deeper list, so a strict filter does not silently return fewer than it could."""
+    def _mine(self, queries: list[list[int]], positives: list[Any], positive_ids: list[str]
+              ) -> tuple[list[tuple[list[int], list[float]]], np.ndarray]:
+        """Filtered negatives for every query. Queries left short while their candidate list was full are
+        retried with a deeper list, so strict filters never silently return fewer than they could."""
+        pos_by_id = np.array([self.index.position_of_id(i) for i in positive_ids], dtype=np.int64)
+        by_id_texts = self.index.text_array.take(pa.array(np.maximum(pos_by_id, 0))).to_pylist()
+        # Hashing a text is the slow path: skip it when the row's doc_id already points at the same text.
+        pos_doc = np.array([p if p >= 0 and t == same else self.index.position_of(t) if isinstance(t, str) else -1
+                            for t, p, same in zip(positives, pos_by_id.tolist(), by_id_texts)], dtype=np.int64)
+        pos_scores = np.full(len(queries), np.nan, dtype=np.float32)
+        picks: list[Any] = [([], [])] * len(queries)
+        pending = np.arange(len(queries))
         depth = self.f.num_neg + self.f.skip_top + 10
-        results: list[Any] = [None] * len(queries)
-        pending = list(range(len(queries)))
-        while pending:
+        while len(pending):
             k = min(depth, len(self.index))
             docs, scores = self.index.search([queries[i] for i in pending], k, expected_queries=self.total)
+            order = np.lexsort((docs, -scores))  # best first; ties by corpus position, for determinism
+            docs, scores = np.take_along_axis(docs, order, 1), np.take_along_axis(scores, order, 1)
+            self._positive_scores(pending, docs, scores, pos_doc, queries, pos_scores)
+            keep = self._keep_mask(docs, scores, pos_doc[pending], pos_by_id[pending], pos_scores[pending])
+            exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
+            max_overlap = -1.0 if self.f.max_overlap is None else self.f.max_overlap
+            chosen, overlapping = _pick_kernel(docs.astype(np.int64), keep, pos_doc[pending],
+                                               self.index.token_indptr, self.index.token_ids,
+                                               max_overlap, self.f.num_neg, self.f.skip_top)
+            self.dropped["overlaps the positive"] += int(overlapping)
             retry = []
-            for row, i in enumerate(pending):
-                picked, exhausted = self._select(queries[i], docs[row], scores[row], positives[i], positive_ids[i])
-                results[i] = picked
-                if len(picked[0]) < self.f.num_neg and not exhausted and k < len(self.index):
+            for row, i in enumerate(pending.tolist()):
+                cols = chosen[row][chosen[row] >= 0]
+                picks[i] = (docs[row, cols].tolist(), scores[row, cols].tolist())
+                if len(cols) < self.f.num_neg and not exhausted[row]:
                     retry.append(i)
-            pending, depth = retry, depth * 4
-        return results
+            pending, depth = np.array(retry, dtype=np.int64), depth * 4
+        return picks, pos_scores
 
-    def _select(self, query: list[int], docs: np.ndarray, scores: np.ndarray, positive: str | None,
-                positive_id: str) -> tuple[tuple[list[int], list[float], float | None], bool]:
-        order = np.lexsort((docs, -scores))  # best first; ties by corpus position, for determinism
-        docs, scores = docs[order].tolist(), scores[order].tolist()
-        pos_doc = self.index.position_of(positive) if isinstance(positive, str) else -1
-        pos_key = normalized_key(positive) if isinstance(positive, str) else None
-        pos_score = None
-        if pos_doc >= 0:
-            pos_score = scores[docs.index(pos_doc)] if pos_doc in docs else self.index.score(query, pos_doc)
-        pos_terms = self.index.token_set(pos_doc) if pos_doc >= 0 else None
-        picked: list[int] = []
-        picked_scores: list[float] = []
-        skipped = 0
-        for doc, score in zip(docs, scores):
-            if score <= 0:
-                return (picked, picked_scores, pos_score), True  # zero-score hits are never negatives
-            reason = self._reject(doc, score, pos_doc, pos_key, positive_id, pos_score, pos_terms)
-            if reason:
-                self.dropped[reason] += 1
-            elif skipped < self.f.skip_top:
-                skipped += 1
-            else:
-                picked.append(doc)
-                picked_scores.append(score)
-                if len(picked) == self.f.num_neg:
-                    break
-        return (picked, picked_scores, pos_score), False
+    def _positive_scores(self, pending: np.ndarray, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray,
+                         queries: list[list[int]], out: np.ndarray) -> None:
+        is_pos = docs == pos_doc[pending][:, None]
+        found = is_pos.any(axis=1)
+        out[pending[found]] = scores[is_pos][: int(found.sum())] if found.any() else []
+        for row in np.flatnonzero(~found & (pos_doc[pending] >= 0)):  # ranked below the list: score it alone
+            i = int(pending[row])
+            out[i] = self.index.score(queries[i], int(pos_doc[i]))
 
-    def _reject(self, doc: int, score: float, pos_doc: int, pos_key: int | None, positive_id: str,
-                pos_score: float | None, pos_terms: frozenset[int] | None) -> str | None:
-        if doc == pos_doc or self.index.doc_ids[doc] == positive_id or self.index.keys[doc] == pos_key:
-            return "positive or exact duplicate"
-        if self.f.max_score_ratio is not None and pos_score and score > self.f.max_score_ratio * pos_score:
-            return "scores too close to the positive"
-        if self.f.max_overlap is not None and pos_terms:
-            terms = self.index.token_set(doc)
-            shared = len(terms & pos_terms) / max(1, min(len(terms), len(pos_terms)))
-            if shared > self.f.max_overlap:
-                return "overlaps the positive"
-        return None
+    def _keep_mask(self, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray, pos_by_id: np.ndarray,
+                   pos_score: np.ndarray) -> np.ndarray:
+        positive = (docs == pos_doc[:, None]) | (docs == pos_by_id[:, None])
+        live = scores > 0  # zero-score hits are never negatives
+        self.dropped["positive or exact duplicate"] += int((positive & live).sum())
+        keep = live & ~positive
+        if self.f.max_score_ratio is not None:
+            close = keep & (scores > self.f.max_score_ratio * pos_score[:, None])  # NaN (no positive) -> False
+            self.dropped["scores too close to the positive"] += int(close.sum())
+            keep &= ~close
+        return keep
+
+    def _arrow_columns(self, n: int, rows: list[int], picks: list[tuple[list[int], list[float]]],
+                       pos_scores: np.ndarray, errors: list[str | None]) -> dict[str, pa.Array]:
+        lengths = np.zeros(n, dtype=np.int32)
+        lengths[rows] = [len(p[0]) for p in picks]
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        mask = pa.array([e is not None for e in errors])
+        flat_docs = pa.array([d for p in picks for d in p[0]], type=pa.int64())
+        flat_scores = pa.array([s for p in picks for s in p[1]], type=pa.float32())
+        positive = np.full(n, np.nan, dtype=np.float32)
+        positive[rows] = pos_scores
+        return {
+            self.key: pa.ListArray.from_arrays(offsets, self.index.text_array.take(flat_docs), mask=mask),
+            f"{self.key}_ids": pa.ListArray.from_arrays(offsets, self.index.id_array.take(flat_docs), mask=mask),
+            f"{self.key}_scores": pa.ListArray.from_arrays(offsets, flat_scores, mask=mask),
+            f"{self.key}_positive_score": pa.array(positive, from_pandas=True),
+            f"{self.key}_error": pa.array(errors, type=pa.string()),
+        }
 
     def close(self) -> None:
         self.bar.close()

@@ -10,12 +10,14 @@ from .llm import LLM, Completion, LLMRun, Usage
 from .bm25 import BM25Index
 from .negatives import add_hard_negatives
 from .questions import add_questions
+from .reasoning import add_reasoning, document_order, reasoning_messages_for_row
 from .summary import StepSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "add_questions", "add_hard_negatives", "BM25Index", "StepSummary",
+    "add_questions", "add_hard_negatives", "add_reasoning", "reasoning_messages_for_row", "document_order",
+    "BM25Index", "StepSummary",
     "LLM", "Completion", "LLMRun", "Usage", "ResponseCache", "default_cache_dir",
     "RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError",
     "__version__",

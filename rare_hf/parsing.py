@@ -133,6 +133,8 @@ def extract_answer(text: str) -> str | None:
 def option_letter(answer: str) -> str | None:
     """The option letter an answer starts with (``"B"``, ``"(B)"``, ``"B. text"``), if any."""
     answer = answer.strip()
+    if match := _GOLD_LETTER_ONLY.fullmatch(answer):
+        return match.group(1).upper()
     if match := _OPTION.match(answer):
         return match.group(1)
     if match := _OPTION_ANYWHERE.search(answer):
@@ -148,16 +150,22 @@ def normalize_answer(answer: str) -> str:
 
 
 def answers_match(predicted: str | None, gold: str) -> bool:
-    """Whether a predicted answer agrees with a gold one: the same option letter when the gold is a
-    letter, else equal normalised text (``"B. Aspirin"`` also matches the gold ``"aspirin"``)."""
+    """Whether a predicted answer agrees with a gold one: the same option letter when the gold names one
+    (``"B"``, ``"(B) aspirin"``), else equal normalised text (``"B. Aspirin"`` matches ``"aspirin"``)."""
     if not predicted:
         return False
     gold = gold.strip()
-    if len(gold) <= 3 and (letter := option_letter(gold)):
-        return option_letter(predicted) == letter
-    reference = normalize_answer(gold)
+    bare_letter = _GOLD_LETTER_ONLY.fullmatch(gold)
+    gold_letter = bare_letter or _GOLD_LETTER_PREFIX.match(gold)
+    if gold_letter and option_letter(predicted) == gold_letter.group(1).upper():
+        return True
+    if bare_letter:
+        return False
+    reference = normalize_answer(_OPTION_PREFIX.sub("", gold))
     candidates = {normalize_answer(predicted), normalize_answer(_OPTION_PREFIX.sub("", predicted.strip()))}
     return bool(reference) and reference in candidates
 
 
+_GOLD_LETTER_ONLY = re.compile(r"\(?([A-Ja-j])\)?[.:]?")
+_GOLD_LETTER_PREFIX = re.compile(r"\(?([A-J])[\).:]\s")
 _OPTION_PREFIX = re.compile(r"^\(?[A-J][\).:]\s*")

@@ -1,0 +1,232 @@
+"""Step 3 (ReasonDistill): the teacher reasons over the positive and shuffled hard negatives."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from typing import Any
+
+import datasets
+
+from . import _steps
+from .errors import LLMRequestError
+from .llm import LLM, LLMRun
+from .parsing import answers_match, split_reasoning
+from .prompts import REASONING_PROMPT, reasoning_messages
+from .summary import StepSummary
+
+__all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]
+
+
+def document_order(seed: int, doc_id: str, question: str, num_documents: int) -> list[int]:
+    """The shown order of ``[positive, *negatives]`` for one row: a shuffle seeded by ``seed``, the row's
+    ``doc_id`` and its question, so it is the same in every run and differs between rows."""
+    digest = hashlib.sha256(f"{seed}\x00{doc_id}\x00{question}".encode()).digest()
+    order = list(range(num_documents))
+    random.Random(int.from_bytes(digest[:8], "little")).shuffle(order)
+    return order
+
+
+def reasoning_messages_for_row(row: dict[str, Any], *, input_text_key: str = "text",
+                               input_question_key: str = "question", input_scenario_key: str = "scenario",
+                               input_hardneg_key: str = "hard_negatives",
+                               output_key: str = "reasoning") -> list[dict[str, Any]]:
+    """Rebuild, from a row written by :func:`add_reasoning`, the exact messages the teacher received.
+
+    Example:
+        >>> messages = reasoning_messages_for_row(ds[0])
+        >>> messages[1]["content"]        # scenario, question and the documents in their shown order
+    """
+    pool = [row[input_text_key], *row[input_hardneg_key]]
+    documents = [pool[i] for i in row[f"{output_key}_doc_order"]]
+    return reasoning_messages(row[input_question_key], row.get(input_scenario_key), documents)
+
+
+def add_reasoning(
+    ds: datasets.Dataset | datasets.DatasetDict,
+    llm: LLM | None = None,
+    *,
+    input_text_key: str = "text",
+    input_question_key: str = "question",
+    input_scenario_key: str = "scenario",
+    input_hardneg_key: str = "hard_negatives",
+    output_key: str = "reasoning",
+    output_answer_key: str = "answer",
+    answer_key: str | None = None,
+    max_attempts: int = 4,
+    seed: int = 0,
+    temperature: float | None = None,
+    resample_temperature: float = 0.95,
+    overwrite: bool = False,
+    batch_size: int = 1000,
+    show_progress: bool = True,
+    return_summary: bool = False,
+) -> Any:
+    """Distil the teacher's step-by-step reasoning over the positive and the hard negatives.
+
+    Args:
+        ds: A ``Dataset`` or ``DatasetDict`` with text, question, scenario and hard-negative columns.
+        llm: The teacher; ``None`` builds ``LLM()`` from the environment.
+        input_text_key / input_question_key / input_scenario_key / input_hardneg_key: Input columns (the
+            scenario may be null in a row; the negatives column holds a list of strings per row).
+        output_key: Column for the reasoning (the ``<think>`` part).
+        output_answer_key: Column for the final answer (the ``<answer>`` part).
+        answer_key: Column of gold answers. When given, a wrong answer is resampled (RARE's rejection
+            sampling) and only correct ones are kept.
+        max_attempts: Requests per row at most (RARE used 8 with gold answers). Replies that are cut
+            off, lack a final answer or (with gold answers) are wrong are resampled.
+        seed: Seeds the per-row shuffle of the documents.
+        temperature: First-attempt temperature; ``None`` uses the LLM's default.
+        resample_temperature: Temperature of later attempts (RARE sampled at 0.95).
+        overwrite: Replace output columns that already exist instead of raising.
+        batch_size: Rows per ``Dataset.map`` batch.
+        show_progress: Show a progress bar.
+        return_summary: Also return the :class:`StepSummary`.
+
+    Returns:
+        The dataset with ``{r}`` and ``{output_answer_key}`` (``None`` when the row failed), ``{r}_raw``
+        (the teacher's full reply), ``{r}_doc_order`` (the shown order, as indices into
+        ``[positive, *negatives]``), ``{r}_positive_index`` (where the positive was shown, 0-based),
+        ``{r}_attempts``, ``{r}_correct`` (``None`` without gold), ``{r}_error`` and ``{r}_prompt_version``,
+        where ``{r}`` is ``output_key``. :func:`reasoning_messages_for_row` rebuilds the exact prompt.
+
+    Example:
+        >>> ds = rare_hf.add_reasoning(ds)                        # after add_questions, add_hard_negatives
+        >>> ds[0]["reasoning"], ds[0]["answer"]
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}.")
+    if answer_key is not None and answer_key == output_answer_key:
+        raise ValueError(f"answer_key and output_answer_key are both '{answer_key}': the teacher's answer would "
+                         "overwrite the gold one. Pass output_answer_key='teacher_answer' (or another name).")
+    r = output_key
+    outputs = [r, output_answer_key, f"{r}_raw", f"{r}_doc_order", f"{r}_positive_index", f"{r}_attempts",
+               f"{r}_correct", f"{r}_error", f"{r}_prompt_version"]
+    for split in ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]:
+        _steps.require_string_column(split, "input_text_key", input_text_key)
+        _steps.require_string_column(split, "input_question_key", input_question_key)
+        _steps.require_string_column(split, "input_scenario_key", input_scenario_key)
+        _steps.require_string_list_column(split, "input_hardneg_key", input_hardneg_key)
+        if answer_key is not None:
+            _steps.require_columns(split, answer_key=answer_key)
+        _steps.free_output_columns(split, outputs, overwrite)
+    llm = llm or LLM()
+    step = _ReasoningStep(llm, dict(text=input_text_key, question=input_question_key, scenario=input_scenario_key,
+                                    negatives=input_hardneg_key, gold=answer_key, answer=output_answer_key),
+                          r, max_attempts, seed, temperature, resample_temperature)
+
+    def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
+        split = _steps.with_doc_ids(_steps.free_output_columns(split, outputs, overwrite), input_text_key)
+        return step.run(split, batch_size=batch_size, show_progress=show_progress)
+
+    return _steps.for_each_split(ds, one_split, return_summary)
+
+
+class _ReasoningStep:
+    def __init__(self, llm: LLM, keys: dict[str, Any], output_key: str, max_attempts: int, seed: int,
+                 temperature: float | None, resample_temperature: float) -> None:
+        self.llm, self.k, self.r = llm, keys, output_key
+        self.max_attempts, self.seed = max_attempts, seed
+        self.temperature, self.resample_temperature = temperature, resample_temperature
+        self.params = {"model": llm.model, "base_url": llm.base_url, "max_attempts": max_attempts, "seed": seed,
+                       "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
+                       "resample_temperature": resample_temperature, "answer_key": keys["gold"],
+                       "llm_params": llm.default_params, "prompt_version": REASONING_PROMPT.version}
+
+    def features(self, ds: datasets.Dataset) -> datasets.Features:
+        r, string = self.r, datasets.Value("string")
+        return datasets.Features({
+            **ds.features, r: string, self.k["answer"]: string, f"{r}_raw": string,
+            f"{r}_doc_order": datasets.List(datasets.Value("int32")), f"{r}_positive_index": datasets.Value("int32"),
+            f"{r}_attempts": datasets.Value("int32"), f"{r}_correct": datasets.Value("bool"),
+            f"{r}_error": string, f"{r}_prompt_version": string})
+
+    def run(self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool) -> tuple[datasets.Dataset, StepSummary]:
+        started = time.monotonic()
+        run = self.llm.new_run("add_reasoning")
+        progress = _steps.StepProgress("Distilling reasoning", len(ds), run, show_progress)
+
+        async def row_fn(row: dict[str, Any]) -> list[dict[str, Any]]:
+            out = await self._row(row, run)
+            error = out[f"{self.r}_error"]
+            progress.row_done(failed=bool(error) and not error.startswith("skipped"))
+            return [out]
+
+        try:
+            out = _steps.llm_map(ds, self.llm, row_fn, features=self.features(ds), step="add_reasoning",
+                                 params=self.params, progress=progress, batch_size=batch_size)
+        finally:
+            progress.close()
+        return out, self._summary(out, run, time.monotonic() - started)
+
+    async def _row(self, row: dict[str, Any], run: LLMRun) -> dict[str, Any]:
+        r = self.r
+        out = {**row, r: None, self.k["answer"]: None, f"{r}_raw": None, f"{r}_doc_order": None,
+               f"{r}_positive_index": None, f"{r}_attempts": 0, f"{r}_correct": None, f"{r}_error": None,
+               f"{r}_prompt_version": REASONING_PROMPT.version}
+        question, text, negatives = row[self.k["question"]], row[self.k["text"]], row[self.k["negatives"]]
+        skip = _skip_reason(question, text, negatives)
+        if skip:
+            return {**out, f"{r}_error": f"skipped: {skip}"}
+        order = document_order(self.seed, row[_steps.DOC_ID], question, 1 + len(negatives))
+        pool = [text, *negatives]
+        messages = reasoning_messages(question, row[self.k["scenario"]], [pool[i] for i in order])
+        out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0)})
+        gold = row[self.k["gold"]] if self.k["gold"] else None
+        return {**out, **await self._ask(messages, None if gold is None else str(gold), run)}
+
+    async def _ask(self, messages: list[dict[str, Any]], gold: str | None, run: LLMRun) -> dict[str, Any]:
+        r = self.r
+        result: dict[str, Any] = {}
+        problem = "no attempt"
+        for attempt in range(self.max_attempts):
+            if attempt == 0:
+                params = {} if self.temperature is None else {"temperature": self.temperature}
+            else:  # a resample: new sample index (not a cache hit), sampling temperature, reproducible seed
+                params = {"temperature": self.resample_temperature, "seed": attempt}
+            try:
+                completion = await self.llm.acomplete(messages, sample_index=attempt, run=run, **params)
+            except LLMRequestError as exc:
+                problem = f"request: {exc.reason}"
+                continue
+            reasoning, answer = split_reasoning(completion.text)
+            result = {f"{r}_raw": completion.text, f"{r}_attempts": attempt + 1}
+            if completion.truncated:
+                problem = "truncated: the reply was cut off (finish_reason=length); raise max_tokens"
+            elif not answer or not reasoning:
+                problem = "incomplete: the reply has no " + ("final answer" if not answer else "reasoning")
+            elif gold is not None and not answers_match(answer, gold):
+                problem = f"wrong: the teacher's answer did not match the gold answer in {attempt + 1} attempt(s)"
+                result[f"{r}_correct"] = False
+            else:
+                correct = None if gold is None else True
+                return {**result, r: reasoning, self.k["answer"]: answer, f"{r}_correct": correct}
+        return {**result, f"{r}_attempts": self.max_attempts, f"{r}_error": problem}
+
+    def _summary(self, out: datasets.Dataset, run: LLMRun, seconds: float) -> StepSummary:
+        r = self.r
+        errors = _steps.column_values(out, f"{r}_error")
+        skipped = sum(1 for e in errors if e and e.startswith("skipped"))
+        failed = sum(1 for e in errors if e) - skipped
+        stats: dict[str, Any] = {}
+        if self.k["gold"]:
+            attempts = _steps.column_values(out, f"{r}_attempts")
+            correct = _steps.column_values(out, f"{r}_correct")
+            graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not (e and e.startswith("skipped"))]
+            stats = {"with_gold": len(graded), "first_try_correct": sum(1 for a, c in graded if c and a == 1),
+                     "final_correct": sum(1 for _, c in graded if c)}
+        return StepSummary(step="reasoning", rows_in=len(out), rows_out=len(out), ok=len(out) - failed - skipped,
+                           failed=failed, skipped=skipped, failure_reasons=_steps.count_reasons(errors),
+                           usage=run.usage.to_dict(), seconds=seconds, params=self.params,
+                           prompt_version=REASONING_PROMPT.version, stats=stats)
+
+
+def _skip_reason(question: Any, text: Any, negatives: Any) -> str | None:
+    if not isinstance(question, str) or not question.strip():
+        return "question is missing (failed upstream)"
+    if not isinstance(text, str) or not text.strip():
+        return "positive document is empty"
+    if negatives is None:
+        return "hard negatives are missing (failed upstream)"
+    return None

@@ -9,7 +9,10 @@ from .errors import LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
 from .llm import LLM, Completion, LLMRun, Usage
 from .bm25 import BM25Index
 from .negatives import add_hard_negatives
+from .export import to_retrieval_triples, to_sft
+from .pipeline import RunSummary, build_rare_dataset
 from .questions import add_questions
+from .samples import load_sample_documents
 from .reasoning import add_reasoning, document_order, reasoning_messages_for_row
 from .summary import StepSummary
 
@@ -17,7 +20,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "add_questions", "add_hard_negatives", "add_reasoning", "reasoning_messages_for_row", "document_order",
-    "BM25Index", "StepSummary",
+    "build_rare_dataset", "RunSummary", "to_sft", "to_retrieval_triples",
+    "BM25Index", "StepSummary", "load_sample_documents",
     "LLM", "Completion", "LLMRun", "Usage", "ResponseCache", "default_cache_dir",
     "RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError",
     "__version__",

@@ -1,0 +1,243 @@
+"""Command line: build a RARE training set from documents (``rare-hf`` / ``scripts/build_rare_dataset.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from .errors import LLMConfigError, LLMFatalError
+from .llm import LLM
+from .pipeline import STEPS, RunSummary, build_rare_dataset
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+_STEP_ALIASES = {"questions": "questions", "negatives": "hard_negatives", "hard_negatives": "hard_negatives",
+                 "reasoning": "reasoning"}
+DEMO_MODEL = "rare-hf-demo-teacher"
+
+
+class CliError(Exception):
+    """A configuration problem, reported in one line with exit code 2 before any LLM request."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build_rare_dataset",
+        description="Build a RARE training set from documents: questions, BM25 hard negatives, distilled reasoning.",
+        epilog="Responses are cached on disk: re-running the same command after a crash resumes where it stopped.")
+    src = parser.add_argument_group("input")
+    src.add_argument("input", nargs="?", help="a .jsonl/.json/.parquet/.csv file, a folder of them, or a Hub dataset id")
+    src.add_argument("--demo", action="store_true",
+                     help="run on the bundled sample documents with a built-in offline teacher (no key, no network)")
+    src.add_argument("--split", default="train", help="split to load (Hub datasets and files; default: train)")
+    src.add_argument("--config", default=None, help="Hub dataset configuration name")
+    src.add_argument("--text-column", default="text", help="column holding the documents (default: text)")
+    src.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    teacher = parser.add_argument_group("teacher (any OpenAI-compatible endpoint)")
+    teacher.add_argument("--model", default=None, help="teacher model (default: $RARE_HF_MODEL)")
+    teacher.add_argument("--base-url", default=None, help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL or OpenAI)")
+    teacher.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key")
+    teacher.add_argument("--max-concurrency", type=int, default=64)
+    teacher.add_argument("--temperature", type=float, default=0.0)
+    teacher.add_argument("--max-tokens", type=int, default=None)
+    teacher.add_argument("--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)")
+    steps = parser.add_argument_group("steps")
+    steps.add_argument("--steps", default="questions,negatives,reasoning",
+                       help="comma-separated subset of questions,negatives,reasoning (default: all)")
+    steps.add_argument("--num-neg", type=int, default=3)
+    steps.add_argument("--num-questions", type=int, default=1)
+    steps.add_argument("--answer-column", default=None, help="gold answers: verify and resample the teacher's answers")
+    steps.add_argument("--seed", type=int, default=0)
+    steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", default=None, help="output folder (default: rare_output, or rare_demo_output with --demo)")
+    out.add_argument("--format", choices=["messages", "rare", "triples"], default=None,
+                     help="training export (default: messages when reasoning runs, else triples)")
+    out.add_argument("--push-to-hub", metavar="REPO", default=None, help="also publish the dataset to this Hub repo")
+    out.add_argument("--private", action="store_true", help="make the Hub repo private")
+    out.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index internals at DEBUG
+    try:
+        return _run(args)
+    except (CliError, LLMConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LLMFatalError as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    steps = _parse_steps(args.steps)
+    export = args.format or ("messages" if "reasoning" in steps else "triples" if "hard_negatives" in steps else None)
+    if export in ("messages", "rare") and "reasoning" not in steps:
+        raise CliError(f"--format {export} needs the reasoning step; add it to --steps or choose --format triples.")
+    output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
+    with _teacher_endpoint(args) as (base_url, api_key, model, cache_dir):
+        ds = _load_input(args)
+        _check_columns(ds, args, steps)
+        token = _hub_token() if args.push_to_hub else None
+        needs_llm = "questions" in steps or "reasoning" in steps
+        llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
+        try:
+            if llm is not None:
+                llm.check_connection()
+                print(f"Teacher: {llm.model} at {llm.base_url}. Responses are cached in {llm.cache_path}; "
+                      "if this run is interrupted, re-run the same command to resume.")
+            if args.demo:
+                print("DEMO: the built-in offline teacher writes PLACEHOLDER questions and reasoning, "
+                      "not real model output. Use --model/--base-url for real data.")
+            ds, summary = build_rare_dataset(
+                ds, llm, text_key=args.text_column, num_neg=args.num_neg, num_questions=args.num_questions,
+                answer_key=args.answer_column, seed=args.seed, steps=steps, keep_failed=args.keep_failed,
+                return_summary=True)
+        finally:
+            if llm is not None:
+                llm.close()
+    _write_outputs(ds, summary, output, export, args)
+    print(summary.table())
+    cached = sum(s.usage.get("cached", 0) for s in summary.steps)
+    if cached:
+        print(f"{cached} responses came from the cache (resumed or repeated work costs nothing).")
+    print(f"Wrote {output}/")
+    if args.push_to_hub:
+        return _push(ds, summary, args, token, output)
+    return 0
+
+
+def _parse_steps(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in _STEP_ALIASES]
+    if unknown or not names:
+        raise CliError(f"--steps: unknown step(s) {unknown}; choose from questions, negatives, reasoning.")
+    chosen = {_STEP_ALIASES[s] for s in names}
+    return [s for s in STEPS if s in chosen]
+
+
+@contextlib.contextmanager
+def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None, str | None, Any]]:
+    """The teacher's (base_url, api_key, model, cache_dir); with --demo, a local server for the run."""
+    if not args.demo:
+        yield args.base_url, os.environ.get(args.api_key_env), args.model, args.cache_dir
+        return
+    from .testing import LocalTeacher
+
+    with LocalTeacher() as teacher, tempfile.TemporaryDirectory() as cache:
+        yield teacher.url, "EMPTY", DEMO_MODEL, cache
+
+
+def _make_llm(args: argparse.Namespace, base_url: str | None, api_key: str | None, model: str | None,
+              cache_dir: Any) -> LLM:
+    if not api_key:
+        raise CliError(f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
+                       "local servers without auth accept any value, e.g. EMPTY.")
+    return LLM(model, base_url=base_url, api_key=api_key, max_concurrency=args.max_concurrency,
+               temperature=args.temperature, max_tokens=args.max_tokens, cache_dir=cache_dir)
+
+
+def _load_input(args: argparse.Namespace) -> datasets.Dataset:
+    if args.demo:
+        from .samples import load_sample_documents
+
+        ds = load_sample_documents()
+    elif not args.input:
+        raise CliError("give an input file, folder or Hub dataset id, or --demo.")
+    elif Path(args.input).exists():
+        ds = _load_local(Path(args.input), args.split)
+    else:
+        try:
+            ds = datasets.load_dataset(args.input, args.config, split=args.split)
+        except Exception as exc:  # noqa: BLE001 - any loading failure is a configuration error here
+            raise CliError(f"cannot load '{args.input}' as a local path or Hub dataset: {exc}") from exc
+    if isinstance(ds, datasets.DatasetDict):
+        raise CliError("the input has several splits; choose one with --split.")
+    if args.limit is not None:
+        ds = ds.select(range(min(args.limit, len(ds))))
+    return ds
+
+
+def _load_local(path: Path, split: str) -> datasets.Dataset:
+    files = sorted(p for p in path.iterdir() if p.suffix in _FORMATS) if path.is_dir() else [path]
+    kinds = {_FORMATS.get(p.suffix) for p in files}
+    if not files or None in kinds:
+        raise CliError(f"{path}: expected .jsonl, .json, .parquet or .csv files.")
+    if len(kinds) > 1:
+        raise CliError(f"{path}: mixes file types {sorted(kinds)}; keep one type per folder.")
+    return datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+
+
+def _check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
+    """Fail before any request when a column the chosen steps read is missing."""
+    needed = [("--text-column", args.text_column)]
+    if "questions" not in steps:
+        needed.append(("question column (from an earlier run)", "question"))
+        if "reasoning" in steps:
+            needed.append(("scenario column (from an earlier run)", "scenario"))
+    if "reasoning" in steps and "hard_negatives" not in steps:
+        needed.append(("hard_negatives column (from an earlier run)", "hard_negatives"))
+    if args.answer_column:
+        needed.append(("--answer-column", args.answer_column))
+    for what, column in needed:
+        if column not in ds.column_names:
+            raise CliError(f"column '{column}' ({what}) not found; the input has columns {ds.column_names}.")
+
+
+def _hub_token() -> str:
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise CliError("--push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login`.")
+    return token
+
+
+def _write_outputs(ds: datasets.Dataset, summary: RunSummary, output: Path, export: str | None,
+                   args: argparse.Namespace) -> None:
+    from .export import to_retrieval_triples, to_sft
+
+    output.mkdir(parents=True, exist_ok=True)
+    ds.save_to_disk(str(output / "dataset"))
+    (output / "summary.json").write_text(summary.to_json())
+    if export is None:
+        return
+    text_key = {"input_text_key": args.text_column}
+    records = to_retrieval_triples(ds, **text_key) if export == "triples" else to_sft(ds, export, **text_key)
+    records.to_parquet(str(output / f"{export}.parquet"))
+    records.to_json(str(output / f"{export}.jsonl"), lines=True, force_ascii=False)
+
+
+def _push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None,
+          output: Path) -> int:
+    from .hub import push_to_hub
+
+    try:
+        url = push_to_hub(ds, args.push_to_hub, private=args.private, token=token, summary=summary)
+    except Exception as exc:  # noqa: BLE001 - the data is safe on disk; say how to retry only the push
+        print(f"error: the push to {args.push_to_hub} failed ({exc}). The data is saved in {output}/dataset; "
+              f"retry only the push with: python -c \"import datasets, rare_hf, json; "
+              f"rare_hf.push_to_hub(datasets.load_from_disk('{output}/dataset'), '{args.push_to_hub}', "
+              f"summary=rare_hf.RunSummary.from_dict(json.load(open('{output}/summary.json'))))\"",
+              file=sys.stderr)
+        return 1
+    print(f"Pushed to {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

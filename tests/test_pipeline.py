@@ -1,0 +1,172 @@
+"""build_rare_dataset, the exports, and the CLI end to end against the local teacher."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+import rare_hf
+from rare_hf.testing import LocalTeacher
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_rare_dataset.py"
+
+
+@pytest.fixture
+def docs() -> datasets.Dataset:
+    return rare_hf.load_sample_documents()
+
+
+def test_sample_documents_are_real_and_sized(docs: datasets.Dataset) -> None:
+    assert 20 <= len(docs) <= 50
+    assert docs.column_names == ["doc_id", "domain", "title", "text"]
+    assert all(150 <= len(t.split()) <= 400 for t in docs["text"])
+    assert len(set(docs["domain"])) >= 5
+
+
+def test_build_rare_dataset_chains_the_steps(teacher: LocalTeacher, make_llm, docs) -> None:
+    out, summary = rare_hf.build_rare_dataset(docs, make_llm(), num_neg=3, show_progress=False,
+                                              return_summary=True)
+    assert len(out) == 20 and teacher.request_count == 40
+    assert [s.step for s in summary.steps] == ["questions", "hard_negatives", "reasoning"]
+    assert summary.rows_in == 20 and summary.rows_out == 20 and summary.dropped_failed == 0
+    assert all(len(n) == 3 for n in out["hard_negatives"])
+    assert all(r.startswith("[placeholder") for r in out["reasoning"])
+    assert summary.step("questions").usage["requests"] == 20
+    assert summary.prompt_versions["reasoning"] == "rare_hf-reasoning-v1"
+    assert summary.model == "teacher-test"
+    assert "questions" in summary.table() and "rows out: 20" in summary.table()
+    assert rare_hf.RunSummary.from_dict(json.loads(summary.to_json())) == summary
+
+
+def test_failed_rows_are_dropped_by_default_and_counted(teacher: LocalTeacher, make_llm, docs) -> None:
+    from rare_hf.testing import demo_responder
+
+    broken = set(docs["text"][:3])
+    def responder(request: dict) -> str:
+        prompt = request["messages"][1]["content"]
+        asks_questions = "# Retrieved Documents" not in prompt
+        return "no json" if asks_questions and any(b in prompt for b in broken) else demo_responder(request)
+
+    teacher.responder = responder
+    out, summary = rare_hf.build_rare_dataset(docs, make_llm(), show_progress=False, return_summary=True,
+                                              question_kwargs={"max_attempts": 2})
+    assert len(out) == 17 and summary.dropped_failed == 3
+    assert summary.step("questions").failed == 3 and summary.step("reasoning").skipped == 3
+    kept = rare_hf.build_rare_dataset(docs, make_llm(), keep_failed=True, show_progress=False,
+                                      question_kwargs={"max_attempts": 2})
+    assert len(kept) == 20 and sum(e is not None for e in kept["question_error"]) == 3
+
+
+def test_missing_inputs_of_later_steps_fail_before_any_request(teacher: LocalTeacher, make_llm, docs) -> None:
+    with pytest.raises(ValueError, match="question"):
+        rare_hf.build_rare_dataset(docs, make_llm(), steps=["hard_negatives", "reasoning"])
+    with pytest.raises(ValueError, match="Unknown step"):
+        rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "summaries"])
+    assert teacher.http_request_count == 0
+
+
+def test_sft_export_has_documents_in_recorded_order(teacher: LocalTeacher, make_llm, docs) -> None:
+    out = rare_hf.build_rare_dataset(docs, make_llm(), show_progress=False)
+    sft = rare_hf.to_sft(out)
+    assert sft.column_names == ["messages"] and len(sft) == 20
+    for record, row in zip(sft, out):
+        system, user, assistant = record["messages"]
+        assert [system["role"], user["role"], assistant["role"]] == ["system", "user", "assistant"]
+        pool = [row["text"], *row["hard_negatives"]]
+        positions = [user["content"].index(pool[i]) for i in row["reasoning_doc_order"]]
+        assert positions == sorted(positions)  # documents appear in the recorded order
+        assert row["question"] in user["content"] and row["scenario"] in user["content"]
+        assert assistant["content"] == f"<think>\n{row['reasoning']}\n</think>\n<answer>\n{row['answer']}\n</answer>"
+    # The student sees exactly what the teacher saw.
+    teacher_prompts = {r["messages"][1]["content"] for r in teacher.requests}
+    assert all(m[1]["content"] in teacher_prompts for m in sft["messages"])
+    rare = rare_hf.to_sft(out, "rare", keep_columns=["doc_id"])
+    assert sorted(rare.column_names) == ["doc_id", "instruction", "output", "predict"]
+    assert rare[0]["output"] == out[0]["answer"] and rare[0]["predict"].startswith("<think>")
+
+
+def test_retrieval_triples_schema(teacher: LocalTeacher, make_llm, docs) -> None:
+    out = rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "hard_negatives"], show_progress=False)
+    triples = rare_hf.to_retrieval_triples(out)
+    assert triples.column_names == ["query_id", "query", "positive_passages", "negative_passages"]
+    row, src = triples[0], out[0]
+    assert row["query"] == f"{src['scenario']}\n{src['question']}"
+    assert row["positive_passages"] == [{"docid": src["doc_id"], "title": "", "text": src["text"]}]
+    assert [p["docid"] for p in row["negative_passages"]] == src["hard_negatives_ids"]
+    assert [p["text"] for p in row["negative_passages"]] == src["hard_negatives"]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RARE_HF", "HF_TOKEN"))}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          env={**base, **(env or {})}, cwd=cwd, timeout=240)
+
+
+def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path: Path, docs) -> None:
+    src = tmp_path / "docs.jsonl"
+    docs.to_json(str(src), lines=True)
+    env = {"MY_KEY": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
+    args = [str(src), "--model", "cli-teacher", "--base-url", teacher.url, "--api-key-env", "MY_KEY",
+            "--output", str(tmp_path / "out"), "--limit", "12", "--num-neg", "2"]
+    result = _cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "re-run the same command to resume" in result.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows_in"] == 12 and summary["rows_out"] == 12
+    assert [s["ok"] for s in summary["steps"]] == [12, 12, 12]
+    assert summary["steps"][0]["usage"]["requests"] == 12 == summary["steps"][2]["usage"]["requests"]
+    assert teacher.request_count == 24
+    saved = datasets.load_from_disk(str(tmp_path / "out" / "dataset"))
+    assert len(saved) == 12 and all(len(n) == 2 for n in saved["hard_negatives"])
+    export = datasets.load_dataset("json", data_files=str(tmp_path / "out" / "messages.jsonl"), split="train")
+    assert len(export) == 12 and export[0]["messages"][2]["role"] == "assistant"
+    assert len(datasets.Dataset.from_parquet(str(tmp_path / "out" / "messages.parquet"))) == 12
+    # Running it again resumes from the cache: no request is sent.
+    again = _cli(*args, env=env)
+    assert again.returncode == 0 and teacher.request_count == 24
+    assert "24 responses came from the cache" in again.stdout
+
+
+def test_cli_demo_runs_with_no_environment(tmp_path: Path) -> None:
+    result = _cli("--demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "PLACEHOLDER" in result.stdout
+    summary = json.loads((tmp_path / "rare_demo_output" / "summary.json").read_text())
+    assert summary["rows_out"] == 20 and summary["model"] == "rare-hf-demo-teacher"
+    assert (tmp_path / "rare_demo_output" / "messages.jsonl").exists()
+
+
+@pytest.mark.parametrize("extra, env, message", [
+    (["--text-column", "body"], {"K": "x"}, "column 'body' (--text-column) not found"),
+    (["--answer-column", "gold"], {"K": "x"}, "column 'gold' (--answer-column) not found"),
+    ([], {}, "no API key: set the environment variable K"),
+    (["--steps", "negatives,reasoning"], {"K": "x"}, "column 'question'"),
+    (["--steps", "summaries"], {"K": "x"}, "--steps: unknown step"),
+    (["--format", "messages", "--steps", "questions,negatives"], {"K": "x"}, "needs the reasoning step"),
+    (["--push-to-hub", "me/data"], {"K": "x", "HF_HOME": "/nonexistent-hf-home"}, "needs a Hugging Face token"),
+])
+def test_cli_configuration_errors_exit_nonzero_before_any_request(teacher: LocalTeacher, tmp_path: Path, docs,
+                                                                  extra: list[str], env: dict, message: str) -> None:
+    src = tmp_path / "docs.jsonl"
+    docs.to_json(str(src), lines=True)
+    result = _cli(str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K",
+                  "--output", str(tmp_path / "out"), *extra, env=env)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]  # progress bars may precede it
+    assert last.startswith("error: ") and message in last
+    assert teacher.http_request_count == 0
+
+
+def test_cli_unreachable_endpoint_and_bad_input(tmp_path: Path, docs) -> None:
+    src = tmp_path / "docs.jsonl"
+    docs.to_json(str(src), lines=True)
+    dead = _cli(str(src), "--model", "m", "--base-url", "http://127.0.0.1:9/v1", env={"OPENAI_API_KEY": "x"})
+    assert dead.returncode == 2 and "Cannot reach the teacher" in dead.stderr
+    missing = _cli(str(tmp_path / "nope.txt"), "--model", "m", env={"OPENAI_API_KEY": "x", "HF_HUB_OFFLINE": "1"})
+    assert missing.returncode == 2 and "cannot load" in missing.stderr

@@ -6,6 +6,7 @@ import logging
 
 from .cache import ResponseCache, default_cache_dir
 from .errors import LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
+from .hub import push_to_hub
 from .llm import LLM, Completion, LLMRun, Usage
 from .bm25 import BM25Index
 from .negatives import add_hard_negatives
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "add_questions", "add_hard_negatives", "add_reasoning", "reasoning_messages_for_row", "document_order",
-    "build_rare_dataset", "RunSummary", "to_sft", "to_retrieval_triples",
+    "build_rare_dataset", "RunSummary", "to_sft", "to_retrieval_triples", "push_to_hub",
     "BM25Index", "StepSummary", "load_sample_documents",
     "LLM", "Completion", "LLMRun", "Usage", "ResponseCache", "default_cache_dir",
     "RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError",

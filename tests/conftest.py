@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 
-# The Hub client reads these at import time: set before anything imports huggingface_hub or datasets.
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+sys.path.insert(0, os.path.dirname(__file__))
+from hub_server import LocalHub  # noqa: E402  (standard library only: safe before the env is set)
+
+# A Hub-compatible server for the whole session. huggingface_hub and datasets read these variables at
+# import time, so they are set before anything imports them.
+LOCAL_HUB = LocalHub().__enter__()
+os.environ.update({
+    "HF_ENDPOINT": LOCAL_HUB.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_TOKEN": "hf_local_test_token",
+    "HF_HOME": tempfile.mkdtemp(prefix="rare_hf_test_hf_home_"),
+})
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -16,6 +25,11 @@ import pytest  # noqa: E402
 
 import rare_hf  # noqa: E402
 from rare_hf.testing import LocalTeacher  # noqa: E402
+
+
+@pytest.fixture
+def hub() -> LocalHub:
+    return LOCAL_HUB
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""push_to_hub against a Hub-compatible server on 127.0.0.1, then load_dataset back from it."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, HfApi
+
+import rare_hf
+from rare_hf.hub import RUN_CONFIG_FILENAME
+
+
+@pytest.fixture
+def built(teacher, make_llm):
+    docs = rare_hf.load_sample_documents()
+    return rare_hf.build_rare_dataset(docs, make_llm(), show_progress=False, return_summary=True)
+
+
+def card_of(hub, repo: str) -> tuple[dict, str]:
+    text = hub.file(repo, "README.md").decode()
+    _, front, body = text.split("---\n", 2)
+    return yaml.safe_load(front), body
+
+
+def test_push_writes_data_card_and_run_config(hub, built) -> None:
+    ds, summary = built
+    url = rare_hf.push_to_hub(ds, "tester/rare-demo", license="cc-by-4.0", summary=summary)
+    assert url.endswith("/datasets/tester/rare-demo")
+    back = datasets.load_dataset("tester/rare-demo", download_mode="force_redownload")
+    assert list(back) == ["train"] and len(back["train"]) == 20
+    assert back["train"]["question"] == ds["question"] and back["train"]["hard_negatives"] == ds["hard_negatives"]
+    meta, body = card_of(hub, "tester/rare-demo")
+    # datasets' own YAML survives the card edit.
+    assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    assert meta["dataset_info"]["splits"][0]["num_examples"] == 20
+    assert {f["name"] for f in meta["dataset_info"]["features"]} >= {"question", "hard_negatives", "reasoning"}
+    assert meta["license"] == "cc-by-4.0" and meta["size_categories"] == ["n<1K"]
+    assert set(meta["tags"]) >= {"rare", "synthetic", "reasoning", "retrieval", "hard-negatives"}
+    assert meta["pretty_name"] == "rare-demo (RARE)"
+    for heading in ("## How to load", "## Columns", "## How it was generated", "## Statistics",
+                    "## Sample record", "## Citation"):
+        assert heading in body
+    assert '`hard_negatives` | list[string] |' in body
+    assert "Teacher model: `teacher-test`" in body and "rare_hf-reasoning-v1" in body
+    assert "| questions | 20 | 0 | 0 | 20 |" in body and "2503.23513" in body and "2504.20595" in body
+    config = json.loads(hub.file("tester/rare-demo", RUN_CONFIG_FILENAME))
+    assert config["model"] == "teacher-test" and config["params"]["num_neg"] == 3
+    assert config["prompts"]["reasoning"]["version"] == "rare_hf-reasoning-v1"
+    assert "base_url" not in json.dumps(config)
+    assert len(hub.state.repos["tester/rare-demo"].commits) == 2  # data, then card + config
+
+
+def test_no_license_unless_given(hub, built) -> None:
+    ds, summary = built
+    rare_hf.push_to_hub(ds, "tester/no-license", summary=summary)
+    meta, _ = card_of(hub, "tester/no-license")
+    assert "license" not in meta
+
+
+def test_second_split_keeps_the_first_and_the_card(hub, built) -> None:
+    ds, summary = built
+    rare_hf.push_to_hub(ds.select(range(15)), "tester/two-splits", summary=summary, license="mit")
+    rare_hf.push_to_hub(ds.select(range(15, 20)), "tester/two-splits", split="test", summary=summary)
+    back = datasets.load_dataset("tester/two-splits", download_mode="force_redownload")
+    assert {k: len(v) for k, v in back.items()} == {"train": 15, "test": 5}
+    meta, body = card_of(hub, "tester/two-splits")
+    assert [s["split"] for s in meta["configs"][0]["data_files"]] == ["train", "test"]
+    assert meta["license"] == "mit" and body.count("## How to load") == 1
+
+
+def test_human_edited_card_keeps_its_text(hub, built) -> None:
+    ds, summary = built
+    rare_hf.push_to_hub(ds, "tester/edited", summary=summary)
+    card = DatasetCard.load("tester/edited", repo_type="dataset")
+    card.text = "# Our clinical reasoning set\n\nCurated by the cardiology team. Contact: team@example.org\n\n" + card.text
+    card.data.license = "apache-2.0"
+    card.push_to_hub("tester/edited", repo_type="dataset")
+    rare_hf.push_to_hub(ds.select(range(10)), "tester/edited", summary=summary)
+    meta, body = card_of(hub, "tester/edited")
+    assert body.lstrip().startswith("# Our clinical reasoning set")
+    assert "Curated by the cardiology team." in body and body.count("rare_hf:begin") == 1
+    assert "- Rows: 10" in body and meta["license"] == "apache-2.0"
+    assert meta["dataset_info"]["splits"][0]["num_examples"] == 10
+
+
+def test_dataset_dict_and_private(hub, built) -> None:
+    ds, summary = built
+    dd = datasets.DatasetDict({"train": ds.select(range(16)), "validation": ds.select(range(16, 20))})
+    rare_hf.push_to_hub(dd, "tester/dict", private=True, summary=summary)
+    assert hub.state.repos["tester/dict"].private
+    back = datasets.load_dataset("tester/dict", download_mode="force_redownload")
+    assert {k: len(v) for k, v in back.items()} == {"train": 16, "validation": 4}
+    with pytest.raises(ValueError, match="split= applies to a Dataset"):
+        rare_hf.push_to_hub(dd, "tester/dict", split="train")
+    assert HfApi().repo_info("tester/dict", repo_type="dataset").private
+
+
+def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> None:
+    from test_pipeline import _cli
+
+    src = tmp_path / "docs.jsonl"
+    rare_hf.load_sample_documents().to_json(str(src), lines=True)
+    env = {"K": "EMPTY", "HF_TOKEN": "hf_local_test_token", "RARE_HF_CACHE": str(tmp_path / "cache"),
+           "HF_HOME": str(tmp_path / "hf")}
+    args = [str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K", "--limit", "8"]
+    ok = _cli(*args, "--output", str(tmp_path / "out"), "--push-to-hub", "tester/from-cli", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "Pushed to" in ok.stdout
+    assert datasets.load_dataset("tester/from-cli", split="train", download_mode="force_redownload").num_rows == 8
+    assert json.loads(hub.file("tester/from-cli", RUN_CONFIG_FILENAME))["summary"]["rows_out"] == 8
+    dead = _cli(*args, "--output", str(tmp_path / "out2"), "--push-to-hub", "tester/x",
+                env={**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"})
+    assert dead.returncode == 1
+    assert "retry only the push" in dead.stderr and (tmp_path / "out2" / "dataset").exists()

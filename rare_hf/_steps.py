@@ -31,8 +31,10 @@ def require_columns(ds: datasets.Dataset, **columns: str) -> None:
     """Raise ``ValueError`` naming the argument and the column when a required column is missing."""
     for argument, column in columns.items():
         if column not in ds.column_names:
-            raise ValueError(f"Column '{column}' (from {argument}=) not found in the dataset. "
-                             f"Available columns: {ds.column_names}. Pass {argument}=<your column name>.")
+            raise ValueError(
+                f"Column '{column}' (from {argument}=) not found in the dataset. "
+                f"Available columns: {ds.column_names}. Pass {argument}=<your column name>."
+            )
 
 
 def require_string_column(ds: datasets.Dataset, argument: str, column: str) -> None:
@@ -46,18 +48,25 @@ def require_string_list_column(ds: datasets.Dataset, argument: str, column: str)
     require_columns(ds, **{argument: column})
     feature = ds.features[column]
     inner = getattr(feature, "feature", None)
-    if not isinstance(feature, (datasets.Sequence, datasets.List, datasets.LargeList)) \
-            or not isinstance(inner, datasets.Value) or inner.dtype not in _STRING_TYPES:
-        raise ValueError(f"Column '{column}' (from {argument}=) must be a list of strings per row "
-                         f"(e.g. the output of add_hard_negatives), but its type is {feature}.")
+    if (
+        not isinstance(feature, (datasets.Sequence, datasets.List, datasets.LargeList))
+        or not isinstance(inner, datasets.Value)
+        or inner.dtype not in _STRING_TYPES
+    ):
+        raise ValueError(
+            f"Column '{column}' (from {argument}=) must be a list of strings per row "
+            f"(e.g. the output of add_hard_negatives), but its type is {feature}."
+        )
 
 
 def free_output_columns(ds: datasets.Dataset, columns: list[str], overwrite: bool) -> datasets.Dataset:
     """Refuse to clobber existing columns unless ``overwrite``; then drop them so they can be rewritten."""
     existing = [c for c in columns if c in ds.column_names]
     if existing and not overwrite:
-        raise ValueError(f"Output column(s) {existing} already exist in the dataset. Pass overwrite=True to "
-                         "replace them, or choose other output key names.")
+        raise ValueError(
+            f"Output column(s) {existing} already exist in the dataset. Pass overwrite=True to "
+            "replace them, or choose other output key names."
+        )
     return ds.remove_columns(existing) if existing else ds
 
 
@@ -79,9 +88,11 @@ def with_doc_ids(ds: datasets.Dataset, text_key: str) -> datasets.Dataset:
     return ds.add_column(DOC_ID, [doc_id_for(t) for t in column_values(ds, text_key)])
 
 
-def for_each_split(ds: datasets.Dataset | datasets.DatasetDict,
-                   fn: Callable[[datasets.Dataset], tuple[datasets.Dataset, StepSummary]],
-                   return_summary: bool) -> Any:
+def for_each_split(
+    ds: datasets.Dataset | datasets.DatasetDict,
+    fn: Callable[[datasets.Dataset], tuple[datasets.Dataset, StepSummary]],
+    return_summary: bool,
+) -> Any:
     """Apply a step to a Dataset or to every split of a DatasetDict; sum the summaries."""
     if isinstance(ds, datasets.DatasetDict):
         results = {name: fn(split) for name, split in ds.items()}
@@ -139,8 +150,17 @@ class StepProgress:
         self._bar.close()
 
 
-def llm_map(ds: datasets.Dataset, llm: LLM, row_fn: RowFn, *, features: datasets.Features, step: str,
-            params: dict[str, Any], progress: StepProgress, batch_size: int) -> datasets.Dataset:
+def llm_map(
+    ds: datasets.Dataset,
+    llm: LLM,
+    row_fn: RowFn,
+    *,
+    features: datasets.Features,
+    step: str,
+    params: dict[str, Any],
+    progress: StepProgress,
+    batch_size: int,
+) -> datasets.Dataset:
     """``Dataset.map`` whose batches run ``row_fn`` concurrently on the LLM's event loop.
 
     Rows never raise out of ``row_fn`` (failures are data about the row, not exceptions), so datasets
@@ -161,12 +181,17 @@ def llm_map(ds: datasets.Dataset, llm: LLM, row_fn: RowFn, *, features: datasets
         return {column: out[column] for column in columns}
 
     with quiet_datasets_progress():
-        return ds.map(map_batch, batched=True, batch_size=batch_size, features=features,
-                      remove_columns=ds.column_names, load_from_cache_file=False,
-                      new_fingerprint=fingerprint(ds, step, params))
+        return ds.map(
+            map_batch,
+            batched=True,
+            batch_size=batch_size,
+            features=features,
+            remove_columns=ds.column_names,
+            load_from_cache_file=False,
+            new_fingerprint=fingerprint(ds, step, params),
+        )
 
 
 def count_reasons(reasons: list[str | None]) -> dict[str, int]:
     """Group error strings by their kind (the text before the first colon) for the summary."""
     return dict(collections.Counter(r.split(":", 1)[0] for r in reasons if r))
-

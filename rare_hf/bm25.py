@@ -57,8 +57,15 @@ class BM25Index:
         >>> rare_hf.add_hard_negatives(ds, corpus=index)
     """
 
-    def __init__(self, retriever: bm25s.BM25, tokenizer: Tokenizer, corpus: datasets.Dataset,
-                 token_indptr: np.ndarray, token_ids: np.ndarray, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        retriever: bm25s.BM25,
+        tokenizer: Tokenizer,
+        corpus: datasets.Dataset,
+        token_indptr: np.ndarray,
+        token_ids: np.ndarray,
+        params: dict[str, Any],
+    ) -> None:
         self.retriever = retriever
         self.tokenizer = tokenizer
         self.corpus = corpus  # columns: text, doc_id, key
@@ -77,9 +84,18 @@ class BM25Index:
         return len(self.doc_ids)
 
     @classmethod
-    def build(cls, texts: Sequence[str], doc_ids: Sequence[str] | None = None, *, k1: float = 0.9,
-              b: float = 0.4, method: str = "lucene", language: str | None = "english",
-              stopwords: str | list[str] | None = "en", show_progress: bool = True) -> BM25Index:
+    def build(
+        cls,
+        texts: Sequence[str],
+        doc_ids: Sequence[str] | None = None,
+        *,
+        k1: float = 0.9,
+        b: float = 0.4,
+        method: str = "lucene",
+        language: str | None = "english",
+        stopwords: str | list[str] | None = "en",
+        show_progress: bool = True,
+    ) -> BM25Index:
         """Index ``texts`` (duplicates by normalised text are indexed once, under the first id).
 
         Args:
@@ -129,8 +145,9 @@ class BM25Index:
         np.save(path / "token_ids.npy", self.token_ids)
         with quiet_datasets_progress():
             self.corpus.save_to_disk(str(path / "corpus"))
-        (path / _META).write_text(json.dumps({"format": _FORMAT_VERSION, "params": self.params,
-                                              "num_docs": len(self)}, indent=2))
+        (path / _META).write_text(
+            json.dumps({"format": _FORMAT_VERSION, "params": self.params, "num_docs": len(self)}, indent=2)
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> BM25Index:
@@ -138,8 +155,9 @@ class BM25Index:
         path = Path(path)
         meta_path = path / _META
         if not meta_path.exists():
-            raise FileNotFoundError(f"{path} is not a rare_hf BM25 index (no {_META}); build one with "
-                                    "BM25Index.build(...).save(path).")
+            raise FileNotFoundError(
+                f"{path} is not a rare_hf BM25 index (no {_META}); build one with BM25Index.build(...).save(path)."
+            )
         meta = json.loads(meta_path.read_text())
         params = meta["params"]
         retriever = bm25s.BM25.load(str(path / "bm25s"), mmap=mmap)
@@ -160,8 +178,9 @@ class BM25Index:
         tokens = self.tokenizer.tokenize(texts, update_vocab=False, return_as="ids", show_progress=False)
         return [[t for t in ids if t != unknown] for ids in tokens]
 
-    def search(self, query_ids: list[list[int]], k: int, *, expected_queries: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query_ids: list[list[int]], k: int, *, expected_queries: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (documents, scores) per non-empty tokenised query, over all cores.
 
         ``expected_queries`` (the whole job's size, when this is one batch of it) decides whether
@@ -227,4 +246,3 @@ def _csc_is_sorted(scores: dict[str, Any]) -> bool:
         return True
     decreasing = np.flatnonzero(np.diff(indices) < 0) + 1
     return bool(np.isin(decreasing, indptr).all())
-

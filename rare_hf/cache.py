@@ -28,15 +28,21 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "rare_hf"
 
 
-def cache_key(*, base_url: str, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
-              sample_index: int) -> str:
+def cache_key(
+    *, base_url: str, model: str, messages: list[dict[str, Any]], params: dict[str, Any], sample_index: int
+) -> str:
     """Hash of everything that determines a response.
 
     The system prompt and base URL are part of the key (a peer tool omits them and serves stale hits);
     ``sample_index`` makes deliberate resampling a miss.
     """
-    payload = {"base_url": base_url.rstrip("/"), "model": model, "messages": messages,
-               "params": params, "sample_index": sample_index}
+    payload = {
+        "base_url": base_url.rstrip("/"),
+        "model": model,
+        "messages": messages,
+        "params": params,
+        "sample_index": sample_index,
+    }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

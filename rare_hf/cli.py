@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -20,8 +19,12 @@ from .llm import LLM
 from .pipeline import STEPS, RunSummary, build_rare_dataset
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-_STEP_ALIASES = {"questions": "questions", "negatives": "hard_negatives", "hard_negatives": "hard_negatives",
-                 "reasoning": "reasoning"}
+_STEP_ALIASES = {
+    "questions": "questions",
+    "negatives": "hard_negatives",
+    "hard_negatives": "hard_negatives",
+    "reasoning": "reasoning",
+}
 DEMO_MODEL = "rare-hf-demo-teacher"
 
 
@@ -33,35 +36,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="build_rare_dataset",
         description="Build a RARE training set from documents: questions, BM25 hard negatives, distilled reasoning.",
-        epilog="Responses are cached on disk: re-running the same command after a crash resumes where it stopped.")
+        epilog="Responses are cached on disk: re-running the same command after a crash resumes where it stopped.",
+    )
     src = parser.add_argument_group("input")
-    src.add_argument("input", nargs="?", help="a .jsonl/.json/.parquet/.csv file, a folder of them, or a Hub dataset id")
-    src.add_argument("--demo", action="store_true",
-                     help="run on the bundled sample documents with a built-in offline teacher (no key, no network)")
+    src.add_argument(
+        "input", nargs="?", help="a .jsonl/.json/.parquet/.csv file, a folder of them, or a Hub dataset id"
+    )
+    src.add_argument(
+        "--demo",
+        action="store_true",
+        help="run on the bundled sample documents with a built-in offline teacher (no key, no network)",
+    )
     src.add_argument("--split", default="train", help="split to load (Hub datasets and files; default: train)")
     src.add_argument("--config", default=None, help="Hub dataset configuration name")
     src.add_argument("--text-column", default="text", help="column holding the documents (default: text)")
     src.add_argument("--limit", type=int, default=None, help="use only the first N rows")
     teacher = parser.add_argument_group("teacher (any OpenAI-compatible endpoint)")
     teacher.add_argument("--model", default=None, help="teacher model (default: $RARE_HF_MODEL)")
-    teacher.add_argument("--base-url", default=None, help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL or OpenAI)")
-    teacher.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key")
+    teacher.add_argument(
+        "--base-url", default=None, help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL or OpenAI)"
+    )
+    teacher.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key"
+    )
     teacher.add_argument("--max-concurrency", type=int, default=64)
     teacher.add_argument("--temperature", type=float, default=0.0)
     teacher.add_argument("--max-tokens", type=int, default=None)
-    teacher.add_argument("--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)")
+    teacher.add_argument(
+        "--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)"
+    )
     steps = parser.add_argument_group("steps")
-    steps.add_argument("--steps", default="questions,negatives,reasoning",
-                       help="comma-separated subset of questions,negatives,reasoning (default: all)")
+    steps.add_argument(
+        "--steps",
+        default="questions,negatives,reasoning",
+        help="comma-separated subset of questions,negatives,reasoning (default: all)",
+    )
     steps.add_argument("--num-neg", type=int, default=3)
     steps.add_argument("--num-questions", type=int, default=1)
     steps.add_argument("--answer-column", default=None, help="gold answers: verify and resample the teacher's answers")
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed")
     out = parser.add_argument_group("output")
-    out.add_argument("--output", default=None, help="output folder (default: rare_output, or rare_demo_output with --demo)")
-    out.add_argument("--format", choices=["messages", "rare", "triples"], default=None,
-                     help="training export (default: messages when reasoning runs, else triples)")
+    out.add_argument(
+        "--output", default=None, help="output folder (default: rare_output, or rare_demo_output with --demo)"
+    )
+    out.add_argument(
+        "--format",
+        choices=["messages", "rare", "triples"],
+        default=None,
+        help="training export (default: messages when reasoning runs, else triples)",
+    )
     out.add_argument("--push-to-hub", metavar="REPO", default=None, help="also publish the dataset to this Hub repo")
     out.add_argument("--private", action="store_true", help="make the Hub repo private")
     out.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
@@ -70,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index internals at DEBUG
     try:
         return _run(args)
@@ -98,15 +123,27 @@ def _run(args: argparse.Namespace) -> int:
         try:
             if llm is not None:
                 llm.check_connection()
-                print(f"Teacher: {llm.model} at {llm.base_url}. Responses are cached in {llm.cache_path}; "
-                      "if this run is interrupted, re-run the same command to resume.")
+                print(
+                    f"Teacher: {llm.model} at {llm.base_url}. Responses are cached in {llm.cache_path}; "
+                    "if this run is interrupted, re-run the same command to resume."
+                )
             if args.demo:
-                print("DEMO: the built-in offline teacher writes PLACEHOLDER questions and reasoning, "
-                      "not real model output. Use --model/--base-url for real data.")
+                print(
+                    "DEMO: the built-in offline teacher writes PLACEHOLDER questions and reasoning, "
+                    "not real model output. Use --model/--base-url for real data."
+                )
             ds, summary = build_rare_dataset(
-                ds, llm, text_key=args.text_column, num_neg=args.num_neg, num_questions=args.num_questions,
-                answer_key=args.answer_column, seed=args.seed, steps=steps, keep_failed=args.keep_failed,
-                return_summary=True)
+                ds,
+                llm,
+                text_key=args.text_column,
+                num_neg=args.num_neg,
+                num_questions=args.num_questions,
+                answer_key=args.answer_column,
+                seed=args.seed,
+                steps=steps,
+                keep_failed=args.keep_failed,
+                return_summary=True,
+            )
         finally:
             if llm is not None:
                 llm.close()
@@ -142,13 +179,23 @@ def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, st
         yield teacher.url, "EMPTY", DEMO_MODEL, cache
 
 
-def _make_llm(args: argparse.Namespace, base_url: str | None, api_key: str | None, model: str | None,
-              cache_dir: Any) -> LLM:
+def _make_llm(
+    args: argparse.Namespace, base_url: str | None, api_key: str | None, model: str | None, cache_dir: Any
+) -> LLM:
     if not api_key:
-        raise CliError(f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
-                       "local servers without auth accept any value, e.g. EMPTY.")
-    return LLM(model, base_url=base_url, api_key=api_key, max_concurrency=args.max_concurrency,
-               temperature=args.temperature, max_tokens=args.max_tokens, cache_dir=cache_dir)
+        raise CliError(
+            f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
+            "local servers without auth accept any value, e.g. EMPTY."
+        )
+    return LLM(
+        model,
+        base_url=base_url,
+        api_key=api_key,
+        max_concurrency=args.max_concurrency,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        cache_dir=cache_dir,
+    )
 
 
 def _load_input(args: argparse.Namespace) -> datasets.Dataset:
@@ -207,8 +254,9 @@ def _hub_token() -> str:
     return token
 
 
-def _write_outputs(ds: datasets.Dataset, summary: RunSummary, output: Path, export: str | None,
-                   args: argparse.Namespace) -> None:
+def _write_outputs(
+    ds: datasets.Dataset, summary: RunSummary, output: Path, export: str | None, args: argparse.Namespace
+) -> None:
     from .export import to_retrieval_triples, to_sft
 
     output.mkdir(parents=True, exist_ok=True)
@@ -222,18 +270,19 @@ def _write_outputs(ds: datasets.Dataset, summary: RunSummary, output: Path, expo
     records.to_json(str(output / f"{export}.jsonl"), lines=True, force_ascii=False)
 
 
-def _push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None,
-          output: Path) -> int:
+def _push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None, output: Path) -> int:
     from .hub import push_to_hub
 
     try:
         url = push_to_hub(ds, args.push_to_hub, private=args.private, token=token, summary=summary)
     except Exception as exc:  # noqa: BLE001 - the data is safe on disk; say how to retry only the push
-        print(f"error: the push to {args.push_to_hub} failed ({exc}). The data is saved in {output}/dataset; "
-              f"retry only the push with: python -c \"import datasets, rare_hf, json; "
-              f"rare_hf.push_to_hub(datasets.load_from_disk('{output}/dataset'), '{args.push_to_hub}', "
-              f"summary=rare_hf.RunSummary.from_dict(json.load(open('{output}/summary.json'))))\"",
-              file=sys.stderr)
+        print(
+            f"error: the push to {args.push_to_hub} failed ({exc}). The data is saved in {output}/dataset; "
+            f'retry only the push with: python -c "import datasets, rare_hf, json; '
+            f"rare_hf.push_to_hub(datasets.load_from_disk('{output}/dataset'), '{args.push_to_hub}', "
+            f"summary=rare_hf.RunSummary.from_dict(json.load(open('{output}/summary.json'))))\"",
+            file=sys.stderr,
+        )
         return 1
     print(f"Pushed to {url}")
     return 0

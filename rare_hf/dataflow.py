@@ -48,8 +48,13 @@ class FileStorage:
         cache_type: Format of the step files: ``"json"``, ``"jsonl"``, ``"parquet"`` or ``"csv"``.
     """
 
-    def __init__(self, first_entry_file_name: str, cache_path: str = "./cache",
-                 file_name_prefix: str = "dataflow_cache_step", cache_type: CacheType = "json") -> None:
+    def __init__(
+        self,
+        first_entry_file_name: str,
+        cache_path: str = "./cache",
+        file_name_prefix: str = "dataflow_cache_step",
+        cache_type: CacheType = "json",
+    ) -> None:
         if cache_type not in ("json", "jsonl", "parquet", "csv"):
             raise ValueError(f"cache_type must be json, jsonl, parquet or csv, got {cache_type!r}.")
         self.first_entry_file_name = first_entry_file_name
@@ -72,8 +77,9 @@ class FileStorage:
             raise RuntimeError("Call storage.step() before read(): the storage does not know its step yet.")
         path = Path(self.first_entry_file_name) if self.operator_step == 0 else self._step_file(self.operator_step)
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist (step {self.operator_step}); did the previous "
-                                    "operator run with this storage?")
+            raise FileNotFoundError(
+                f"{path} does not exist (step {self.operator_step}); did the previous operator run with this storage?"
+            )
         df = _read(path)
         if output_type == "dict":
             return df.to_dict(orient="records")
@@ -128,7 +134,9 @@ def _write(df: pd.DataFrame, path: Path, cache_type: str) -> None:
             list_columns = [c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]
             encoded = df.copy()
             for column in list_columns:
-                encoded[column] = encoded[column].map(lambda v: None if v is None else json.dumps(v, ensure_ascii=False))
+                encoded[column] = encoded[column].map(
+                    lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
+                )
             encoded.to_csv(tmp, index=False)
             Path(str(path) + _CSV_LIST_COLUMNS).write_text(json.dumps(list_columns))
         else:
@@ -155,12 +163,20 @@ class APILLMServing_request:  # noqa: N801 - the original's name
         **llm_kwargs: Passed on to :class:`rare_hf.LLM` (``temperature``, ``cache_dir``, ...).
     """
 
-    def __init__(self, api_url: str = "https://api.openai.com/v1/chat/completions", model_name: str = "gpt-4o",
-                 max_workers: int = 10, key_name_of_api_key: str = "DF_API_KEY", **llm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        api_url: str = "https://api.openai.com/v1/chat/completions",
+        model_name: str = "gpt-4o",
+        max_workers: int = 10,
+        key_name_of_api_key: str = "DF_API_KEY",
+        **llm_kwargs: Any,
+    ) -> None:
         api_key = os.environ.get(key_name_of_api_key) or os.environ.get("OPENAI_API_KEY")
         if not api_key:
-            raise LLMConfigError(f"No API key: set the environment variable {key_name_of_api_key} "
-                                 "(named by key_name_of_api_key). Local servers accept any value, e.g. EMPTY.")
+            raise LLMConfigError(
+                f"No API key: set the environment variable {key_name_of_api_key} "
+                "(named by key_name_of_api_key). Local servers accept any value, e.g. EMPTY."
+            )
         base_url = api_url.rstrip("/")
         for suffix in ("/chat/completions", "/completions"):
             if base_url.endswith(suffix):
@@ -175,12 +191,24 @@ class Doc2Query:
         self.llm_serving = llm_serving
         self.max_attempts = max_attempts
 
-    def run(self, storage: FileStorage, input_key: str = "text", output_question_key: str = "question",
-            output_scenario_key: str = "scenario", max_attempts: int | None = None) -> list[str]:
+    def run(
+        self,
+        storage: FileStorage,
+        input_key: str = "text",
+        output_question_key: str = "question",
+        output_scenario_key: str = "scenario",
+        max_attempts: int | None = None,
+    ) -> list[str]:
         ds = storage.read("dataset")
-        out = add_questions(ds, self.llm_serving.llm, input_key=input_key, output_question_key=output_question_key,
-                            output_scenario_key=output_scenario_key, max_attempts=max_attempts or self.max_attempts,
-                            overwrite=True)
+        out = add_questions(
+            ds,
+            self.llm_serving.llm,
+            input_key=input_key,
+            output_question_key=output_question_key,
+            output_scenario_key=output_scenario_key,
+            max_attempts=max_attempts or self.max_attempts,
+            overwrite=True,
+        )
         storage.write(out)
         return [output_question_key, output_scenario_key]
 
@@ -191,12 +219,23 @@ class BM25HardNeg:
     def __init__(self, num_neg: int = 3) -> None:
         self.num_neg = num_neg
 
-    def run(self, storage: FileStorage, input_question_key: str = "question", input_text_key: str = "text",
-            output_negatives_key: str = "hard_negatives", num_neg: int | None = None) -> list[str]:
+    def run(
+        self,
+        storage: FileStorage,
+        input_question_key: str = "question",
+        input_text_key: str = "text",
+        output_negatives_key: str = "hard_negatives",
+        num_neg: int | None = None,
+    ) -> list[str]:
         ds = storage.read("dataset")
-        out = add_hard_negatives(ds, input_question_key=input_question_key, input_text_key=input_text_key,
-                                 output_negatives_key=output_negatives_key, num_neg=num_neg or self.num_neg,
-                                 overwrite=True)
+        out = add_hard_negatives(
+            ds,
+            input_question_key=input_question_key,
+            input_text_key=input_text_key,
+            output_negatives_key=output_negatives_key,
+            num_neg=num_neg or self.num_neg,
+            overwrite=True,
+        )
         storage.write(out)
         return [output_negatives_key]
 
@@ -211,13 +250,26 @@ class ReasonDistill:
     def __init__(self, llm_serving: APILLMServing_request) -> None:
         self.llm_serving = llm_serving
 
-    def run(self, storage: FileStorage, input_text_key: str = "text", input_question_key: str = "question",
-            input_scenario_key: str = "scenario", input_hardneg_key: str = "hard_negatives",
-            output_key: str = "reasoning") -> list[str]:
+    def run(
+        self,
+        storage: FileStorage,
+        input_text_key: str = "text",
+        input_question_key: str = "question",
+        input_scenario_key: str = "scenario",
+        input_hardneg_key: str = "hard_negatives",
+        output_key: str = "reasoning",
+    ) -> list[str]:
         ds = storage.read("dataset")
-        out = add_reasoning(ds, self.llm_serving.llm, input_text_key=input_text_key,
-                            input_question_key=input_question_key, input_scenario_key=input_scenario_key,
-                            input_hardneg_key=input_hardneg_key, output_key=output_key,
-                            output_answer_key=f"{output_key}_answer", overwrite=True)
+        out = add_reasoning(
+            ds,
+            self.llm_serving.llm,
+            input_text_key=input_text_key,
+            input_question_key=input_question_key,
+            input_scenario_key=input_scenario_key,
+            input_hardneg_key=input_hardneg_key,
+            output_key=output_key,
+            output_answer_key=f"{output_key}_answer",
+            overwrite=True,
+        )
         storage.write(out)
         return [output_key]

@@ -55,10 +55,16 @@ def to_sft(
     """
     if format not in ("messages", "rare"):
         raise ValueError(f"format must be 'messages' or 'rare', got {format!r}.")
-    keys = dict(input_text_key=input_text_key, input_question_key=input_question_key,
-                input_scenario_key=input_scenario_key, input_hardneg_key=input_hardneg_key, output_key=output_key)
-    _steps.require_columns(ds, output_key=output_key, output_answer_key=output_answer_key,
-                           doc_order=f"{output_key}_doc_order")
+    keys = dict(
+        input_text_key=input_text_key,
+        input_question_key=input_question_key,
+        input_scenario_key=input_scenario_key,
+        input_hardneg_key=input_hardneg_key,
+        output_key=output_key,
+    )
+    _steps.require_columns(
+        ds, output_key=output_key, output_answer_key=output_answer_key, doc_order=f"{output_key}_doc_order"
+    )
     usable = _usable(ds, output_key, output_answer_key)
     keep = keep_columns or []
 
@@ -67,8 +73,12 @@ def to_sft(
         target = assistant_target(row[output_key], row[output_answer_key])
         extra = {c: row[c] for c in keep}
         if format == "rare":
-            return {"instruction": f"{system['content']}\n\n{user['content']}", "predict": target,
-                    "output": row[output_answer_key], **extra}
+            return {
+                "instruction": f"{system['content']}\n\n{user['content']}",
+                "predict": target,
+                "output": row[output_answer_key],
+                **extra,
+            }
         return {"messages": [system, user, {"role": "assistant", "content": target}], **extra}
 
     with _steps.quiet_datasets_progress():
@@ -99,13 +109,15 @@ def to_retrieval_triples(
         >>> triples = rare_hf.to_retrieval_triples(ds)
         >>> triples[0]["negative_passages"][0]["text"]
     """
-    _steps.require_columns(ds, input_question_key=input_question_key, input_hardneg_key=input_hardneg_key,
-                           input_text_key=input_text_key)
+    _steps.require_columns(
+        ds, input_question_key=input_question_key, input_hardneg_key=input_hardneg_key, input_text_key=input_text_key
+    )
     ids_key = f"{input_hardneg_key}_ids"
     has_scenario = include_scenario and input_scenario_key in ds.column_names
     with _steps.quiet_datasets_progress():
-        usable = ds.filter(lambda q, n: q is not None and n is not None,
-                           input_columns=[input_question_key, input_hardneg_key])
+        usable = ds.filter(
+            lambda q, n: q is not None and n is not None, input_columns=[input_question_key, input_hardneg_key]
+        )
     _log_dropped(len(ds), len(usable), "retrieval triples")
 
     def record(row: dict[str, Any], index: int) -> dict[str, Any]:
@@ -113,10 +125,14 @@ def to_retrieval_triples(
         neg_ids = row.get(ids_key) or [_steps.doc_id_for(t) for t in row[input_hardneg_key]]
         scenario = row[input_scenario_key] if has_scenario else None
         query = f"{scenario}\n{row[input_question_key]}" if scenario else row[input_question_key]
-        return {"query_id": f"{doc_id}-{index}", "query": query,
-                "positive_passages": [{"docid": doc_id, "title": "", "text": row[input_text_key]}],
-                "negative_passages": [{"docid": i, "title": "", "text": t}
-                                      for i, t in zip(neg_ids, row[input_hardneg_key])]}
+        return {
+            "query_id": f"{doc_id}-{index}",
+            "query": query,
+            "positive_passages": [{"docid": doc_id, "title": "", "text": row[input_text_key]}],
+            "negative_passages": [
+                {"docid": i, "title": "", "text": t} for i, t in zip(neg_ids, row[input_hardneg_key])
+            ],
+        }
 
     with _steps.quiet_datasets_progress():
         return usable.map(record, with_indices=True, remove_columns=usable.column_names)

@@ -108,8 +108,12 @@ def push_to_hub(
     """
     if isinstance(ds, datasets.DatasetDict) and split is not None:
         raise ValueError("split= applies to a Dataset; a DatasetDict is pushed with its own split names.")
-    kwargs: dict[str, Any] = {"config_name": config_name, "private": private, "token": token,
-                              "commit_message": commit_message or "Upload RARE dataset (rare_hf)"}
+    kwargs: dict[str, Any] = {
+        "config_name": config_name,
+        "private": private,
+        "token": token,
+        "commit_message": commit_message or "Upload RARE dataset (rare_hf)",
+    }
     if isinstance(ds, datasets.Dataset):
         kwargs["split"] = split or "train"
     ds.push_to_hub(repo_id, **kwargs)
@@ -117,8 +121,17 @@ def push_to_hub(
     card = DatasetCard.load(repo_id, repo_type="dataset", token=token)
     first = ds if isinstance(ds, datasets.Dataset) else next(iter(ds.values()))
     num_rows = sum(len(s) for s in ds.values()) if isinstance(ds, datasets.DatasetDict) else len(ds)
-    card = build_card(card, first, num_rows=num_rows, repo_id=repo_id, summary=summary, license=license,
-                      pretty_name=pretty_name, language=language, source_datasets=source_datasets)
+    card = build_card(
+        card,
+        first,
+        num_rows=num_rows,
+        repo_id=repo_id,
+        summary=summary,
+        license=license,
+        pretty_name=pretty_name,
+        language=language,
+        source_datasets=source_datasets,
+    )
     operations = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
     if summary is not None:
         operations.append(CommitOperationAdd(RUN_CONFIG_FILENAME, _run_config(summary).encode("utf-8")))
@@ -126,9 +139,18 @@ def push_to_hub(
     return f"{api.endpoint}/datasets/{repo_id}"
 
 
-def build_card(card: DatasetCard, ds: datasets.Dataset, *, num_rows: int, repo_id: str,
-               summary: RunSummary | None = None, license: str | None = None, pretty_name: str | None = None,
-               language: str | list[str] | None = None, source_datasets: list[str] | None = None) -> DatasetCard:
+def build_card(
+    card: DatasetCard,
+    ds: datasets.Dataset,
+    *,
+    num_rows: int,
+    repo_id: str,
+    summary: RunSummary | None = None,
+    license: str | None = None,
+    pretty_name: str | None = None,
+    language: str | list[str] | None = None,
+    source_datasets: list[str] | None = None,
+) -> DatasetCard:
     """Fill an existing card (as ``datasets`` wrote it, or as a person edited it) with rare_hf's metadata
     and generated section. YAML keys already present (``configs``, ``dataset_info``, a person's license)
     are kept; text outside rare_hf's marked block is kept."""
@@ -165,8 +187,8 @@ def _generated_section(ds: datasets.Dataset, repo_id: str, title: str, summary: 
         "fine-tuned on it learns to reason over retrieved documents instead of memorising facts. Built with "
         "[rare_hf](https://github.com/rare-hf/rare_hf).",
         "## How to load",
-        f"```python\nfrom datasets import load_dataset\n\nds = load_dataset(\"{repo_id}\")\n```\n"
-        "For supervised fine-tuning (TRL's `SFTTrainer`), `rare_hf.to_sft(ds[\"train\"])` rebuilds the exact "
+        f'```python\nfrom datasets import load_dataset\n\nds = load_dataset("{repo_id}")\n```\n'
+        'For supervised fine-tuning (TRL\'s `SFTTrainer`), `rare_hf.to_sft(ds["train"])` rebuilds the exact '
         "prompt of every row from its columns; `rare_hf.to_retrieval_triples` gives retriever-training triples.",
         "## Columns",
         _columns_table(ds),
@@ -201,18 +223,22 @@ def _generation(summary: RunSummary | None) -> str:
         return "No run summary was given when this dataset was pushed."
     prompts = "\n\n".join(
         f"<details><summary>Prompt <code>{p.version}</code></summary>\n\n**System:**\n\n```text\n{p.system}\n```\n\n"
-        f"**User template:**\n\n```text\n{p.user}\n```\n</details>" for p in PROMPTS.values())
-    return "\n".join([
-        f"- Teacher model: `{summary.model}`",
-        f"- rare_hf version: `{summary.rare_hf_version}`; finished {summary.finished_at}",
-        f"- Prompt versions: {', '.join(f'`{v}`' for v in summary.prompt_versions.values())}",
-        f"- Seed of the document shuffles: `{summary.params.get('seed')}`",
-        f"- Steps: {', '.join(s.step for s in summary.steps)}; parameters below and in `{RUN_CONFIG_FILENAME}`.",
-        "",
-        f"```json\n{json.dumps(summary.params, indent=2, default=str)}\n```",
-        "",
-        prompts,
-    ])
+        f"**User template:**\n\n```text\n{p.user}\n```\n</details>"
+        for p in PROMPTS.values()
+    )
+    return "\n".join(
+        [
+            f"- Teacher model: `{summary.model}`",
+            f"- rare_hf version: `{summary.rare_hf_version}`; finished {summary.finished_at}",
+            f"- Prompt versions: {', '.join(f'`{v}`' for v in summary.prompt_versions.values())}",
+            f"- Seed of the document shuffles: `{summary.params.get('seed')}`",
+            f"- Steps: {', '.join(s.step for s in summary.steps)}; parameters below and in `{RUN_CONFIG_FILENAME}`.",
+            "",
+            f"```json\n{json.dumps(summary.params, indent=2, default=str)}\n```",
+            "",
+            prompts,
+        ]
+    )
 
 
 def _statistics(ds: datasets.Dataset, summary: RunSummary | None) -> str:
@@ -224,24 +250,32 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None) -> str:
         lines.append("|---|---|---|---|---|---|---|---|")
         for s in summary.steps:
             u = s.usage
-            lines.append(f"| {s.step} | {s.ok} | {s.failed} | {s.skipped} | {u.get('requests', 0)} | "
-                         f"{u.get('cached', 0)} | {u.get('prompt_tokens', 0):,} | {u.get('completion_tokens', 0):,} |")
+            lines.append(
+                f"| {s.step} | {s.ok} | {s.failed} | {s.skipped} | {u.get('requests', 0)} | "
+                f"{u.get('cached', 0)} | {u.get('prompt_tokens', 0):,} | {u.get('completion_tokens', 0):,} |"
+            )
         negatives = summary.step("hard_negatives")
         if negatives is not None:
-            lines.append(f"\n- Hard negatives per row: mean {negatives.stats.get('mean_negatives')}, "
-                         f"rows short of the target: {negatives.stats.get('short')}")
+            lines.append(
+                f"\n- Hard negatives per row: mean {negatives.stats.get('mean_negatives')}, "
+                f"rows short of the target: {negatives.stats.get('short')}"
+            )
         reasoning = summary.step("reasoning")
         if reasoning is not None and reasoning.stats.get("with_gold"):
             graded = reasoning.stats["with_gold"]
-            lines.append(f"- Teacher accuracy against gold answers: first try "
-                         f"{reasoning.stats['first_try_correct'] / graded:.1%}, final "
-                         f"{reasoning.stats['final_correct'] / graded:.1%}")
+            lines.append(
+                f"- Teacher accuracy against gold answers: first try "
+                f"{reasoning.stats['first_try_correct'] / graded:.1%}, final "
+                f"{reasoning.stats['final_correct'] / graded:.1%}"
+            )
     for column in ("question", "reasoning"):
         if column in ds.column_names:
             words = [len(t.split()) for t in ds.with_format("arrow")[column].to_pylist() if t]
             if words:
-                lines.append(f"- Words per {column}: mean {statistics.fmean(words):.0f}, median "
-                             f"{statistics.median(words):.0f}, max {max(words)}")
+                lines.append(
+                    f"- Words per {column}: mean {statistics.fmean(words):.0f}, median "
+                    f"{statistics.median(words):.0f}, max {max(words)}"
+                )
     return "\n".join(lines)
 
 
@@ -260,17 +294,27 @@ def _shorten(value: Any, limit: int = 300) -> Any:
 
 
 def _size_category(n: int) -> str:
-    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+    for bound, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ):
         if n < bound:
             return label
     return "10M<n<100M"
 
 
 def _run_config(summary: RunSummary) -> str:
-    config = {"rare_hf_version": summary.rare_hf_version, "model": summary.model,
-              "prompt_versions": summary.prompt_versions, "params": summary.params,
-              "prompts": {name: p.to_dict() for name, p in PROMPTS.items()}, "summary": summary.to_dict()}
+    config = {
+        "rare_hf_version": summary.rare_hf_version,
+        "model": summary.model,
+        "prompt_versions": summary.prompt_versions,
+        "params": summary.params,
+        "prompts": {name: p.to_dict() for name, p in PROMPTS.items()},
+        "summary": summary.to_dict(),
+    }
     return json.dumps(_without_key(config, "base_url"), indent=2, ensure_ascii=False, default=str)
 
 

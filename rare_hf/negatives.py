@@ -19,6 +19,7 @@ from .summary import StepSummary
 
 __all__ = ["add_hard_negatives"]
 
+
 @dataclasses.dataclass(frozen=True)
 class _Filters:
     num_neg: int
@@ -100,9 +101,15 @@ def add_hard_negatives(
             out = miner.run(split, batch_size)
         finally:
             miner.close()
-        params = {"num_neg": num_neg, "skip_top": skip_top, "max_score_ratio": max_score_ratio,
-                  "max_overlap": max_overlap, "corpus": "own documents" if corpus is None else type(corpus).__name__,
-                  "corpus_size": len(index), **index.params}
+        params = {
+            "num_neg": num_neg,
+            "skip_top": skip_top,
+            "max_score_ratio": max_score_ratio,
+            "max_overlap": max_overlap,
+            "corpus": "own documents" if corpus is None else type(corpus).__name__,
+            "corpus_size": len(index),
+            **index.params,
+        }
         return out, miner.summary(out, params, time.monotonic() - started)
 
     return _steps.for_each_split(ds, one_split, return_summary)
@@ -119,8 +126,9 @@ def _check_numbers(num_neg: int, skip_top: int, max_score_ratio: float | None, m
         raise ValueError(f"max_overlap must be in (0, 1] (or None to disable), got {max_overlap}.")
 
 
-def _external_index(corpus: Any, text_key: str, k1: float, b: float, language: str | None,
-                    stopwords: Any, show_progress: bool) -> BM25Index | None:
+def _external_index(
+    corpus: Any, text_key: str, k1: float, b: float, language: str | None, stopwords: Any, show_progress: bool
+) -> BM25Index | None:
     if corpus is None or isinstance(corpus, BM25Index):
         return corpus
     if isinstance(corpus, (str, os.PathLike)):
@@ -128,23 +136,49 @@ def _external_index(corpus: Any, text_key: str, k1: float, b: float, language: s
     if isinstance(corpus, datasets.Dataset):
         _steps.require_string_column(corpus, "input_text_key (in corpus)", text_key)
         ids = _steps.column_values(corpus, "doc_id") if "doc_id" in corpus.column_names else None
-        return BM25Index.build(_steps.column_values(corpus, text_key), ids, k1=k1, b=b, language=language, stopwords=stopwords,
-                               show_progress=show_progress)
+        return BM25Index.build(
+            _steps.column_values(corpus, text_key),
+            ids,
+            k1=k1,
+            b=b,
+            language=language,
+            stopwords=stopwords,
+            show_progress=show_progress,
+        )
     if isinstance(corpus, (list, tuple)):
-        return BM25Index.build(list(corpus), k1=k1, b=b, language=language, stopwords=stopwords,
-                               show_progress=show_progress)
-    raise TypeError(f"corpus must be None, a datasets.Dataset, a list of strings, a BM25Index or the path of "
-                    f"a saved index; got {type(corpus).__name__}.")
+        return BM25Index.build(
+            list(corpus), k1=k1, b=b, language=language, stopwords=stopwords, show_progress=show_progress
+        )
+    raise TypeError(
+        f"corpus must be None, a datasets.Dataset, a list of strings, a BM25Index or the path of "
+        f"a saved index; got {type(corpus).__name__}."
+    )
 
 
-def _own_index(ds: datasets.Dataset, text_key: str, k1: float, b: float, language: str | None,
-               stopwords: Any, show_progress: bool) -> BM25Index:
-    return BM25Index.build(_steps.column_values(ds, text_key), _steps.column_values(ds, _steps.DOC_ID), k1=k1, b=b, language=language, stopwords=stopwords,
-                           show_progress=show_progress)
+def _own_index(
+    ds: datasets.Dataset, text_key: str, k1: float, b: float, language: str | None, stopwords: Any, show_progress: bool
+) -> BM25Index:
+    return BM25Index.build(
+        _steps.column_values(ds, text_key),
+        _steps.column_values(ds, _steps.DOC_ID),
+        k1=k1,
+        b=b,
+        language=language,
+        stopwords=stopwords,
+        show_progress=show_progress,
+    )
 
 
-def _pick_kernel(docs: np.ndarray, keep: np.ndarray, pos_doc: np.ndarray, indptr: np.ndarray,
-                 token_ids: np.ndarray, max_overlap: float, num_neg: int, skip_top: int) -> tuple[np.ndarray, int]:
+def _pick_kernel(
+    docs: np.ndarray,
+    keep: np.ndarray,
+    pos_doc: np.ndarray,
+    indptr: np.ndarray,
+    token_ids: np.ndarray,
+    max_overlap: float,
+    num_neg: int,
+    skip_top: int,
+) -> tuple[np.ndarray, int]:
     """Per row, the columns of the first ``num_neg`` kept candidates after ``skip_top``, dropping those
     whose distinct terms overlap the positive's by more than ``max_overlap`` (< 0: no overlap check).
 
@@ -195,8 +229,16 @@ class _Miner:
     """Retrieves a batch of questions at once, filters candidates with array operations, and writes
     Arrow arrays directly (negative texts are taken from the corpus table, never copied through Python)."""
 
-    def __init__(self, index: BM25Index, filters: _Filters, question_key: str, text_key: str, key: str,
-                 total: int, show_progress: bool) -> None:
+    def __init__(
+        self,
+        index: BM25Index,
+        filters: _Filters,
+        question_key: str,
+        text_key: str,
+        key: str,
+        total: int,
+        show_progress: bool,
+    ) -> None:
         self.index, self.f = index, filters
         self.question_key, self.text_key, self.key = question_key, text_key, key
         self.dropped: collections.Counter[str] = collections.Counter()
@@ -204,20 +246,36 @@ class _Miner:
         self.bar = tqdm(total=total, desc="Mining hard negatives", unit="question", disable=not show_progress)
 
     def run(self, ds: datasets.Dataset, batch_size: int) -> datasets.Dataset:
-        features = datasets.Features({
-            **ds.features, self.key: datasets.List(datasets.Value("string")),
-            f"{self.key}_ids": datasets.List(datasets.Value("string")),
-            f"{self.key}_scores": datasets.List(datasets.Value("float32")),
-            f"{self.key}_positive_score": datasets.Value("float32"),
-            f"{self.key}_error": datasets.Value("string")})
+        features = datasets.Features(
+            {
+                **ds.features,
+                self.key: datasets.List(datasets.Value("string")),
+                f"{self.key}_ids": datasets.List(datasets.Value("string")),
+                f"{self.key}_scores": datasets.List(datasets.Value("float32")),
+                f"{self.key}_positive_score": datasets.Value("float32"),
+                f"{self.key}_error": datasets.Value("string"),
+            }
+        )
         # Arrow in, Arrow out: untouched columns and the negatives' texts never become Python objects.
         with _steps.quiet_datasets_progress():
             out = ds.with_format("arrow").map(
-                self._batch, batched=True, batch_size=batch_size, writer_batch_size=batch_size, features=features,
+                self._batch,
+                batched=True,
+                batch_size=batch_size,
+                writer_batch_size=batch_size,
+                features=features,
                 load_from_cache_file=False,
-                new_fingerprint=_steps.fingerprint(ds, "add_hard_negatives", {
-                    "filters": dataclasses.asdict(self.f), "index": self.index.params,
-                    "corpus": len(self.index), "key": self.key}))
+                new_fingerprint=_steps.fingerprint(
+                    ds,
+                    "add_hard_negatives",
+                    {
+                        "filters": dataclasses.asdict(self.f),
+                        "index": self.index.params,
+                        "corpus": len(self.index),
+                        "key": self.key,
+                    },
+                ),
+            )
         return out.with_format(ds.format["type"], **ds.format["format_kwargs"])
 
     def _batch(self, table: pa.Table) -> pa.Table:
@@ -239,15 +297,21 @@ class _Miner:
             table = table.append_column(name, column)
         return table
 
-    def _mine(self, queries: list[list[int]], positives: list[Any], positive_ids: list[str]
-              ) -> tuple[list[tuple[list[int], list[float]]], np.ndarray]:
+    def _mine(
+        self, queries: list[list[int]], positives: list[Any], positive_ids: list[str]
+    ) -> tuple[list[tuple[list[int], list[float]]], np.ndarray]:
         """Filtered negatives for every query. Queries left short while their candidate list was full are
         retried with a deeper list, so strict filters never silently return fewer than they could."""
         pos_by_id = np.array([self.index.position_of_id(i) for i in positive_ids], dtype=np.int64)
         by_id_texts = self.index.text_array.take(pa.array(np.maximum(pos_by_id, 0))).to_pylist()
         # Hashing a text is the slow path: skip it when the row's doc_id already points at the same text.
-        pos_doc = np.array([p if p >= 0 and t == same else self.index.position_of(t) if isinstance(t, str) else -1
-                            for t, p, same in zip(positives, pos_by_id.tolist(), by_id_texts)], dtype=np.int64)
+        pos_doc = np.array(
+            [
+                p if p >= 0 and t == same else self.index.position_of(t) if isinstance(t, str) else -1
+                for t, p, same in zip(positives, pos_by_id.tolist(), by_id_texts)
+            ],
+            dtype=np.int64,
+        )
         pos_scores = np.full(len(queries), np.nan, dtype=np.float32)
         picks: list[Any] = [([], [])] * len(queries)
         pending = np.arange(len(queries))
@@ -261,9 +325,16 @@ class _Miner:
             keep = self._keep_mask(docs, scores, pos_doc[pending], pos_by_id[pending], pos_scores[pending])
             exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
             max_overlap = -1.0 if self.f.max_overlap is None else self.f.max_overlap
-            chosen, overlapping = _pick_kernel(docs.astype(np.int64), keep, pos_doc[pending],
-                                               self.index.token_indptr, self.index.token_ids,
-                                               max_overlap, self.f.num_neg, self.f.skip_top)
+            chosen, overlapping = _pick_kernel(
+                docs.astype(np.int64),
+                keep,
+                pos_doc[pending],
+                self.index.token_indptr,
+                self.index.token_ids,
+                max_overlap,
+                self.f.num_neg,
+                self.f.skip_top,
+            )
             self.dropped["overlaps the positive"] += int(overlapping)
             retry = []
             for row, i in enumerate(pending.tolist()):
@@ -274,8 +345,15 @@ class _Miner:
             pending, depth = np.array(retry, dtype=np.int64), depth * 4
         return picks, pos_scores
 
-    def _positive_scores(self, pending: np.ndarray, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray,
-                         queries: list[list[int]], out: np.ndarray) -> None:
+    def _positive_scores(
+        self,
+        pending: np.ndarray,
+        docs: np.ndarray,
+        scores: np.ndarray,
+        pos_doc: np.ndarray,
+        queries: list[list[int]],
+        out: np.ndarray,
+    ) -> None:
         is_pos = docs == pos_doc[pending][:, None]
         found = is_pos.any(axis=1)
         out[pending[found]] = scores[is_pos][: int(found.sum())] if found.any() else []
@@ -283,8 +361,9 @@ class _Miner:
             i = int(pending[row])
             out[i] = self.index.score(queries[i], int(pos_doc[i]))
 
-    def _keep_mask(self, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray, pos_by_id: np.ndarray,
-                   pos_score: np.ndarray) -> np.ndarray:
+    def _keep_mask(
+        self, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray, pos_by_id: np.ndarray, pos_score: np.ndarray
+    ) -> np.ndarray:
         positive = (docs == pos_doc[:, None]) | (docs == pos_by_id[:, None])
         live = scores > 0  # zero-score hits are never negatives
         self.dropped["positive or exact duplicate"] += int((positive & live).sum())
@@ -295,8 +374,14 @@ class _Miner:
             keep &= ~close
         return keep
 
-    def _arrow_columns(self, n: int, rows: list[int], picks: list[tuple[list[int], list[float]]],
-                       pos_scores: np.ndarray, errors: list[str | None]) -> dict[str, pa.Array]:
+    def _arrow_columns(
+        self,
+        n: int,
+        rows: list[int],
+        picks: list[tuple[list[int], list[float]]],
+        pos_scores: np.ndarray,
+        errors: list[str | None],
+    ) -> dict[str, pa.Array]:
         lengths = np.zeros(n, dtype=np.int32)
         lengths[rows] = [len(p[0]) for p in picks]
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
@@ -322,9 +407,19 @@ class _Miner:
         skipped = sum(e is not None for e in errors)
         histogram = collections.Counter(counts)
         return StepSummary(
-            step="hard_negatives", rows_in=len(out), rows_out=len(out), ok=len(out) - skipped, skipped=skipped,
-            failure_reasons=_steps.count_reasons(errors), seconds=seconds, params=params,
-            stats={"short": sum(c < self.f.num_neg for c in counts), "without_negatives": histogram.get(0, 0),
-                   "negatives_per_row": {str(k): v for k, v in sorted(histogram.items())},
-                   "mean_negatives": round(sum(counts) / len(counts), 3) if counts else 0.0,
-                   "dropped_candidates": dict(self.dropped)})
+            step="hard_negatives",
+            rows_in=len(out),
+            rows_out=len(out),
+            ok=len(out) - skipped,
+            skipped=skipped,
+            failure_reasons=_steps.count_reasons(errors),
+            seconds=seconds,
+            params=params,
+            stats={
+                "short": sum(c < self.f.num_neg for c in counts),
+                "without_negatives": histogram.get(0, 0),
+                "negatives_per_row": {str(k): v for k, v in sorted(histogram.items())},
+                "mean_negatives": round(sum(counts) / len(counts), 3) if counts else 0.0,
+                "dropped_candidates": dict(self.dropped),
+            },
+        )

@@ -13,8 +13,16 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ParseError", "iter_json_objects", "parse_questions", "validate_question", "split_reasoning",
-           "extract_answer", "normalize_answer", "answers_match"]
+__all__ = [
+    "ParseError",
+    "iter_json_objects",
+    "parse_questions",
+    "validate_question",
+    "split_reasoning",
+    "extract_answer",
+    "normalize_answer",
+    "answers_match",
+]
 
 
 class ParseError(ValueError):
@@ -60,8 +68,11 @@ def parse_questions(text: str, num_questions: int = 1) -> list[dict[str, str]]:
     items = candidates[-1]
     pairs = []
     for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) \
-                or not isinstance(item.get("scenario"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("question"), str)
+            or not isinstance(item.get("scenario"), str)
+        ):
             raise ParseError('every item of "hard_queries" must have string "scenario" and "question" fields')
         pairs.append({"question": item["question"].strip(), "scenario": item["scenario"].strip()})
     if not pairs:
@@ -71,7 +82,9 @@ def parse_questions(text: str, num_questions: int = 1) -> list[dict[str, str]]:
 
 _REFERS_TO_SOURCE = re.compile(
     r"\b(?:the|this|that|above|given|provided|following|attached|aforementioned)\s+"
-    r"(?:document|passage|text|article|excerpt|paper|context|source\s+material)s?\b", re.IGNORECASE)
+    r"(?:document|passage|text|article|excerpt|paper|context|source\s+material)s?\b",
+    re.IGNORECASE,
+)
 _MIN_QUESTION_CHARS = 15
 _MAX_QUESTION_CHARS = 2_000
 _MAX_SCENARIO_CHARS = 6_000

@@ -58,12 +58,16 @@ class RunSummary:
 
     def table(self) -> str:
         """A plain-text table of the per-step counts."""
-        lines = [f"{'step':<16}{'rows':>8}{'ok':>8}{'failed':>8}{'skipped':>9}{'requests':>10}{'cached':>8}"
-                 f"{'tokens':>12}{'seconds':>9}"]
+        lines = [
+            f"{'step':<16}{'rows':>8}{'ok':>8}{'failed':>8}{'skipped':>9}{'requests':>10}{'cached':>8}"
+            f"{'tokens':>12}{'seconds':>9}"
+        ]
         for s in self.steps:
             u = s.usage
-            lines.append(f"{s.step:<16}{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{u.get('requests', 0):>10}"
-                         f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>12,}{s.seconds:>9.1f}")
+            lines.append(
+                f"{s.step:<16}{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{u.get('requests', 0):>10}"
+                f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>12,}{s.seconds:>9.1f}"
+            )
         lines.append(f"rows in: {self.rows_in}, rows out: {self.rows_out}, failed rows dropped: {self.dropped_failed}")
         return "\n".join(lines)
 
@@ -120,33 +124,52 @@ def build_rare_dataset(
     summaries: list[StepSummary] = []
     common = {"show_progress": show_progress, "return_summary": True}
     if "questions" in steps:
-        ds, summary = add_questions(ds, llm, input_key=text_key, num_questions=num_questions, **common,
-                                    **(question_kwargs or {}))
+        ds, summary = add_questions(
+            ds, llm, input_key=text_key, num_questions=num_questions, **common, **(question_kwargs or {})
+        )
         summaries.append(summary)
     if "hard_negatives" in steps:
-        ds, summary = add_hard_negatives(ds, input_text_key=text_key, num_neg=num_neg, **common,
-                                         **(negatives_kwargs or {}))
+        ds, summary = add_hard_negatives(
+            ds, input_text_key=text_key, num_neg=num_neg, **common, **(negatives_kwargs or {})
+        )
         summaries.append(summary)
     if "reasoning" in steps:
-        ds, summary = add_reasoning(ds, llm, input_text_key=text_key, answer_key=answer_key, seed=seed, **common,
-                                    **(reasoning_kwargs or {}))
+        ds, summary = add_reasoning(
+            ds, llm, input_text_key=text_key, answer_key=answer_key, seed=seed, **common, **(reasoning_kwargs or {})
+        )
         summaries.append(summary)
     before = _num_rows(ds)
     if not keep_failed:
-        outputs = [(question_kwargs or {}).get("output_question_key", "question"),
-                   (negatives_kwargs or {}).get("output_negatives_key", "hard_negatives"),
-                   (reasoning_kwargs or {}).get("output_key", "reasoning")]
+        outputs = [
+            (question_kwargs or {}).get("output_question_key", "question"),
+            (negatives_kwargs or {}).get("output_negatives_key", "hard_negatives"),
+            (reasoning_kwargs or {}).get("output_key", "reasoning"),
+        ]
         ds = _drop_failed(ds, [f"{key}_error" for key in outputs])
     run = RunSummary(
-        rows_in=rows_in, rows_out=_num_rows(ds), dropped_failed=before - _num_rows(ds), steps=summaries,
-        model=llm.model if llm else None, base_url=llm.base_url if llm else None,
+        rows_in=rows_in,
+        rows_out=_num_rows(ds),
+        dropped_failed=before - _num_rows(ds),
+        steps=summaries,
+        model=llm.model if llm else None,
+        base_url=llm.base_url if llm else None,
         prompt_versions={name: p.version for name, p in PROMPTS.items()},
-        params={"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions, "answer_key": answer_key,
-                "seed": seed, "steps": list(steps), "keep_failed": keep_failed,
-                "question_kwargs": question_kwargs or {}, "negatives_kwargs": negatives_kwargs or {},
-                "reasoning_kwargs": reasoning_kwargs or {}},
-        seconds=time.monotonic() - started, rare_hf_version=_version(),
-        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        params={
+            "text_key": text_key,
+            "num_neg": num_neg,
+            "num_questions": num_questions,
+            "answer_key": answer_key,
+            "seed": seed,
+            "steps": list(steps),
+            "keep_failed": keep_failed,
+            "question_kwargs": question_kwargs or {},
+            "negatives_kwargs": negatives_kwargs or {},
+            "reasoning_kwargs": reasoning_kwargs or {},
+        },
+        seconds=time.monotonic() - started,
+        rare_hf_version=_version(),
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
     logger.info("build_rare_dataset finished:\n%s", run.table())
     return (ds, run) if return_summary else ds
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["PromptTemplate", "QUESTION_PROMPT", "QUESTION_REPAIR_PROMPT", "REASONING_PROMPT", "PROMPTS",
-           "question_messages", "question_repair_messages", "reasoning_messages", "format_documents"]
+__all__ = [
+    "PromptTemplate",
+    "QUESTION_PROMPT",
+    "QUESTION_REPAIR_PROMPT",
+    "REASONING_PROMPT",
+    "PROMPTS",
+    "question_messages",
+    "question_repair_messages",
+    "reasoning_messages",
+    "format_documents",
+]
 
 Messages = list[dict[str, Any]]
 
@@ -25,8 +34,7 @@ class PromptTemplate:
     user: str
 
     def render(self, **fields: Any) -> Messages:
-        return [{"role": "system", "content": self.system},
-                {"role": "user", "content": self.user.format(**fields)}]
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user.format(**fields)}]
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
@@ -35,8 +43,10 @@ class PromptTemplate:
 QUESTION_PROMPT = PromptTemplate(
     name="questions",
     version="rare_hf-questions-v1",
-    system=("You write hard, realistic questions that test domain reasoning. You are precise, and you "
-            "follow the requested output format exactly."),
+    system=(
+        "You write hard, realistic questions that test domain reasoning. You are precise, and you "
+        "follow the requested output format exactly."
+    ),
     user="""Below is a document from a specialised domain. Use it only as supporting evidence to write \
 exactly {num_questions} question(s) that a capable practitioner of this domain could face in real work.
 
@@ -72,8 +82,10 @@ Remember: standalone questions that never refer to a document, passage or text."
 REASONING_PROMPT = PromptTemplate(
     name="reasoning",
     version="rare_hf-reasoning-v1",
-    system=("You are a domain expert. You answer by reasoning over retrieved documents: you judge which "
-            "documents are relevant, ground your reasoning in them, and say so when evidence is missing."),
+    system=(
+        "You are a domain expert. You answer by reasoning over retrieved documents: you judge which "
+        "documents are relevant, ground your reasoning in them, and say so when evidence is missing."
+    ),
     user="""# Scenario
 {scenario}
 
@@ -108,11 +120,15 @@ def question_repair_messages(first: Messages, reply: str, problem: str, num_ques
 
 def format_documents(documents: list[str]) -> str:
     """Number and delimit documents so the teacher (and a student) can tell where each one ends."""
-    return "\n\n".join(f'<document index="{i}">\n{doc.strip()}\n</document>'
-                       for i, doc in enumerate(documents, start=1))
+    return "\n\n".join(
+        f'<document index="{i}">\n{doc.strip()}\n</document>' for i, doc in enumerate(documents, start=1)
+    )
 
 
 def reasoning_messages(question: str, scenario: str | None, documents: list[str]) -> Messages:
     """The distillation request: scenario, question, the numbered documents in their shown order."""
-    return REASONING_PROMPT.render(scenario=(scenario or "").strip() or "(none given)",
-                                   question=question.strip(), documents=format_documents(documents))
+    return REASONING_PROMPT.render(
+        scenario=(scenario or "").strip() or "(none given)",
+        question=question.strip(),
+        documents=format_documents(documents),
+    )

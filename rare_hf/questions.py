@@ -69,15 +69,23 @@ def add_questions(
     if num_questions < 1:
         raise ValueError(f"num_questions must be >= 1, got {num_questions}.")
     q = output_question_key
-    outputs = [q, output_scenario_key, f"{q}_index", f"{q}_attempts", f"{q}_error", f"{q}_input_truncated",
-               f"{q}_prompt_version"]
+    outputs = [
+        q,
+        output_scenario_key,
+        f"{q}_index",
+        f"{q}_attempts",
+        f"{q}_error",
+        f"{q}_input_truncated",
+        f"{q}_prompt_version",
+    ]
     splits = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
     for split in splits:  # every check before the first request
         _steps.require_string_column(split, "input_key", input_key)
         _steps.free_output_columns(split, outputs, overwrite)
     llm = llm or LLM()
-    step = _QuestionStep(llm, input_key, q, output_scenario_key, max_attempts, num_questions, temperature,
-                         max_doc_chars)
+    step = _QuestionStep(
+        llm, input_key, q, output_scenario_key, max_attempts, num_questions, temperature, max_doc_chars
+    )
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         split = _steps.free_output_columns(split, outputs, overwrite)
@@ -87,28 +95,52 @@ def add_questions(
 
 
 class _QuestionStep:
-    def __init__(self, llm: LLM, input_key: str, question_key: str, scenario_key: str, max_attempts: int,
-                 num_questions: int, temperature: float | None, max_doc_chars: int) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        input_key: str,
+        question_key: str,
+        scenario_key: str,
+        max_attempts: int,
+        num_questions: int,
+        temperature: float | None,
+        max_doc_chars: int,
+    ) -> None:
         self.llm, self.input_key, self.q, self.s = llm, input_key, question_key, scenario_key
         self.max_attempts, self.n, self.max_doc_chars = max_attempts, num_questions, max_doc_chars
         self.temperature = temperature
-        self.params = {"model": llm.model, "base_url": llm.base_url, "input_key": input_key,
-                       "max_attempts": max_attempts, "num_questions": num_questions,
-                       "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
-                       "retry_temperature": _RETRY_TEMPERATURE, "max_doc_chars": max_doc_chars,
-                       "llm_params": llm.default_params, "prompt_version": QUESTION_PROMPT.version,
-                       "repair_prompt_version": QUESTION_REPAIR_PROMPT.version}
+        self.params = {
+            "model": llm.model,
+            "base_url": llm.base_url,
+            "input_key": input_key,
+            "max_attempts": max_attempts,
+            "num_questions": num_questions,
+            "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
+            "retry_temperature": _RETRY_TEMPERATURE,
+            "max_doc_chars": max_doc_chars,
+            "llm_params": llm.default_params,
+            "prompt_version": QUESTION_PROMPT.version,
+            "repair_prompt_version": QUESTION_REPAIR_PROMPT.version,
+        }
 
-    def run(self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool) -> tuple[datasets.Dataset, StepSummary]:
+    def run(
+        self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool
+    ) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         run = self.llm.new_run("add_questions")
-        features = datasets.Features({**ds.features, _steps.DOC_ID: datasets.Value("string"),
-                                      self.q: datasets.Value("string"), self.s: datasets.Value("string"),
-                                      f"{self.q}_index": datasets.Value("int32"),
-                                      f"{self.q}_attempts": datasets.Value("int32"),
-                                      f"{self.q}_error": datasets.Value("string"),
-                                      f"{self.q}_input_truncated": datasets.Value("bool"),
-                                      f"{self.q}_prompt_version": datasets.Value("string")})
+        features = datasets.Features(
+            {
+                **ds.features,
+                _steps.DOC_ID: datasets.Value("string"),
+                self.q: datasets.Value("string"),
+                self.s: datasets.Value("string"),
+                f"{self.q}_index": datasets.Value("int32"),
+                f"{self.q}_attempts": datasets.Value("int32"),
+                f"{self.q}_error": datasets.Value("string"),
+                f"{self.q}_input_truncated": datasets.Value("bool"),
+                f"{self.q}_prompt_version": datasets.Value("string"),
+            }
+        )
         progress = _steps.StepProgress("Writing questions", len(ds), run, show_progress)
 
         async def row_fn(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,29 +150,49 @@ class _QuestionStep:
             return rows
 
         try:
-            out = _steps.llm_map(ds, self.llm, row_fn, features=features, step="add_questions",
-                                 params=self.params, progress=progress, batch_size=batch_size)
+            out = _steps.llm_map(
+                ds,
+                self.llm,
+                row_fn,
+                features=features,
+                step="add_questions",
+                params=self.params,
+                progress=progress,
+                batch_size=batch_size,
+            )
         finally:
             progress.close()
         return out, self._summary(ds, out, run, time.monotonic() - started)
 
     async def _rows_for(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         text = row[self.input_key]
-        base = {**row, _steps.DOC_ID: row.get(_steps.DOC_ID) or _steps.doc_id_for(text),
-                f"{self.q}_prompt_version": QUESTION_PROMPT.version, f"{self.q}_attempts": 0,
-                f"{self.q}_input_truncated": False}
+        base = {
+            **row,
+            _steps.DOC_ID: row.get(_steps.DOC_ID) or _steps.doc_id_for(text),
+            f"{self.q}_prompt_version": QUESTION_PROMPT.version,
+            f"{self.q}_attempts": 0,
+            f"{self.q}_input_truncated": False,
+        }
         if not isinstance(text, str) or not text.strip():
-            return [{**base, f"{self.q}_index": i, f"{self.q}_error": "skipped: empty or missing document"}
-                    for i in range(self.n)]
+            return [
+                {**base, f"{self.q}_index": i, f"{self.q}_error": "skipped: empty or missing document"}
+                for i in range(self.n)
+            ]
         document = text[: self.max_doc_chars]
         pairs, attempts, problem = await self._ask(document, run)
         base.update({f"{self.q}_attempts": attempts, f"{self.q}_input_truncated": len(text) > self.max_doc_chars})
         rows = []
         for i in range(self.n):
             pair = pairs[i] if i < len(pairs) else None
-            rows.append({**base, f"{self.q}_index": i,
-                         self.q: pair["question"] if pair else None, self.s: pair["scenario"] if pair else None,
-                         f"{self.q}_error": None if pair else problem})
+            rows.append(
+                {
+                    **base,
+                    f"{self.q}_index": i,
+                    self.q: pair["question"] if pair else None,
+                    self.s: pair["scenario"] if pair else None,
+                    f"{self.q}_error": None if pair else problem,
+                }
+            )
         return rows
 
     async def _ask(self, document: str, run: LLMRun) -> tuple[list[dict[str, str]], int, str]:
@@ -196,8 +248,17 @@ class _QuestionStep:
         skipped = sum(1 for e in errors if e and e.startswith("skipped"))
         failed = sum(1 for e in errors if e) - skipped
         truncated_inputs = sum(_steps.column_values(out, f"{self.q}_input_truncated"))
-        return StepSummary(step="questions", rows_in=len(ds_in), rows_out=len(out), ok=len(out) - failed - skipped,
-                           failed=failed, skipped=skipped, failure_reasons=_steps.count_reasons(errors),
-                           usage=run.usage.to_dict(), seconds=seconds, params=self.params,
-                           prompt_version=QUESTION_PROMPT.version,
-                           stats={"documents_truncated": truncated_inputs})
+        return StepSummary(
+            step="questions",
+            rows_in=len(ds_in),
+            rows_out=len(out),
+            ok=len(out) - failed - skipped,
+            failed=failed,
+            skipped=skipped,
+            failure_reasons=_steps.count_reasons(errors),
+            usage=run.usage.to_dict(),
+            seconds=seconds,
+            params=self.params,
+            prompt_version=QUESTION_PROMPT.version,
+            stats={"documents_truncated": truncated_inputs},
+        )

@@ -28,10 +28,15 @@ def document_order(seed: int, doc_id: str, question: str, num_documents: int) ->
     return order
 
 
-def reasoning_messages_for_row(row: dict[str, Any], *, input_text_key: str = "text",
-                               input_question_key: str = "question", input_scenario_key: str = "scenario",
-                               input_hardneg_key: str = "hard_negatives",
-                               output_key: str = "reasoning") -> list[dict[str, Any]]:
+def reasoning_messages_for_row(
+    row: dict[str, Any],
+    *,
+    input_text_key: str = "text",
+    input_question_key: str = "question",
+    input_scenario_key: str = "scenario",
+    input_hardneg_key: str = "hard_negatives",
+    output_key: str = "reasoning",
+) -> list[dict[str, Any]]:
     """Rebuild, from a row written by :func:`add_reasoning`, the exact messages the teacher received.
 
     Example:
@@ -98,11 +103,22 @@ def add_reasoning(
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}.")
     if answer_key is not None and answer_key == output_answer_key:
-        raise ValueError(f"answer_key and output_answer_key are both '{answer_key}': the teacher's answer would "
-                         "overwrite the gold one. Pass output_answer_key='teacher_answer' (or another name).")
+        raise ValueError(
+            f"answer_key and output_answer_key are both '{answer_key}': the teacher's answer would "
+            "overwrite the gold one. Pass output_answer_key='teacher_answer' (or another name)."
+        )
     r = output_key
-    outputs = [r, output_answer_key, f"{r}_raw", f"{r}_doc_order", f"{r}_positive_index", f"{r}_attempts",
-               f"{r}_correct", f"{r}_error", f"{r}_prompt_version"]
+    outputs = [
+        r,
+        output_answer_key,
+        f"{r}_raw",
+        f"{r}_doc_order",
+        f"{r}_positive_index",
+        f"{r}_attempts",
+        f"{r}_correct",
+        f"{r}_error",
+        f"{r}_prompt_version",
+    ]
     for split in ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]:
         _steps.require_string_column(split, "input_text_key", input_text_key)
         _steps.require_string_column(split, "input_question_key", input_question_key)
@@ -112,9 +128,22 @@ def add_reasoning(
             _steps.require_columns(split, answer_key=answer_key)
         _steps.free_output_columns(split, outputs, overwrite)
     llm = llm or LLM()
-    step = _ReasoningStep(llm, dict(text=input_text_key, question=input_question_key, scenario=input_scenario_key,
-                                    negatives=input_hardneg_key, gold=answer_key, answer=output_answer_key),
-                          r, max_attempts, seed, temperature, resample_temperature)
+    step = _ReasoningStep(
+        llm,
+        dict(
+            text=input_text_key,
+            question=input_question_key,
+            scenario=input_scenario_key,
+            negatives=input_hardneg_key,
+            gold=answer_key,
+            answer=output_answer_key,
+        ),
+        r,
+        max_attempts,
+        seed,
+        temperature,
+        resample_temperature,
+    )
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         split = _steps.with_doc_ids(_steps.free_output_columns(split, outputs, overwrite), input_text_key)
@@ -124,25 +153,51 @@ def add_reasoning(
 
 
 class _ReasoningStep:
-    def __init__(self, llm: LLM, keys: dict[str, Any], output_key: str, max_attempts: int, seed: int,
-                 temperature: float | None, resample_temperature: float) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        keys: dict[str, Any],
+        output_key: str,
+        max_attempts: int,
+        seed: int,
+        temperature: float | None,
+        resample_temperature: float,
+    ) -> None:
         self.llm, self.k, self.r = llm, keys, output_key
         self.max_attempts, self.seed = max_attempts, seed
         self.temperature, self.resample_temperature = temperature, resample_temperature
-        self.params = {"model": llm.model, "base_url": llm.base_url, "max_attempts": max_attempts, "seed": seed,
-                       "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
-                       "resample_temperature": resample_temperature, "answer_key": keys["gold"],
-                       "llm_params": llm.default_params, "prompt_version": REASONING_PROMPT.version}
+        self.params = {
+            "model": llm.model,
+            "base_url": llm.base_url,
+            "max_attempts": max_attempts,
+            "seed": seed,
+            "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
+            "resample_temperature": resample_temperature,
+            "answer_key": keys["gold"],
+            "llm_params": llm.default_params,
+            "prompt_version": REASONING_PROMPT.version,
+        }
 
     def features(self, ds: datasets.Dataset) -> datasets.Features:
         r, string = self.r, datasets.Value("string")
-        return datasets.Features({
-            **ds.features, r: string, self.k["answer"]: string, f"{r}_raw": string,
-            f"{r}_doc_order": datasets.List(datasets.Value("int32")), f"{r}_positive_index": datasets.Value("int32"),
-            f"{r}_attempts": datasets.Value("int32"), f"{r}_correct": datasets.Value("bool"),
-            f"{r}_error": string, f"{r}_prompt_version": string})
+        return datasets.Features(
+            {
+                **ds.features,
+                r: string,
+                self.k["answer"]: string,
+                f"{r}_raw": string,
+                f"{r}_doc_order": datasets.List(datasets.Value("int32")),
+                f"{r}_positive_index": datasets.Value("int32"),
+                f"{r}_attempts": datasets.Value("int32"),
+                f"{r}_correct": datasets.Value("bool"),
+                f"{r}_error": string,
+                f"{r}_prompt_version": string,
+            }
+        )
 
-    def run(self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool) -> tuple[datasets.Dataset, StepSummary]:
+    def run(
+        self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool
+    ) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         run = self.llm.new_run("add_reasoning")
         progress = _steps.StepProgress("Distilling reasoning", len(ds), run, show_progress)
@@ -154,17 +209,34 @@ class _ReasoningStep:
             return [out]
 
         try:
-            out = _steps.llm_map(ds, self.llm, row_fn, features=self.features(ds), step="add_reasoning",
-                                 params=self.params, progress=progress, batch_size=batch_size)
+            out = _steps.llm_map(
+                ds,
+                self.llm,
+                row_fn,
+                features=self.features(ds),
+                step="add_reasoning",
+                params=self.params,
+                progress=progress,
+                batch_size=batch_size,
+            )
         finally:
             progress.close()
         return out, self._summary(out, run, time.monotonic() - started)
 
     async def _row(self, row: dict[str, Any], run: LLMRun) -> dict[str, Any]:
         r = self.r
-        out = {**row, r: None, self.k["answer"]: None, f"{r}_raw": None, f"{r}_doc_order": None,
-               f"{r}_positive_index": None, f"{r}_attempts": 0, f"{r}_correct": None, f"{r}_error": None,
-               f"{r}_prompt_version": REASONING_PROMPT.version}
+        out = {
+            **row,
+            r: None,
+            self.k["answer"]: None,
+            f"{r}_raw": None,
+            f"{r}_doc_order": None,
+            f"{r}_positive_index": None,
+            f"{r}_attempts": 0,
+            f"{r}_correct": None,
+            f"{r}_error": None,
+            f"{r}_prompt_version": REASONING_PROMPT.version,
+        }
         question, text, negatives = row[self.k["question"]], row[self.k["text"]], row[self.k["negatives"]]
         skip = _skip_reason(question, text, negatives)
         if skip:
@@ -214,12 +286,25 @@ class _ReasoningStep:
             attempts = _steps.column_values(out, f"{r}_attempts")
             correct = _steps.column_values(out, f"{r}_correct")
             graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not (e and e.startswith("skipped"))]
-            stats = {"with_gold": len(graded), "first_try_correct": sum(1 for a, c in graded if c and a == 1),
-                     "final_correct": sum(1 for _, c in graded if c)}
-        return StepSummary(step="reasoning", rows_in=len(out), rows_out=len(out), ok=len(out) - failed - skipped,
-                           failed=failed, skipped=skipped, failure_reasons=_steps.count_reasons(errors),
-                           usage=run.usage.to_dict(), seconds=seconds, params=self.params,
-                           prompt_version=REASONING_PROMPT.version, stats=stats)
+            stats = {
+                "with_gold": len(graded),
+                "first_try_correct": sum(1 for a, c in graded if c and a == 1),
+                "final_correct": sum(1 for _, c in graded if c),
+            }
+        return StepSummary(
+            step="reasoning",
+            rows_in=len(out),
+            rows_out=len(out),
+            ok=len(out) - failed - skipped,
+            failed=failed,
+            skipped=skipped,
+            failure_reasons=_steps.count_reasons(errors),
+            usage=run.usage.to_dict(),
+            seconds=seconds,
+            params=self.params,
+            prompt_version=REASONING_PROMPT.version,
+            stats=stats,
+        )
 
 
 def _skip_reason(question: Any, text: Any, negatives: Any) -> str | None:

@@ -52,11 +52,21 @@ class StepSummary:
             if key in self.stats and isinstance(value, int) and isinstance(self.stats[key], int):
                 stats[key] = self.stats[key] + value
         return dataclasses.replace(
-            self, rows_in=self.rows_in + other.rows_in, rows_out=self.rows_out + other.rows_out,
-            ok=self.ok + other.ok, failed=self.failed + other.failed, skipped=self.skipped + other.skipped,
-            failure_reasons=dict(reasons), usage=dict(usage), seconds=self.seconds + other.seconds, stats=stats)
+            self,
+            rows_in=self.rows_in + other.rows_in,
+            rows_out=self.rows_out + other.rows_out,
+            ok=self.ok + other.ok,
+            failed=self.failed + other.failed,
+            skipped=self.skipped + other.skipped,
+            failure_reasons=dict(reasons),
+            usage=dict(usage),
+            seconds=self.seconds + other.seconds,
+            stats=stats,
+        )
 
     def __str__(self) -> str:
         tokens = self.usage.get("total_tokens", 0)
-        return (f"{self.step}: {self.rows_out} rows, {self.ok} ok, {self.failed} failed, {self.skipped} skipped"
-                f"{f', {tokens:,} tokens' if self.usage else ''}, {self.seconds:.1f}s")
+        return (
+            f"{self.step}: {self.rows_out} rows, {self.ok} ok, {self.failed} failed, {self.skipped} skipped"
+            f"{f', {tokens:,} tokens' if self.usage else ''}, {self.seconds:.1f}s"
+        )

@@ -26,8 +26,15 @@ from typing import Any
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens"]
 
-_REASON = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
-           500: "Internal Server Error", 503: "Service Unavailable"}
+_REASON = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +99,16 @@ class LocalTeacher:
         prompt_tokens / completion_tokens: Usage totals the server reported.
     """
 
-    def __init__(self, responder: Responder | None = None, *, latency: float = 0.0, port: int = 0,
-                 models: list[str] | None = None, api_key: str | None = None, keep_log: bool = True) -> None:
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        latency: float = 0.0,
+        port: int = 0,
+        models: list[str] | None = None,
+        api_key: str | None = None,
+        keep_log: bool = True,
+    ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
         self.models = models
@@ -135,7 +150,9 @@ class LocalTeacher:
             self.requests.clear()
             self.arrivals.clear()
             self._faults.clear()
-            self.request_count = self.http_request_count = self.peak_in_flight = self.prompt_tokens = self.completion_tokens = 0
+            self.request_count = self.http_request_count = self.peak_in_flight = self.prompt_tokens = (
+                self.completion_tokens
+            ) = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> LocalTeacher:
@@ -173,7 +190,8 @@ class LocalTeacher:
         assert self._loop is not None
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self._port, backlog=4096))
+            asyncio.start_server(self._handle, "127.0.0.1", self._port, backlog=4096)
+        )
         self._port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -200,8 +218,12 @@ class LocalTeacher:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status, extra_headers, payload = await self._dispatch(method, path.split("?")[0], headers, body)
-                head = [f"HTTP/1.1 {status} {_REASON.get(status, 'Status')}", "Content-Type: application/json",
-                        f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in extra_headers)]
+                head = [
+                    f"HTTP/1.1 {status} {_REASON.get(status, 'Status')}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(payload)}",
+                    *(f"{k}: {v}" for k, v in extra_headers),
+                ]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
@@ -213,16 +235,25 @@ class LocalTeacher:
         finally:
             writer.close()
 
-    async def _dispatch(self, method: str, path: str, headers: dict[str, str],
-                        body: bytes) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    async def _dispatch(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
         with self._lock:
             self.http_request_count += 1
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, (), _error_body("Incorrect API key provided.", "invalid_api_key")
         if method == "GET" and path.rstrip("/").endswith("/models"):
             names = self.models or ["rare-hf-local"]
-            return 200, (), json.dumps({"object": "list", "data": [
-                {"id": name, "object": "model", "owned_by": "rare_hf"} for name in names]}).encode()
+            return (
+                200,
+                (),
+                json.dumps(
+                    {
+                        "object": "list",
+                        "data": [{"id": name, "object": "model", "owned_by": "rare_hf"} for name in names],
+                    }
+                ).encode(),
+            )
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return 404, (), _error_body(f"No route {method} {path}", "not_found")
         request = json.loads(body or b"{}")
@@ -260,14 +291,30 @@ class LocalTeacher:
         with self._lock:
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
-        return 200, reply.headers, json.dumps({
-            "id": f"chatcmpl-{self.request_count}", "object": "chat.completion", "created": int(time.time()),
-            "model": request.get("model", ""),
-            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                         "message": {"role": "assistant", "content": reply.content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }).encode()
+        return (
+            200,
+            reply.headers,
+            json.dumps(
+                {
+                    "id": f"chatcmpl-{self.request_count}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": request.get("model", ""),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": reply.finish_reason,
+                            "message": {"role": "assistant", "content": reply.content},
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                }
+            ).encode(),
+        )
 
 
 def _error_body(message: str, code: str) -> bytes:
@@ -291,15 +338,20 @@ def demo_responder(request: dict[str, Any]) -> str:
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(prompt.split("<document>")[-1])))[:60]
     topic = ", ".join(words[10:13]) or "the domain"
     count = _requested_count(prompt)
-    queries = [{
-        "scenario": f"[placeholder {digest}-{i}] A practitioner has to weigh {topic} against "
-                    f"{words[(17 + i) % max(len(words), 1)] if words else 'competing constraints'} "
-                    "before making a decision under real constraints.",
-        "question": f"[placeholder {digest}-{i}] Which course of action best balances {topic}, and what "
-                    "trade-offs justify it?",
-    } for i in range(count)]
-    return ("Reasoning about what a hard question needs {a set like {x, y}} before answering.\n"
-            f"```json\n{json.dumps({'hard_queries': queries}, indent=2)}\n```")
+    queries = [
+        {
+            "scenario": f"[placeholder {digest}-{i}] A practitioner has to weigh {topic} against "
+            f"{words[(17 + i) % max(len(words), 1)] if words else 'competing constraints'} "
+            "before making a decision under real constraints.",
+            "question": f"[placeholder {digest}-{i}] Which course of action best balances {topic}, and what "
+            "trade-offs justify it?",
+        }
+        for i in range(count)
+    ]
+    return (
+        "Reasoning about what a hard question needs {a set like {x, y}} before answering.\n"
+        f"```json\n{json.dumps({'hard_queries': queries}, indent=2)}\n```"
+    )
 
 
 def _requested_count(prompt: str) -> int:
@@ -309,7 +361,9 @@ def _requested_count(prompt: str) -> int:
 
 def _demo_reasoning(prompt: str, digest: str) -> str:
     question = prompt.split("# Question", 1)[-1].strip().splitlines()[0:1]
-    return (f"<think>[placeholder {digest}] The essential problem is: {' '.join(question)[:200]} "
-            "I check each retrieved document for evidence that bears on it, set aside the ones that do not, "
-            "and combine the relevant facts step by step.</think>\n"
-            f"<answer>[placeholder {digest}] The course of action supported by the relevant documents.</answer>")
+    return (
+        f"<think>[placeholder {digest}] The essential problem is: {' '.join(question)[:200]} "
+        "I check each retrieved document for evidence that bears on it, set aside the ones that do not, "
+        "and combine the relevant facts step by step.</think>\n"
+        f"<answer>[placeholder {digest}] The course of action supported by the relevant documents.</answer>"
+    )

@@ -25,14 +25,17 @@ import rare_hf
 from rare_hf.testing import LocalTeacher
 
 MODEL = "bench-model"
-_TEXT = ("Atrial fibrillation increases the risk of stroke, and anticoagulation lowers it at the price of "
-         "bleeding. Clinicians weigh scores such as CHA2DS2-VASc against HAS-BLED, kidney function, drug "
-         "interactions and the patient's preferences before choosing a drug and a dose. ")
+_TEXT = (
+    "Atrial fibrillation increases the risk of stroke, and anticoagulation lowers it at the price of "
+    "bleeding. Clinicians weigh scores such as CHA2DS2-VASc against HAS-BLED, kidney function, drug "
+    "interactions and the patient's preferences before choosing a drug and a dose. "
+)
 
 
 def serve(port_queue: mp.Queue, latency: float) -> None:
-    teacher = LocalTeacher(lambda request: "A short teacher reply with a handful of tokens in it.",
-                           latency=latency, keep_log=False)
+    teacher = LocalTeacher(
+        lambda request: "A short teacher reply with a handful of tokens in it.", latency=latency, keep_log=False
+    )
     teacher.start()
     port_queue.put(teacher.port)
     while True:
@@ -41,13 +44,20 @@ def serve(port_queue: mp.Queue, latency: float) -> None:
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
     body = _TEXT * 20  # about 1,000 tokens
-    return [[{"role": "system", "content": "You are a careful domain expert."},
-             {"role": "user", "content": f"Request {i}.\n{body}\nWhat should be done first?"}] for i in range(n)]
+    return [
+        [
+            {"role": "system", "content": "You are a careful domain expert."},
+            {"role": "user", "content": f"Request {i}.\n{body}\nWhat should be done first?"},
+        ]
+        for i in range(n)
+    ]
 
 
 def run_rare_hf(url: str, messages: list, concurrency: int) -> float:
-    with tempfile.TemporaryDirectory() as cache, rare_hf.LLM(MODEL, base_url=url, api_key="EMPTY",
-                                                             max_concurrency=concurrency, cache_dir=cache) as llm:
+    with (
+        tempfile.TemporaryDirectory() as cache,
+        rare_hf.LLM(MODEL, base_url=url, api_key="EMPTY", max_concurrency=concurrency, cache_dir=cache) as llm,
+    ):
         start = time.perf_counter()
         replies = llm.complete_many(messages)
         elapsed = time.perf_counter() - start
@@ -55,9 +65,10 @@ def run_rare_hf(url: str, messages: list, concurrency: int) -> float:
     return len(messages) / elapsed
 
 
-def run_bare(url: str, messages: list, concurrency: int) -> float:
+def run_bare(url: str, messages: list, concurrency: int, aiohttp: bool = False) -> float:
     async def main() -> float:
-        client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0)
+        http_client = openai.DefaultAioHttpClient() if aiohttp else None
+        client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, http_client=http_client)
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one(m: list) -> str:
@@ -76,9 +87,14 @@ def run_bare(url: str, messages: list, concurrency: int) -> float:
 
 def run_thread_pool(url: str, messages: list, workers: int = 10) -> float:
     """How the original operators called the teacher: a pool of 10 threads, one blocking POST each."""
+
     def post(m: list) -> str:
-        response = requests.post(f"{url}/chat/completions", timeout=60, headers={"Authorization": "Bearer EMPTY"},
-                                 json={"model": MODEL, "messages": m, "temperature": 0.0})
+        response = requests.post(
+            f"{url}/chat/completions",
+            timeout=60,
+            headers={"Authorization": "Bearer EMPTY"},
+            json={"model": MODEL, "messages": m, "temperature": 0.0},
+        )
         return response.json()["choices"][0]["message"]["content"]
 
     start = time.perf_counter()
@@ -92,8 +108,12 @@ def main() -> None:
     parser.add_argument("-n", "--num-requests", type=int, default=5000)
     parser.add_argument("-c", "--concurrency", type=int, default=256)
     parser.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
-    parser.add_argument("--pool-sample", type=int, default=500,
-                        help="requests sent through the 10-thread pool (its rate does not depend on N)")
+    parser.add_argument(
+        "--pool-sample",
+        type=int,
+        default=500,
+        help="requests sent through the 10-thread pool (its rate does not depend on N)",
+    )
     args = parser.parse_args()
 
     queue: mp.Queue = mp.Queue()
@@ -105,15 +125,20 @@ def main() -> None:
         ideal = args.concurrency / args.latency
         rare = run_rare_hf(url, messages, args.concurrency)
         bare = run_bare(url, messages, args.concurrency)
+        bare_aiohttp = run_bare(url, messages, args.concurrency, aiohttp=True)
         pool = run_thread_pool(url, messages[: args.pool_sample])
     finally:
         server.terminate()
-    print(f"N={args.num_requests}, C={args.concurrency}, latency={args.latency * 1000:.0f} ms "
-          f"(ceiling C/latency = {ideal:,.0f} req/s), ~1,000-token prompts")
+    print(
+        f"N={args.num_requests}, C={args.concurrency}, latency={args.latency * 1000:.0f} ms "
+        f"(ceiling C/latency = {ideal:,.0f} req/s), ~1,000-token prompts"
+    )
     print(f"rare_hf.LLM (cache on):         {rare:8.1f} req/s")
-    print(f"bare AsyncOpenAI + Semaphore:   {bare:8.1f} req/s")
+    print(f"bare AsyncOpenAI + Semaphore:   {bare:8.1f} req/s  (SDK's default httpx transport)")
+    print(f"  same, aiohttp transport:      {bare_aiohttp:8.1f} req/s  (the transport rare_hf uses)")
     print(f"10-thread pool + requests:      {pool:8.1f} req/s  (sample of {args.pool_sample})")
     print(f"rare_hf / bare client:          {rare / bare:8.2f} x   (target >= 0.9)")
+    print(f"rare_hf / bare, same transport: {rare / bare_aiohttp:8.2f} x")
     print(f"rare_hf / thread pool:          {rare / pool:8.1f} x   (target >= 15)")
 
 

@@ -12,11 +12,16 @@ from hub_server import LocalHub  # noqa: E402  (standard library only: safe befo
 # A Hub-compatible server for the whole session. huggingface_hub and datasets read these variables at
 # import time, so they are set before anything imports them.
 LOCAL_HUB = LocalHub().__enter__()
-os.environ.update({
-    "HF_ENDPOINT": LOCAL_HUB.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_TOKEN": "hf_local_test_token",
-    "HF_HOME": tempfile.mkdtemp(prefix="rare_hf_test_hf_home_"),
-})
+os.environ.update(
+    {
+        "HF_ENDPOINT": LOCAL_HUB.url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_TOKEN": "hf_local_test_token",
+        "HF_HOME": tempfile.mkdtemp(prefix="rare_hf_test_hf_home_"),
+    }
+)
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -92,8 +92,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- plumbing ------------------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes | dict | list = b"", headers: dict[str, str] | None = None,
-              head_only: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes | dict | list = b"",
+        headers: dict[str, str] | None = None,
+        head_only: bool = False,
+    ) -> None:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -162,16 +167,31 @@ class _Handler(BaseHTTPRequestHandler):
         found = self._repo(repo)
         if found is None:
             return
-        self._send(200, {"id": repo, "_id": repo, "private": found.private, "sha": found.sha,
-                         "siblings": [{"rfilename": p} for p in sorted(found.files)], "tags": [],
-                         "downloads": 0, "likes": 0, "lastModified": "2026-01-01T00:00:00.000Z",
-                         "cardData": {}, "disabled": False, "gated": False})
+        self._send(
+            200,
+            {
+                "id": repo,
+                "_id": repo,
+                "private": found.private,
+                "sha": found.sha,
+                "siblings": [{"rfilename": p} for p in sorted(found.files)],
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "cardData": {},
+                "disabled": False,
+                "gated": False,
+            },
+        )
 
     def create_repo(self, **_: Any) -> None:
         body = json.loads(self._body() or b"{}")
         repo_id = f"{body.get('organization') or 'tester'}/{body['name']}"
         if repo_id in self.hub.repos:
-            self._send(409, {"error": "You already created this dataset repo", "url": f"{self.base_url}/datasets/{repo_id}"})
+            self._send(
+                409, {"error": "You already created this dataset repo", "url": f"{self.base_url}/datasets/{repo_id}"}
+            )
             return
         private = bool(body.get("private")) or body.get("visibility") == "private"
         self.hub.repos[repo_id] = Repo(repo_id, private=private)
@@ -181,8 +201,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self._repo(repo) is None:
             return
         files = json.loads(self._body())["files"]
-        self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular" if f["path"].endswith(
-            (".md", ".json", ".yaml")) else "lfs", "shouldIgnore": False} for f in files]})
+        self._send(
+            200,
+            {
+                "files": [
+                    {
+                        "path": f["path"],
+                        "uploadMode": "regular" if f["path"].endswith((".md", ".json", ".yaml")) else "lfs",
+                        "shouldIgnore": False,
+                    }
+                    for f in files
+                ]
+            },
+        )
 
     def lfs_batch(self, repo: str, **_: Any) -> None:
         body = json.loads(self._body())
@@ -221,13 +252,18 @@ class _Handler(BaseHTTPRequestHandler):
                     changes[path] = None
         with self.hub.lock:
             oid = self.hub.commit(found, summary, changes, lfs_paths)
-        self._send(200, {"commitOid": oid, "commitUrl": f"{self.base_url}/datasets/{repo}/commit/{oid}",
-                         "success": True})
+        self._send(
+            200, {"commitOid": oid, "commitUrl": f"{self.base_url}/datasets/{repo}/commit/{oid}", "success": True}
+        )
 
     def _entry(self, found: Repo, path: str) -> dict[str, Any]:
         content = found.files[path]
-        entry: dict[str, Any] = {"type": "file", "path": path, "size": len(content),
-                                 "oid": hashlib.sha1(content).hexdigest()}
+        entry: dict[str, Any] = {
+            "type": "file",
+            "path": path,
+            "size": len(content),
+            "oid": hashlib.sha1(content).hexdigest(),
+        }
         if path in found.lfs:
             entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
         return entry
@@ -246,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
         for file in sorted(found.files):
             if not file.startswith(prefix):
                 continue
-            rest = file[len(prefix):]
+            rest = file[len(prefix) :]
             if "/" in rest and not recursive:
                 dirs.add(prefix + rest.split("/", 1)[0])
                 continue
@@ -254,8 +290,10 @@ class _Handler(BaseHTTPRequestHandler):
                 parts = rest.split("/")[:-1]
                 dirs.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
             entries.append(self._entry(found, file))
-        entries += [{"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
-                    for d in sorted(dirs)]
+        entries += [
+            {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
+            for d in sorted(dirs)
+        ]
         self._send(200, entries)
 
     def paths_info(self, repo: str, rev: str, **_: Any) -> None:
@@ -270,8 +308,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(paths, str):
             paths = [paths]
         out = [self._entry(found, p) for p in paths if p in found.files]
-        out += [{"type": "directory", "path": p, "oid": "0" * 40, "size": 0} for p in paths
-                if p not in found.files and any(f.startswith(p.rstrip("/") + "/") for f in found.files)]
+        out += [
+            {"type": "directory", "path": p, "oid": "0" * 40, "size": 0}
+            for p in paths
+            if p not in found.files and any(f.startswith(p.rstrip("/") + "/") for f in found.files)
+        ]
         self._send(200, out)
 
     def resolve(self, repo: str, rev: str, path: str, head_only: bool = False, **_: Any) -> None:
@@ -283,8 +324,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content = found.files[path]
         etag = hashlib.sha256(content).hexdigest() if path in found.lfs else hashlib.sha1(content).hexdigest()
-        headers = {"X-Repo-Commit": found.sha, "ETag": f'"{etag}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": found.sha,
+            "ETag": f'"{etag}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if path in found.lfs:
             headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(content))})
         status = 200
@@ -294,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(start_text or 0)
             end = min(int(end_text) if end_text else len(content) - 1, len(content) - 1)
             headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
-            content, status = content[start:end + 1], 206
+            content, status = content[start : end + 1], 206
         self._send(status, content, headers, head_only=head_only)
 
     def validate_yaml(self, **_: Any) -> None:

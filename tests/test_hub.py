@@ -40,10 +40,16 @@ def test_push_writes_data_card_and_run_config(hub, built) -> None:
     assert meta["license"] == "cc-by-4.0" and meta["size_categories"] == ["n<1K"]
     assert set(meta["tags"]) >= {"rare", "synthetic", "reasoning", "retrieval", "hard-negatives"}
     assert meta["pretty_name"] == "rare-demo (RARE)"
-    for heading in ("## How to load", "## Columns", "## How it was generated", "## Statistics",
-                    "## Sample record", "## Citation"):
+    for heading in (
+        "## How to load",
+        "## Columns",
+        "## How it was generated",
+        "## Statistics",
+        "## Sample record",
+        "## Citation",
+    ):
         assert heading in body
-    assert '`hard_negatives` | list[string] |' in body
+    assert "`hard_negatives` | list[string] |" in body
     assert "Teacher model: `teacher-test`" in body and "rare_hf-reasoning-v1" in body
     assert "| questions | 20 | 0 | 0 | 20 |" in body and "2503.23513" in body and "2504.20595" in body
     config = json.loads(hub.file("tester/rare-demo", RUN_CONFIG_FILENAME))
@@ -75,7 +81,9 @@ def test_human_edited_card_keeps_its_text(hub, built) -> None:
     ds, summary = built
     rare_hf.push_to_hub(ds, "tester/edited", summary=summary)
     card = DatasetCard.load("tester/edited", repo_type="dataset")
-    card.text = "# Our clinical reasoning set\n\nCurated by the cardiology team. Contact: team@example.org\n\n" + card.text
+    card.text = (
+        "# Our clinical reasoning set\n\nCurated by the cardiology team. Contact: team@example.org\n\n" + card.text
+    )
     card.data.license = "apache-2.0"
     card.push_to_hub("tester/edited", repo_type="dataset")
     rare_hf.push_to_hub(ds.select(range(10)), "tester/edited", summary=summary)
@@ -103,15 +111,25 @@ def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> 
 
     src = tmp_path / "docs.jsonl"
     rare_hf.load_sample_documents().to_json(str(src), lines=True)
-    env = {"K": "EMPTY", "HF_TOKEN": "hf_local_test_token", "RARE_HF_CACHE": str(tmp_path / "cache"),
-           "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        "K": "EMPTY",
+        "HF_TOKEN": "hf_local_test_token",
+        "RARE_HF_CACHE": str(tmp_path / "cache"),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
     args = [str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K", "--limit", "8"]
     ok = _cli(*args, "--output", str(tmp_path / "out"), "--push-to-hub", "tester/from-cli", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "Pushed to" in ok.stdout
     assert datasets.load_dataset("tester/from-cli", split="train", download_mode="force_redownload").num_rows == 8
     assert json.loads(hub.file("tester/from-cli", RUN_CONFIG_FILENAME))["summary"]["rows_out"] == 8
-    dead = _cli(*args, "--output", str(tmp_path / "out2"), "--push-to-hub", "tester/x",
-                env={**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"})
+    dead = _cli(
+        *args,
+        "--output",
+        str(tmp_path / "out2"),
+        "--push-to-hub",
+        "tester/x",
+        env={**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"},
+    )
     assert dead.returncode == 1
     assert "retry only the push" in dead.stderr and (tmp_path / "out2" / "dataset").exists()

@@ -85,8 +85,9 @@ def test_retries_exhausted_is_a_request_error_not_data(teacher: LocalTeacher, ma
 
 
 @pytest.mark.parametrize("status, hint", [(401, "API key"), (404, "model name")])
-def test_auth_and_unknown_model_stop_the_run_without_retry_storm(teacher: LocalTeacher, make_llm,
-                                                                  status: int, hint: str) -> None:
+def test_auth_and_unknown_model_stop_the_run_without_retry_storm(
+    teacher: LocalTeacher, make_llm, status: int, hint: str
+) -> None:
     teacher.latency = 0.02
     teacher.fail_next(Reply.error(status, message="nope"), times=1000)
     llm = make_llm(max_concurrency=4)
@@ -223,6 +224,7 @@ def test_killed_run_resumes_with_only_the_missing_requests(teacher: LocalTeacher
     # Everything answered before the kill is on disk, except at most the 8 requests in flight.
     assert sent_before - 8 <= stored <= sent_before < 200
     teacher.reset()
-    rerun = subprocess.run([sys.executable, "-c", _CHILD, teacher.url, str(cache)], capture_output=True,
-                           text=True, check=True)
+    rerun = subprocess.run(
+        [sys.executable, "-c", _CHILD, teacher.url, str(cache)], capture_output=True, text=True, check=True
+    )
     assert teacher.request_count == 200 - stored == int(rerun.stdout)

@@ -29,8 +29,12 @@ def make_docs(n: int, seed: int = 0) -> list[str]:
     docs = []
     for i in range(n):
         words = TOPICS[list(TOPICS)[i % len(TOPICS)]]
-        docs.append(" ".join(rng.choice(words) if rng.random() < 0.7 else rng.choice(FILLER)
-                             for _ in range(rng.randint(20, 40))) + f" marker{i}")
+        docs.append(
+            " ".join(
+                rng.choice(words) if rng.random() < 0.7 else rng.choice(FILLER) for _ in range(rng.randint(20, 40))
+            )
+            + f" marker{i}"
+        )
     return docs
 
 
@@ -46,8 +50,10 @@ def dataset(n: int = 40) -> datasets.Dataset:
 
 def brute_force(index: BM25Index, question: str, k1: float = 0.9, b: float = 0.4) -> list[tuple[float, int]]:
     """Lucene BM25 computed directly from the token lists, best first (ties: lower position)."""
-    docs = [index.tokenizer.tokenize([t], update_vocab=False, return_as="ids", show_progress=False)[0]
-            for t in list(index.corpus["text"])]
+    docs = [
+        index.tokenizer.tokenize([t], update_vocab=False, return_as="ids", show_progress=False)[0]
+        for t in list(index.corpus["text"])
+    ]
     query = index.tokenize([question])[0]
     n, avg = len(docs), sum(map(len, docs)) / len(docs)
     df = Counter(t for d in docs for t in set(d))
@@ -68,8 +74,9 @@ def test_matches_brute_force_bm25_in_order() -> None:
     out = rare_hf.add_hard_negatives(ds, num_neg=5, max_score_ratio=None, max_overlap=None, show_progress=False)
     index = BM25Index.build(ds["text"], show_progress=False)
     for row in out:
-        expected = [(s, p) for s, p in brute_force(index, row["question"]) if s > 0
-                    and index.corpus[p]["text"] != row["text"]][:5]
+        expected = [
+            (s, p) for s, p in brute_force(index, row["question"]) if s > 0 and index.corpus[p]["text"] != row["text"]
+        ][:5]
         assert row["hard_negatives"] == [index.corpus[p]["text"] for _, p in expected]
         assert row["hard_negatives_scores"] == pytest.approx([s for s, _ in expected], rel=1e-4)
         assert row["hard_negatives_scores"] == sorted(row["hard_negatives_scores"], reverse=True)
@@ -86,14 +93,21 @@ def test_positive_score_matches_bm25s_even_outside_the_top_k() -> None:
         assert index.score(index.tokenize([question])[0], pos) == pytest.approx(float(full[pos]), rel=1e-5)
     out = rare_hf.add_hard_negatives(ds, num_neg=1, show_progress=False)
     expected = dict(brute_force(index, ds["question"][0])[i][::-1] for i in range(40))
-    assert out[0]["hard_negatives_positive_score"] == pytest.approx(expected[index.position_of(ds["text"][0])], rel=1e-4)
+    assert out[0]["hard_negatives_positive_score"] == pytest.approx(
+        expected[index.position_of(ds["text"][0])], rel=1e-4
+    )
 
 
 def test_positive_and_its_exact_duplicates_are_never_returned() -> None:
     docs = make_docs(30)
     copies = [docs[0].upper(), "  " + docs[0].replace(" ", "   ") + "\n"]
-    ds = datasets.Dataset.from_dict({"text": docs + copies, "question": make_questions(docs) + make_questions(docs)[:1] * 2,
-                                     "doc_id": [f"d{i}" for i in range(32)]})
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": docs + copies,
+            "question": make_questions(docs) + make_questions(docs)[:1] * 2,
+            "doc_id": [f"d{i}" for i in range(32)],
+        }
+    )
     out = rare_hf.add_hard_negatives(ds, num_neg=10, max_score_ratio=None, max_overlap=None, show_progress=False)
     normalise = lambda t: " ".join(t.lower().split())  # noqa: E731
     for row in out:
@@ -107,12 +121,15 @@ def test_positive_and_its_exact_duplicates_are_never_returned() -> None:
 def test_overlapping_chunk_of_the_positive_is_filtered() -> None:
     docs = make_docs(30)
     words = docs[0].split()
-    chunk = " ".join(words[len(words) // 4:] + ["extra", "tail", "words"])  # overlaps ~75% of the positive
-    ds = datasets.Dataset.from_dict({"text": docs + [chunk], "question": [" ".join(words[-8:-1])] + make_questions(docs)[1:] + ["q"]})
+    chunk = " ".join(words[len(words) // 4 :] + ["extra", "tail", "words"])  # overlaps ~75% of the positive
+    ds = datasets.Dataset.from_dict(
+        {"text": docs + [chunk], "question": [" ".join(words[-8:-1])] + make_questions(docs)[1:] + ["q"]}
+    )
     kept = rare_hf.add_hard_negatives(ds, num_neg=3, max_score_ratio=None, max_overlap=None, show_progress=False)
     assert chunk in kept[0]["hard_negatives"]  # without the filter it is mined as a "negative"
-    filtered, summary = rare_hf.add_hard_negatives(ds, num_neg=3, max_score_ratio=None, show_progress=False,
-                                                   return_summary=True)
+    filtered, summary = rare_hf.add_hard_negatives(
+        ds, num_neg=3, max_score_ratio=None, show_progress=False, return_summary=True
+    )
     assert chunk not in filtered[0]["hard_negatives"] and len(filtered[0]["hard_negatives"]) == 3
     assert summary.stats["dropped_candidates"]["overlaps the positive"] >= 1
 
@@ -130,20 +147,31 @@ def test_score_margin_drops_candidates_too_close_to_the_positive() -> None:
 def test_skip_top_skips_the_best_candidates() -> None:
     ds = dataset(40)
     base = rare_hf.add_hard_negatives(ds, num_neg=6, max_score_ratio=None, max_overlap=None, show_progress=False)
-    skipped = rare_hf.add_hard_negatives(ds, num_neg=3, skip_top=3, max_score_ratio=None, max_overlap=None,
-                                         show_progress=False)
+    skipped = rare_hf.add_hard_negatives(
+        ds, num_neg=3, skip_top=3, max_score_ratio=None, max_overlap=None, show_progress=False
+    )
     for a, b in zip(base, skipped):
         assert b["hard_negatives"] == a["hard_negatives"][3:6]
 
 
 def test_tiny_corpus_gives_what_exists_and_records_the_shortfall() -> None:
-    ds = datasets.Dataset.from_dict({
-        "text": ["warfarin dose depends on inr and vitamin k", "warfarin interacts with amiodarone strongly",
-                 "warfarin bleeding risk grows with age"],
-        "question": ["how should warfarin dose change?", "which drugs interact with warfarin?",
-                     "who bleeds on warfarin?"]})
-    out, summary = rare_hf.add_hard_negatives(ds, num_neg=3, max_score_ratio=None, max_overlap=None,
-                                              show_progress=False, return_summary=True)
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": [
+                "warfarin dose depends on inr and vitamin k",
+                "warfarin interacts with amiodarone strongly",
+                "warfarin bleeding risk grows with age",
+            ],
+            "question": [
+                "how should warfarin dose change?",
+                "which drugs interact with warfarin?",
+                "who bleeds on warfarin?",
+            ],
+        }
+    )
+    out, summary = rare_hf.add_hard_negatives(
+        ds, num_neg=3, max_score_ratio=None, max_overlap=None, show_progress=False, return_summary=True
+    )
     assert [len(n) for n in out["hard_negatives"]] == [2, 2, 2]
     assert summary.stats["short"] == 3 and summary.stats["negatives_per_row"] == {"2": 3}
     assert (summary.ok, summary.skipped) == (3, 0)
@@ -155,9 +183,12 @@ def test_null_questions_are_skipped_and_counted() -> None:
     questions[3] = None
     questions[7] = "zzzqx yyyqx"  # no term of the corpus
     ds = ds.remove_columns("question").add_column("question", questions)
-    out, summary = rare_hf.add_hard_negatives(ds, max_score_ratio=None, max_overlap=None, show_progress=False,
-                                              return_summary=True)
-    assert out[3]["hard_negatives"] is None and out[3]["hard_negatives_error"].startswith("skipped: question is missing")
+    out, summary = rare_hf.add_hard_negatives(
+        ds, max_score_ratio=None, max_overlap=None, show_progress=False, return_summary=True
+    )
+    assert out[3]["hard_negatives"] is None and out[3]["hard_negatives_error"].startswith(
+        "skipped: question is missing"
+    )
     assert out[7]["hard_negatives"] is None and "no term" in out[7]["hard_negatives_error"]
     assert summary.skipped == 2 and summary.ok == 18
     assert all(len(n) == 3 for i, n in enumerate(out["hard_negatives"]) if i not in (3, 7))
@@ -173,8 +204,12 @@ def test_external_corpus_and_saved_index_give_the_same_results(tmp_path) -> None
     index.save(tmp_path / "index")
     from_path = rare_hf.add_hard_negatives(ds, corpus=str(tmp_path / "index"), **LOOSE)
     from_loaded = rare_hf.add_hard_negatives(ds, corpus=BM25Index.load(tmp_path / "index"), **LOOSE)
-    assert from_list["hard_negatives"] == from_ds["hard_negatives"] == from_path["hard_negatives"] \
+    assert (
+        from_list["hard_negatives"]
+        == from_ds["hard_negatives"]
+        == from_path["hard_negatives"]
         == from_loaded["hard_negatives"]
+    )
     assert from_list["hard_negatives_scores"] == from_path["hard_negatives_scores"]
     # The larger corpus changes the results compared to the split's own documents.
     own = rare_hf.add_hard_negatives(ds, **LOOSE)

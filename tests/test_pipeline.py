@@ -30,8 +30,7 @@ def test_sample_documents_are_real_and_sized(docs: datasets.Dataset) -> None:
 
 
 def test_build_rare_dataset_chains_the_steps(teacher: LocalTeacher, make_llm, docs) -> None:
-    out, summary = rare_hf.build_rare_dataset(docs, make_llm(), num_neg=3, show_progress=False,
-                                              return_summary=True)
+    out, summary = rare_hf.build_rare_dataset(docs, make_llm(), num_neg=3, show_progress=False, return_summary=True)
     assert len(out) == 20 and teacher.request_count == 40
     assert [s.step for s in summary.steps] == ["questions", "hard_negatives", "reasoning"]
     assert summary.rows_in == 20 and summary.rows_out == 20 and summary.dropped_failed == 0
@@ -48,18 +47,21 @@ def test_failed_rows_are_dropped_by_default_and_counted(teacher: LocalTeacher, m
     from rare_hf.testing import demo_responder
 
     broken = set(docs["text"][:3])
+
     def responder(request: dict) -> str:
         prompt = request["messages"][1]["content"]
         asks_questions = "# Retrieved Documents" not in prompt
         return "no json" if asks_questions and any(b in prompt for b in broken) else demo_responder(request)
 
     teacher.responder = responder
-    out, summary = rare_hf.build_rare_dataset(docs, make_llm(), show_progress=False, return_summary=True,
-                                              question_kwargs={"max_attempts": 2})
+    out, summary = rare_hf.build_rare_dataset(
+        docs, make_llm(), show_progress=False, return_summary=True, question_kwargs={"max_attempts": 2}
+    )
     assert len(out) == 17 and summary.dropped_failed == 3
     assert summary.step("questions").failed == 3 and summary.step("reasoning").skipped == 3
-    kept = rare_hf.build_rare_dataset(docs, make_llm(), keep_failed=True, show_progress=False,
-                                      question_kwargs={"max_attempts": 2})
+    kept = rare_hf.build_rare_dataset(
+        docs, make_llm(), keep_failed=True, show_progress=False, question_kwargs={"max_attempts": 2}
+    )
     assert len(kept) == 20 and sum(e is not None for e in kept["question_error"]) == 3
 
 
@@ -104,16 +106,35 @@ def test_retrieval_triples_schema(teacher: LocalTeacher, make_llm, docs) -> None
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RARE_HF", "HF_TOKEN"))}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          env={**base, **(env or {})}, cwd=cwd, timeout=240)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=240,
+    )
 
 
 def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path: Path, docs) -> None:
     src = tmp_path / "docs.jsonl"
     docs.to_json(str(src), lines=True)
     env = {"MY_KEY": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
-    args = [str(src), "--model", "cli-teacher", "--base-url", teacher.url, "--api-key-env", "MY_KEY",
-            "--output", str(tmp_path / "out"), "--limit", "12", "--num-neg", "2"]
+    args = [
+        str(src),
+        "--model",
+        "cli-teacher",
+        "--base-url",
+        teacher.url,
+        "--api-key-env",
+        "MY_KEY",
+        "--output",
+        str(tmp_path / "out"),
+        "--limit",
+        "12",
+        "--num-neg",
+        "2",
+    ]
     result = _cli(*args, env=env)
     assert result.returncode == 0, result.stderr
     assert "re-run the same command to resume" in result.stdout
@@ -142,21 +163,36 @@ def test_cli_demo_runs_with_no_environment(tmp_path: Path) -> None:
     assert (tmp_path / "rare_demo_output" / "messages.jsonl").exists()
 
 
-@pytest.mark.parametrize("extra, env, message", [
-    (["--text-column", "body"], {"K": "x"}, "column 'body' (--text-column) not found"),
-    (["--answer-column", "gold"], {"K": "x"}, "column 'gold' (--answer-column) not found"),
-    ([], {}, "no API key: set the environment variable K"),
-    (["--steps", "negatives,reasoning"], {"K": "x"}, "column 'question'"),
-    (["--steps", "summaries"], {"K": "x"}, "--steps: unknown step"),
-    (["--format", "messages", "--steps", "questions,negatives"], {"K": "x"}, "needs the reasoning step"),
-    (["--push-to-hub", "me/data"], {"K": "x", "HF_HOME": "/nonexistent-hf-home"}, "needs a Hugging Face token"),
-])
-def test_cli_configuration_errors_exit_nonzero_before_any_request(teacher: LocalTeacher, tmp_path: Path, docs,
-                                                                  extra: list[str], env: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    "extra, env, message",
+    [
+        (["--text-column", "body"], {"K": "x"}, "column 'body' (--text-column) not found"),
+        (["--answer-column", "gold"], {"K": "x"}, "column 'gold' (--answer-column) not found"),
+        ([], {}, "no API key: set the environment variable K"),
+        (["--steps", "negatives,reasoning"], {"K": "x"}, "column 'question'"),
+        (["--steps", "summaries"], {"K": "x"}, "--steps: unknown step"),
+        (["--format", "messages", "--steps", "questions,negatives"], {"K": "x"}, "needs the reasoning step"),
+        (["--push-to-hub", "me/data"], {"K": "x", "HF_HOME": "/nonexistent-hf-home"}, "needs a Hugging Face token"),
+    ],
+)
+def test_cli_configuration_errors_exit_nonzero_before_any_request(
+    teacher: LocalTeacher, tmp_path: Path, docs, extra: list[str], env: dict, message: str
+) -> None:
     src = tmp_path / "docs.jsonl"
     docs.to_json(str(src), lines=True)
-    result = _cli(str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K",
-                  "--output", str(tmp_path / "out"), *extra, env=env)
+    result = _cli(
+        str(src),
+        "--model",
+        "m",
+        "--base-url",
+        teacher.url,
+        "--api-key-env",
+        "K",
+        "--output",
+        str(tmp_path / "out"),
+        *extra,
+        env=env,
+    )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]  # progress bars may precede it
     assert last.startswith("error: ") and message in last

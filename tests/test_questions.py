@@ -21,21 +21,25 @@ DOCS = [
 ]
 
 
-def good_reply(question: str = "How should a clinician adjust therapy when a new interacting drug starts?",
-               scenario: str = "A patient on a stable regimen is prescribed a second long-term drug.") -> str:
+def good_reply(
+    question: str = "How should a clinician adjust therapy when a new interacting drug starts?",
+    scenario: str = "A patient on a stable regimen is prescribed a second long-term drug.",
+) -> str:
     return json.dumps({"hard_queries": [{"scenario": scenario, "question": question}]})
 
 
 def dataset(n: int = 3) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({"text": DOCS[:n], "source": [f"src-{i}" for i in range(n)],
-                                       "year": list(range(2000, 2000 + n))})
+    return datasets.Dataset.from_dict(
+        {"text": DOCS[:n], "source": [f"src-{i}" for i in range(n)], "year": list(range(2000, 2000 + n))}
+    )
 
 
 def test_brace_laden_reasoning_before_the_json_parses(teacher: LocalTeacher, make_llm) -> None:
     teacher.responder = lambda r: (
         "Let S = {x in R | x > 0} and consider f() { return {a: 1}; } and $\\frac{1}{2}$ {not json}.\n"
         '{"note": "an unrelated object"}\n'
-        "```json\n" + good_reply() + "\n```\nHope this helps {:)}")
+        "```json\n" + good_reply() + "\n```\nHope this helps {:)}"
+    )
     out = rare_hf.add_questions(dataset(1), make_llm(), show_progress=False)
     assert out[0]["question"] == "How should a clinician adjust therapy when a new interacting drug starts?"
     assert out[0]["scenario"].startswith("A patient on a stable regimen")
@@ -45,7 +49,7 @@ def test_brace_laden_reasoning_before_the_json_parses(teacher: LocalTeacher, mak
 
 def test_last_object_with_the_expected_keys_wins(teacher: LocalTeacher, make_llm) -> None:
     draft = good_reply(question="A draft question that should be replaced later?")
-    teacher.responder = lambda r: f"Draft: {draft}\nFinal:\n{good_reply()}\n{{\"unrelated\": true}}"
+    teacher.responder = lambda r: f'Draft: {draft}\nFinal:\n{good_reply()}\n{{"unrelated": true}}'
     out = rare_hf.add_questions(dataset(1), make_llm(), show_progress=False)
     assert out[0]["question"].startswith("How should a clinician")
 
@@ -63,8 +67,9 @@ def test_malformed_then_good_takes_exactly_two_requests_and_repairs(teacher: Loc
 
 def test_always_malformed_ends_null_with_error_after_max_attempts(teacher: LocalTeacher, make_llm) -> None:
     teacher.responder = lambda r: "I cannot produce JSON {sorry}"
-    out, summary = rare_hf.add_questions(dataset(1), make_llm(), max_attempts=4, show_progress=False,
-                                         return_summary=True)
+    out, summary = rare_hf.add_questions(
+        dataset(1), make_llm(), max_attempts=4, show_progress=False, return_summary=True
+    )
     assert teacher.request_count == 4
     assert out[0]["question"] is None and out[0]["scenario"] is None
     assert out[0]["question_error"].startswith("parse: no JSON object")
@@ -102,8 +107,9 @@ def test_truncated_reply_is_retried_not_used(teacher: LocalTeacher, make_llm) ->
 
 
 def test_order_and_input_columns_preserved(teacher: LocalTeacher, make_llm) -> None:
-    teacher.responder = lambda r: good_reply(question="Q about " + r["messages"][1]["content"].split(
-        "<document>\n")[1][:30] + "?")
+    teacher.responder = lambda r: good_reply(
+        question="Q about " + r["messages"][1]["content"].split("<document>\n")[1][:30] + "?"
+    )
     ds = dataset(3)
     out = rare_hf.add_questions(ds, make_llm(), show_progress=False, batch_size=2)
     assert out.column_names[:3] == ["text", "source", "year"]
@@ -133,8 +139,7 @@ def test_existing_doc_id_is_kept(teacher: LocalTeacher, make_llm) -> None:
 def test_many_documents_run_with_many_requests_in_flight(teacher: LocalTeacher, make_llm) -> None:
     teacher.latency = 0.05
     ds = datasets.Dataset.from_dict({"text": [f"{DOCS[i % 3]} Case number {i}." for i in range(2000)]})
-    out, summary = rare_hf.add_questions(ds, make_llm(max_concurrency=64), show_progress=False,
-                                         return_summary=True)
+    out, summary = rare_hf.add_questions(ds, make_llm(max_concurrency=64), show_progress=False, return_summary=True)
     assert teacher.request_count == 2000 and summary.ok == 2000
     assert teacher.peak_in_flight > 50
     assert out["text"] == ds["text"]
@@ -160,8 +165,11 @@ def test_long_documents_are_truncated_and_recorded(teacher: LocalTeacher, make_l
     ds = datasets.Dataset.from_dict({"text": [long_doc, DOCS[0]]})
     out = rare_hf.add_questions(ds, make_llm(), max_doc_chars=1000, show_progress=False)
     assert out["question_input_truncated"] == [True, False]
-    sent = teacher.requests[0]["messages"][1]["content"] if "word word" in teacher.requests[0]["messages"][1]["content"] \
+    sent = (
+        teacher.requests[0]["messages"][1]["content"]
+        if "word word" in teacher.requests[0]["messages"][1]["content"]
         else teacher.requests[1]["messages"][1]["content"]
+    )
     assert sent.count("word") == 200
 
 
@@ -180,8 +188,7 @@ def test_bad_input_is_refused_before_any_request(teacher: LocalTeacher, make_llm
     assert out["source"][0].startswith("[placeholder")
 
 
-def test_dataset_dict_and_environment_teacher(teacher: LocalTeacher, monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path) -> None:
+def test_dataset_dict_and_environment_teacher(teacher: LocalTeacher, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("RARE_HF_MODEL", "env-teacher")
     monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
     monkeypatch.setenv("OPENAI_BASE_URL", teacher.url)

@@ -12,12 +12,15 @@ from rare_hf.testing import LocalTeacher, Reply
 
 
 def dataset(n: int = 6, **extra) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({
-        "text": [f"Positive document {i} about beta blockers and heart rate control." for i in range(n)],
-        "question": [f"Question {i}: which drug class should be started first for rate control?" for i in range(n)],
-        "scenario": [f"Scenario {i}: a patient with fast atrial fibrillation." for i in range(n)],
-        "hard_negatives": [[f"Negative {i}.{j} about calcium channels." for j in range(3)] for i in range(n)],
-        **extra})
+    return datasets.Dataset.from_dict(
+        {
+            "text": [f"Positive document {i} about beta blockers and heart rate control." for i in range(n)],
+            "question": [f"Question {i}: which drug class should be started first for rate control?" for i in range(n)],
+            "scenario": [f"Scenario {i}: a patient with fast atrial fibrillation." for i in range(n)],
+            "hard_negatives": [[f"Negative {i}.{j} about calcium channels." for j in range(3)] for i in range(n)],
+            **extra,
+        }
+    )
 
 
 def documents_in(request: dict) -> list[str]:
@@ -50,7 +53,10 @@ def test_order_is_seeded_recorded_and_rebuilds_the_prompt(teacher: LocalTeacher,
 
 
 def test_think_answer_split_and_raw_kept(teacher: LocalTeacher, make_llm) -> None:
-    reply = "<think>Step 1: the essential problem.\nStep 2: document 2 is irrelevant.</think>\n<answer>Start a beta blocker.</answer>"
+    reply = (
+        "<think>Step 1: the essential problem.\nStep 2: document 2 is irrelevant.</think>\n"
+        "<answer>Start a beta blocker.</answer>"
+    )
     teacher.responder = lambda r: reply
     out, summary = rare_hf.add_reasoning(dataset(2), make_llm(), show_progress=False, return_summary=True)
     assert out["reasoning"] == ["Step 1: the essential problem.\nStep 2: document 2 is irrelevant."] * 2
@@ -75,8 +81,9 @@ def test_gold_answers_resample_wrong_ones(teacher: LocalTeacher, make_llm) -> No
 
     teacher.responder = responder
     ds = dataset(6, gold=gold)
-    out, summary = rare_hf.add_reasoning(ds, make_llm(), answer_key="gold", max_attempts=4, show_progress=False,
-                                         return_summary=True)
+    out, summary = rare_hf.add_reasoning(
+        ds, make_llm(), answer_key="gold", max_attempts=4, show_progress=False, return_summary=True
+    )
     # Requests: 1 + 2 + 3 + 4 (never right) + 1 + 4.
     assert teacher.request_count == 15
     assert out["reasoning_attempts"] == [1, 2, 3, 4, 1, 4]
@@ -94,8 +101,9 @@ def test_gold_answers_resample_wrong_ones(teacher: LocalTeacher, make_llm) -> No
 
 def test_truncated_and_incomplete_replies_are_retried_then_marked(teacher: LocalTeacher, make_llm) -> None:
     teacher.responder = lambda r: Reply.truncated("<think>It depends on")
-    out, summary = rare_hf.add_reasoning(dataset(1), make_llm(), max_attempts=3, show_progress=False,
-                                         return_summary=True)
+    out, summary = rare_hf.add_reasoning(
+        dataset(1), make_llm(), max_attempts=3, show_progress=False, return_summary=True
+    )
     assert teacher.request_count == 3
     assert out[0]["reasoning"] is None and out[0]["answer"] is None
     assert out[0]["reasoning_error"].startswith("truncated:")
@@ -108,12 +116,14 @@ def test_truncated_and_incomplete_replies_are_retried_then_marked(teacher: Local
 
 
 def test_upstream_failed_rows_send_nothing(teacher: LocalTeacher, make_llm) -> None:
-    ds = datasets.Dataset.from_dict({
-        "text": ["doc a", "doc b", "doc c", "doc d"],
-        "question": ["Why does a matter here?", None, "Why does c matter here?", "Why does d matter here?"],
-        "scenario": ["s", None, None, "s"],
-        "hard_negatives": [["n1"], ["n2"], None, []],
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": ["doc a", "doc b", "doc c", "doc d"],
+            "question": ["Why does a matter here?", None, "Why does c matter here?", "Why does d matter here?"],
+            "scenario": ["s", None, None, "s"],
+            "hard_negatives": [["n1"], ["n2"], None, []],
+        }
+    )
     teacher.responder = lambda r: "<think>ok</think><answer>ok</answer>"
     out, summary = rare_hf.add_reasoning(ds, make_llm(), show_progress=False, return_summary=True)
     assert teacher.request_count == 2

@@ -68,6 +68,10 @@ def test_failed_rows_are_dropped_by_default_and_counted(teacher: LocalTeacher, m
 def test_missing_inputs_of_later_steps_fail_before_any_request(teacher: LocalTeacher, make_llm, docs) -> None:
     with pytest.raises(ValueError, match="question"):
         rare_hf.build_rare_dataset(docs, make_llm(), steps=["hard_negatives", "reasoning"])
+    with pytest.raises(ValueError, match=r"'hard_negatives' \(from a hard negatives column"):
+        rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "reasoning"])
+    with pytest.raises(ValueError, match=r"'gold' \(from answer_key=\)"):
+        rare_hf.build_rare_dataset(docs, make_llm(), answer_key="gold")
     with pytest.raises(ValueError, match="Unknown step"):
         rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "summaries"])
     assert teacher.http_request_count == 0

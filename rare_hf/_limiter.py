@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
+from collections.abc import AsyncIterator
 
 # Multiplicative decrease on overload and +1 per this many successes: the schedule NeMo Data Designer
 # uses, gentle enough that a single 429 burst does not collapse throughput for minutes.
@@ -12,6 +15,15 @@ _SUCCESSES_PER_STEP = 25
 # Several requests in flight see the same overload; only the first of them within this window shrinks
 # the limit, otherwise one burst would divide it many times over.
 _DECREASE_COOLDOWN_S = 1.0
+
+
+@dataclasses.dataclass
+class Slot:
+    """One holder's report of how its request went, read when the slot is released."""
+
+    success: bool = False
+    overloaded: bool = False
+    retry_after: float | None = None
 
 
 class AdaptiveLimiter:
@@ -25,6 +37,16 @@ class AdaptiveLimiter:
         self._paused_until = 0.0
         self._last_decrease = float("-inf")
         self._successes = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Slot]:
+        """Hold one slot for a request; fill in the yielded :class:`Slot` with the outcome."""
+        await self.acquire()
+        slot = Slot()
+        try:
+            yield slot
+        finally:
+            await self.release(success=slot.success, overloaded=slot.overloaded, retry_after=slot.retry_after)
 
     async def acquire(self) -> None:
         while True:

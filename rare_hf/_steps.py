@@ -31,9 +31,10 @@ def require_columns(ds: datasets.Dataset, **columns: str) -> None:
     """Raise ``ValueError`` naming the argument and the column when a required column is missing."""
     for argument, column in columns.items():
         if column not in ds.column_names:
+            hint = f" Pass {argument}=<your column name>." if argument.isidentifier() else ""
             raise ValueError(
                 f"Column '{column}' (from {argument}=) not found in the dataset. "
-                f"Available columns: {ds.column_names}. Pass {argument}=<your column name>."
+                f"Available columns: {ds.column_names}.{hint}"
             )
 
 
@@ -158,7 +159,6 @@ def llm_map(
     features: datasets.Features,
     step: str,
     params: dict[str, Any],
-    progress: StepProgress,
     batch_size: int,
 ) -> datasets.Dataset:
     """``Dataset.map`` whose batches run ``row_fn`` concurrently on the LLM's event loop.
@@ -195,3 +195,41 @@ def llm_map(
 def count_reasons(reasons: list[str | None]) -> dict[str, int]:
     """Group error strings by their kind (the text before the first colon) for the summary."""
     return dict(collections.Counter(r.split(":", 1)[0] for r in reasons if r))
+
+
+def is_skip(error: str | None) -> bool:
+    """Rows that were not attempted (bad input, failed upstream) carry a ``skipped:`` reason."""
+    return bool(error) and error.startswith("skipped")
+
+
+def is_failure(error: str | None) -> bool:
+    return bool(error) and not is_skip(error)
+
+
+def llm_step_summary(
+    step: str,
+    rows_in: int,
+    errors: list[str | None],
+    run: LLMRun,
+    seconds: float,
+    params: dict[str, Any],
+    prompt_version: str,
+    stats: dict[str, Any],
+) -> StepSummary:
+    """The summary of an LLM step, counted from the error column it wrote."""
+    skipped = sum(map(is_skip, errors))
+    failed = sum(map(is_failure, errors))
+    return StepSummary(
+        step=step,
+        rows_in=rows_in,
+        rows_out=len(errors),
+        ok=len(errors) - failed - skipped,
+        failed=failed,
+        skipped=skipped,
+        failure_reasons=count_reasons(errors),
+        usage=run.usage.to_dict(),
+        seconds=seconds,
+        params=params,
+        prompt_version=prompt_version,
+        stats=stats,
+    )

@@ -330,36 +330,29 @@ class LLM:
         error = "no attempt"
         for attempt in range(self.max_retries + 1):
             run.check()
-            await limiter.acquire()
-            if run.fatal is not None:
-                await limiter.release(success=False)
-                raise run.fatal
             retry_after: float | None = None
-            overloaded = False
-            try:
-                response = await client.post("/chat/completions", body=body, cast_to=dict)
-                completion = _to_completion(response)
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                overloaded = status in _OVERLOAD_STATUS
-                retry_after = _retry_after(exc.response.headers)
-                error = f"HTTP {status}: {_short(_error_message(exc))}"
-                self._mark_if_fatal(status, error, run)  # before release: no waiter may send after this
-                await limiter.release(success=False, overloaded=overloaded, retry_after=retry_after)
-                run.check()
-                if status not in _RETRYABLE_STATUS:
-                    run.record(False, error)
-                    raise LLMRequestError(error, status_code=status) from exc
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                await limiter.release(success=False)
-                error = f"{type(exc).__name__}: {_short(str(exc))}"
-            except (openai.APIError, ValueError, TypeError) as exc:  # malformed body or reply
-                await limiter.release(success=False)
-                error = f"malformed response: {_short(str(exc))}"
-            else:
-                await limiter.release(success=True)
-                run.record(True)
-                return completion
+            async with limiter.slot() as slot:  # released even when this task is cancelled
+                run.check()  # a fatal stop may have come while this request waited for its slot
+                try:
+                    completion = _to_completion(await client.post("/chat/completions", body=body, cast_to=dict))
+                except openai.APIStatusError as exc:
+                    status = exc.status_code
+                    error = f"HTTP {status}: {_short(_error_message(exc))}"
+                    retry_after = _retry_after(exc.response.headers)
+                    slot.overloaded, slot.retry_after = status in _OVERLOAD_STATUS, retry_after
+                    self._mark_if_fatal(status, error, run)  # before the slot frees: no waiter sends after
+                    if status not in _RETRYABLE_STATUS:
+                        run.check()
+                        run.record(False, error)
+                        raise LLMRequestError(error, status_code=status) from exc
+                except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                    error = f"{type(exc).__name__}: {_short(str(exc))}"
+                except (openai.APIError, ValueError, TypeError) as exc:  # malformed body or reply
+                    error = f"malformed response: {_short(str(exc))}"
+                else:
+                    slot.success = True
+                    run.record(True)
+                    return completion
             if attempt < self.max_retries:
                 run.usage.retries += 1
                 await asyncio.sleep(retry_after if retry_after is not None else _backoff(attempt))

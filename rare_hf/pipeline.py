@@ -174,21 +174,32 @@ def build_rare_dataset(
     return (ds, run) if return_summary else ds
 
 
-def _check_inputs(ds: datasets.Dataset, steps: Sequence[str], text_key: str, answer_key: str | None,
-                  question_kwargs: dict[str, Any], negatives_kwargs: dict[str, Any]) -> None:
+def _check_inputs(
+    ds: datasets.Dataset,
+    steps: Sequence[str],
+    text_key: str,
+    answer_key: str | None,
+    question_kwargs: dict[str, Any],
+    negatives_kwargs: dict[str, Any],
+) -> None:
     """Every column a later step reads must exist before the first step spends anything."""
     _steps.require_string_column(ds, "text_key", text_key)
     if answer_key is not None:
         _steps.require_columns(ds, answer_key=answer_key)
     if "questions" not in steps and ("hard_negatives" in steps or "reasoning" in steps):
-        _steps.require_string_column(ds, "a question column (no questions step)",
-                                     question_kwargs.get("output_question_key", "question"))
+        _steps.require_string_column(
+            ds, "a question column (no questions step)", question_kwargs.get("output_question_key", "question")
+        )
     if "reasoning" in steps and "questions" not in steps:
-        _steps.require_string_column(ds, "a scenario column (no questions step)",
-                                     question_kwargs.get("output_scenario_key", "scenario"))
+        _steps.require_string_column(
+            ds, "a scenario column (no questions step)", question_kwargs.get("output_scenario_key", "scenario")
+        )
     if "reasoning" in steps and "hard_negatives" not in steps:
-        _steps.require_string_list_column(ds, "a hard negatives column (no hard_negatives step)",
-                                          negatives_kwargs.get("output_negatives_key", "hard_negatives"))
+        _steps.require_string_list_column(
+            ds,
+            "a hard negatives column (no hard_negatives step)",
+            negatives_kwargs.get("output_negatives_key", "hard_negatives"),
+        )
 
 
 def _drop_failed(ds: datasets.Dataset | datasets.DatasetDict, error_columns: list[str]) -> Any:

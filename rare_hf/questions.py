@@ -146,7 +146,7 @@ class _QuestionStep:
         async def row_fn(row: dict[str, Any]) -> list[dict[str, Any]]:
             rows = await self._rows_for(row, run)
             error = rows[0][f"{self.q}_error"]
-            progress.row_done(failed=bool(error) and not error.startswith("skipped"))
+            progress.row_done(failed=_steps.is_failure(error))
             return rows
 
         try:
@@ -157,7 +157,6 @@ class _QuestionStep:
                 features=features,
                 step="add_questions",
                 params=self.params,
-                progress=progress,
                 batch_size=batch_size,
             )
         finally:
@@ -245,20 +244,14 @@ class _QuestionStep:
 
     def _summary(self, ds_in: datasets.Dataset, out: datasets.Dataset, run: LLMRun, seconds: float) -> StepSummary:
         errors = _steps.column_values(out, f"{self.q}_error")
-        skipped = sum(1 for e in errors if e and e.startswith("skipped"))
-        failed = sum(1 for e in errors if e) - skipped
-        truncated_inputs = sum(_steps.column_values(out, f"{self.q}_input_truncated"))
-        return StepSummary(
-            step="questions",
-            rows_in=len(ds_in),
-            rows_out=len(out),
-            ok=len(out) - failed - skipped,
-            failed=failed,
-            skipped=skipped,
-            failure_reasons=_steps.count_reasons(errors),
-            usage=run.usage.to_dict(),
-            seconds=seconds,
-            params=self.params,
-            prompt_version=QUESTION_PROMPT.version,
-            stats={"documents_truncated": truncated_inputs},
+        truncated = sum(_steps.column_values(out, f"{self.q}_input_truncated"))
+        return _steps.llm_step_summary(
+            "questions",
+            len(ds_in),
+            errors,
+            run,
+            seconds,
+            self.params,
+            QUESTION_PROMPT.version,
+            {"documents_truncated": truncated},
         )

@@ -205,7 +205,7 @@ class _ReasoningStep:
         async def row_fn(row: dict[str, Any]) -> list[dict[str, Any]]:
             out = await self._row(row, run)
             error = out[f"{self.r}_error"]
-            progress.row_done(failed=bool(error) and not error.startswith("skipped"))
+            progress.row_done(failed=_steps.is_failure(error))
             return [out]
 
         try:
@@ -216,7 +216,6 @@ class _ReasoningStep:
                 features=self.features(ds),
                 step="add_reasoning",
                 params=self.params,
-                progress=progress,
                 batch_size=batch_size,
             )
         finally:
@@ -279,31 +278,18 @@ class _ReasoningStep:
     def _summary(self, out: datasets.Dataset, run: LLMRun, seconds: float) -> StepSummary:
         r = self.r
         errors = _steps.column_values(out, f"{r}_error")
-        skipped = sum(1 for e in errors if e and e.startswith("skipped"))
-        failed = sum(1 for e in errors if e) - skipped
         stats: dict[str, Any] = {}
         if self.k["gold"]:
             attempts = _steps.column_values(out, f"{r}_attempts")
             correct = _steps.column_values(out, f"{r}_correct")
-            graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not (e and e.startswith("skipped"))]
+            graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not _steps.is_skip(e)]
             stats = {
                 "with_gold": len(graded),
                 "first_try_correct": sum(1 for a, c in graded if c and a == 1),
                 "final_correct": sum(1 for _, c in graded if c),
             }
-        return StepSummary(
-            step="reasoning",
-            rows_in=len(out),
-            rows_out=len(out),
-            ok=len(out) - failed - skipped,
-            failed=failed,
-            skipped=skipped,
-            failure_reasons=_steps.count_reasons(errors),
-            usage=run.usage.to_dict(),
-            seconds=seconds,
-            params=self.params,
-            prompt_version=REASONING_PROMPT.version,
-            stats=stats,
+        return _steps.llm_step_summary(
+            "reasoning", len(out), errors, run, seconds, self.params, REASONING_PROMPT.version, stats
         )
 
 

@@ -47,10 +47,10 @@ class StepSummary:
         """Sum two summaries of the same step (e.g. two splits)."""
         reasons = collections.Counter(self.failure_reasons) + collections.Counter(other.failure_reasons)
         usage = collections.Counter(self.usage) + collections.Counter(other.usage)
-        stats = {**self.stats, **{k: v for k, v in other.stats.items() if k not in self.stats}}
-        for key, value in other.stats.items():
-            if key in self.stats and isinstance(value, int) and isinstance(self.stats[key], int):
-                stats[key] = self.stats[key] + value
+        stats = {
+            k: _merge_stat(self.stats.get(k), other.stats.get(k), self.rows_out, other.rows_out)
+            for k in {**self.stats, **other.stats}
+        }
         return dataclasses.replace(
             self,
             rows_in=self.rows_in + other.rows_in,
@@ -70,3 +70,14 @@ class StepSummary:
             f"{self.step}: {self.rows_out} rows, {self.ok} ok, {self.failed} failed, {self.skipped} skipped"
             f"{f', {tokens:,} tokens' if self.usage else ''}, {self.seconds:.1f}s"
         )
+
+
+def _merge_stat(a: Any, b: Any, rows_a: int, rows_b: int) -> Any:
+    """Counts add up, histograms add up per key, averages are weighted by rows."""
+    if a is None or b is None:
+        return a if b is None else b
+    if isinstance(a, dict):
+        return dict(collections.Counter(a) + collections.Counter(b))
+    if isinstance(a, float) or isinstance(b, float):
+        return round((a * rows_a + b * rows_b) / max(1, rows_a + rows_b), 3)
+    return a + b

@@ -11,7 +11,13 @@ from . import _steps
 from .llm import LLM, Completion, LLMRun
 from .errors import LLMRequestError
 from .parsing import ParseError, parse_questions, validate_question
-from .prompts import QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, question_messages, question_repair_messages
+from .prompts import (
+    QUESTION_PROMPT,
+    QUESTION_REPAIR_PROMPT,
+    Messages,
+    question_messages,
+    question_repair_messages,
+)
 from .summary import StepSummary
 
 __all__ = ["add_questions"]
@@ -201,16 +207,7 @@ class _QuestionStep:
         previous: Completion | None = None
         problem = "no attempt"
         for attempt in range(self.max_attempts):
-            messages, sample_index, params = first, 0, {}
-            if attempt == 1 and previous is not None:
-                messages = question_repair_messages(first, previous.text, problem, self.n)
-            elif attempt >= 1:
-                sample_index = attempt
-                base_temperature = self.params["temperature"] or 0.0
-                # A seed per resample keeps resamples distinct yet reproducible on servers that honour it.
-                params = {"temperature": max(base_temperature, _RETRY_TEMPERATURE), "seed": attempt}
-            if attempt == 0 and self.temperature is not None:
-                params = {"temperature": self.temperature}
+            messages, sample_index, params = self._plan(attempt, first, previous, problem)
             try:
                 previous = await self.llm.acomplete(messages, sample_index=sample_index, run=run, **params)
             except LLMRequestError as exc:
@@ -220,6 +217,21 @@ class _QuestionStep:
             if len(kept) >= self.n:
                 return kept[: self.n], attempt + 1, ""
         return kept, self.max_attempts, problem
+
+    def _plan(
+        self, attempt: int, first: Messages, previous: Completion | None, problem: str
+    ) -> tuple[Messages, int, dict[str, Any]]:
+        """What attempt ``attempt`` sends: the prompt, then a repair turn showing the teacher its unusable
+        reply, then fresh resamples (new sample index and seed, higher temperature), so a deterministic
+        teacher does not repeat its failure."""
+        first_params = {} if self.temperature is None else {"temperature": self.temperature}
+        if attempt == 0:
+            return first, 0, first_params
+        if attempt == 1 and previous is not None:
+            detail = problem.split(": ", 1)[-1]  # the reason without its kind prefix
+            return question_repair_messages(first, previous.text, detail, self.n), 0, first_params
+        temperature = max(self.params["temperature"] or 0.0, _RETRY_TEMPERATURE)
+        return first, attempt, {"temperature": temperature, "seed": attempt}
 
     def _collect(self, completion: Completion, document: str, kept: list[dict[str, str]]) -> str:
         """Add the reply's valid, new questions to ``kept``; return what was wrong with the reply, if anything."""

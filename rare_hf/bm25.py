@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import Stemmer
 from bm25s.tokenization import Tokenizer
+from tqdm.auto import tqdm
 
 from ._steps import doc_id_for, quiet_datasets_progress
 
@@ -126,7 +128,13 @@ class BM25Index:
             raise ValueError("The corpus is empty: it has no non-empty document to mine negatives from.")
         params = {"k1": k1, "b": b, "method": method, "language": language, "stopwords": stopwords}
         tokenizer = _make_tokenizer(language, stopwords)
-        token_lists = tokenizer.tokenize(keep_texts, update_vocab=True, return_as="ids", show_progress=show_progress)
+        # One int32 array per document instead of a list of Python ints: a tenth of the memory (about
+        # 0.5 GB instead of 5 GB at a million documents), and bm25s iterates either the same way.
+        stream = tokenizer.streaming_tokenize(keep_texts, update_vocab=True)
+        token_lists = [
+            array("i", ids)
+            for ids in tqdm(stream, total=len(keep_texts), desc="Tokenizing corpus", disable=not show_progress)
+        ]
         retriever = bm25s.BM25(k1=k1, b=b, method=method, backend="numpy")
         retriever.index((token_lists, tokenizer.get_vocab_dict()), show_progress=show_progress)
         indptr, flat = _unique_token_csr(token_lists)
@@ -227,16 +235,20 @@ def _make_tokenizer(language: str | None, stopwords: str | list[str] | None) -> 
     return Tokenizer(stemmer=stemmer, stopwords=stopwords or [], lower=True)
 
 
-def _unique_token_csr(token_lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique token ids of every document, as one CSR (indptr, ids) pair."""
-    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    flat = np.fromiter((tok for toks in token_lists for tok in toks), dtype=np.int64, count=int(lengths.sum()))
-    doc = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
-    pairs = np.unique(doc << 32 | flat)
-    docs_of_pairs = pairs >> 32
+def _unique_token_csr(token_lists: list[array], chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct token ids of every document, as one CSR (indptr, ids) pair, built in chunks of
+    documents so the temporary arrays stay small."""
+    counts, ids = [], []
+    for start in range(0, len(token_lists), chunk):
+        part = token_lists[start : start + chunk]
+        lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
+        flat = np.concatenate([np.frombuffer(t, dtype=np.int32) for t in part] or [np.empty(0, np.int32)])
+        pairs = np.unique(np.repeat(np.arange(len(part), dtype=np.int64), lengths) << 32 | flat.astype(np.int64))
+        counts.append(np.bincount(pairs >> 32, minlength=len(part)))
+        ids.append((pairs & 0xFFFFFFFF).astype(np.int32))
     indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(docs_of_pairs, minlength=len(token_lists)), out=indptr[1:])
-    return indptr, (pairs & 0xFFFFFFFF).astype(np.int32)
+    np.cumsum(np.concatenate(counts), out=indptr[1:])
+    return indptr, np.concatenate(ids)
 
 
 def _csc_is_sorted(scores: dict[str, Any]) -> bool:

@@ -6,7 +6,8 @@ documentation and rare_hf's sample documents generates N documents of 80-200 wor
 
 Usage:
     python scripts/benchmark_negatives.py                      # 100,000 documents
-    python scripts/benchmark_negatives.py --num-docs 1000000   # the memory check
+    python scripts/benchmark_negatives.py --num-docs 1000000 --num-questions 100000 --repeats 1 \
+        --rank-bm25-sample 0                                   # the memory check at a million documents
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ def peak_rss_gb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-docs", type=int, default=100_000)
+    parser.add_argument(
+        "--num-questions",
+        type=int,
+        default=None,
+        help="mine for the first N documents only (default: all); the corpus stays --num-docs",
+    )
     parser.add_argument("--num-neg", type=int, default=3)
     parser.add_argument("--rank-bm25-sample", type=int, default=50, help="questions timed on rank_bm25 (0 skips it)")
     parser.add_argument("--seed", type=int, default=0)
@@ -101,8 +108,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     docs, questions = generate(args.num_docs, args.seed)
+    questions = questions[: args.num_questions or len(questions)]
     t_gen = time.perf_counter() - t0
-    ds = datasets.Dataset.from_dict({"text": docs, "question": questions})
+    ds = datasets.Dataset.from_dict({"text": docs[: len(questions)], "question": questions})
     print(
         f"corpus: {len(docs):,} documents, mean {sum(map(len, docs)) / len(docs):.0f} chars; "
         f"{len(questions):,} questions (generated in {t_gen:.1f}s)"

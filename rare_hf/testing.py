@@ -177,15 +177,6 @@ class LocalTeacher:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def serve_forever(self) -> None:
-        """Run in the calling thread until interrupted (for a server in its own process)."""
-        self.start()
-        try:
-            while True:
-                time.sleep(3600)
-        finally:
-            self.stop()
-
     def _serve(self) -> None:
         assert self._loop is not None
         asyncio.set_event_loop(self._loop)

@@ -41,14 +41,14 @@ class AdaptiveLimiter:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
         """Hold one slot for a request; fill in the yielded :class:`Slot` with the outcome."""
-        await self.acquire()
+        await self._acquire()
         slot = Slot()
         try:
             yield slot
         finally:
-            await self.release(success=slot.success, overloaded=slot.overloaded, retry_after=slot.retry_after)
+            await self._release(success=slot.success, overloaded=slot.overloaded, retry_after=slot.retry_after)
 
-    async def acquire(self) -> None:
+    async def _acquire(self) -> None:
         while True:
             pause = self._paused_until - time.monotonic()
             if pause > 0:
@@ -60,7 +60,7 @@ class AdaptiveLimiter:
                     self.in_flight += 1
                     return
 
-    async def release(self, *, success: bool, overloaded: bool = False, retry_after: float | None = None) -> None:
+    async def _release(self, *, success: bool, overloaded: bool = False, retry_after: float | None = None) -> None:
         now = time.monotonic()
         if overloaded:
             if now - self._last_decrease >= _DECREASE_COOLDOWN_S:

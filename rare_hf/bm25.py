@@ -132,8 +132,8 @@ class BM25Index:
         # 0.5 GB instead of 5 GB at a million documents), and bm25s iterates either the same way.
         stream = tokenizer.streaming_tokenize(keep_texts, update_vocab=True)
         token_lists = [
-            array("i", ids)
-            for ids in tqdm(stream, total=len(keep_texts), desc="Tokenizing corpus", disable=not show_progress)
+            array("i", token_ids)
+            for token_ids in tqdm(stream, total=len(keep_texts), desc="Tokenizing corpus", disable=not show_progress)
         ]
         retriever = bm25s.BM25(k1=k1, b=b, method=method, backend="numpy")
         retriever.index((token_lists, tokenizer.get_vocab_dict()), show_progress=show_progress)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from .cache import ResponseCache, default_cache_dir
-from .errors import LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
+from .cache import CacheError, ResponseCache, default_cache_dir
+from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
 from .hub import push_to_hub
 from .llm import LLM, Completion, LLMRun, Usage
 from .bm25 import BM25Index
@@ -43,6 +43,8 @@ __all__ = [
     "LLMConfigError",
     "LLMFatalError",
     "LLMRequestError",
+    "LLMClosedError",
+    "CacheError",
     "__version__",
 ]
 

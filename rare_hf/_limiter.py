@@ -1,42 +1,73 @@
-"""Adaptive concurrency limit (AIMD) shared by every request of one :class:`rare_hf.LLM`."""
+"""Adaptive concurrency limit of one endpoint: tells sustained overload from noise.
+
+The limit is judged once per *window* (about one limit's worth of finished requests, so roughly one
+round trip), the way TCP and Netflix's concurrency-limits judge congestion, never per single reply:
+
+- slow start: the limit opens at a modest value and doubles each clean window until the first sign of
+  congestion, then grows by one per clean window;
+- sustained 429/503s or timeouts (a quarter of a window) shrink it; an isolated 429 only delays the
+  request it hit (that request sleeps its ``Retry-After`` without holding a slot);
+- latency: the window's median latency is compared with the best window median seen in this epoch
+  (the server's unloaded latency). Two windows in a row over ``_LATENCY_TOLERANCE`` times that shrink
+  it: self-hosted servers (vLLM, SGLang) signal overload by queueing, not by status codes.
+
+A new step starts a new epoch (:meth:`AdaptiveLimiter.new_epoch`): its prompts have another latency
+profile, and a limit shrunk by the previous step's trouble starts healthy again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
-import time
+import statistics
 from collections.abc import AsyncIterator
+from typing import Literal
 
-# Multiplicative decrease on overload and +1 per this many successes: the schedule NeMo Data Designer
-# uses, gentle enough that a single 429 burst does not collapse throughput for minutes.
-_DECREASE = 0.75
-_SUCCESSES_PER_STEP = 25
-# Several requests in flight see the same overload; only the first of them within this window shrinks
-# the limit, otherwise one burst would divide it many times over.
-_DECREASE_COOLDOWN_S = 1.0
+Outcome = Literal["ok", "overload", "timeout", "error", "cancelled"]
+
+_INITIAL_LIMIT = 16
+_MIN_WINDOW = 16
+_OVERLOAD_FRACTION = 0.25
+_OVERLOAD_DECREASE = 0.7
+_LATENCY_TOLERANCE = 2.0
+_LATENCY_DECREASE = 0.8
 
 
 @dataclasses.dataclass
 class Slot:
     """One holder's report of how its request went, read when the slot is released."""
 
-    success: bool = False
-    overloaded: bool = False
-    retry_after: float | None = None
+    outcome: Outcome = "cancelled"
+    latency: float | None = None
 
 
 class AdaptiveLimiter:
-    """At most ``limit`` holders at once; ``limit`` shrinks on overload and grows back after successes."""
+    """At most ``limit`` holders at once; ``limit`` follows the endpoint's health between 1 and ``max_limit``.
 
-    def __init__(self, max_limit: int) -> None:
+    Args:
+        max_limit: The user's ``max_concurrency``: the limit never goes above it.
+        initial: Where each epoch's slow start begins (capped by ``max_limit``).
+    """
+
+    def __init__(self, max_limit: int, initial: int = _INITIAL_LIMIT) -> None:
         self.max_limit = max_limit
-        self.limit = float(max_limit)
+        self.initial = min(max_limit, initial)
+        self.limit = self.initial
         self.in_flight = 0
-        self._cond = asyncio.Condition()
-        self._paused_until = 0.0
-        self._last_decrease = float("-inf")
-        self._successes = 0
+        self.decreases = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.new_epoch()
+
+    def new_epoch(self) -> None:
+        """Forget the latency baseline and restart slow start from a healthy limit."""
+        self.limit = max(self.limit, self.initial)
+        self._slow_start = True
+        self._baseline: float | None = None
+        self._slow_windows = 0
+        self._reset_window()
+        self._wake()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
@@ -46,34 +77,75 @@ class AdaptiveLimiter:
         try:
             yield slot
         finally:
-            await self._release(success=slot.success, overloaded=slot.overloaded, retry_after=slot.retry_after)
+            self.in_flight -= 1
+            self._record(slot)
+            self._wake()
 
     async def _acquire(self) -> None:
-        while True:
-            pause = self._paused_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-                continue
-            async with self._cond:
-                await self._cond.wait_for(lambda: self.in_flight < int(self.limit))
-                if self._paused_until <= time.monotonic():
-                    self.in_flight += 1
-                    return
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # _wake() counted us in before resolving the future
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1  # woken and cancelled in the same tick: hand the slot on
+                self._wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                self._wake()
+            raise
 
-    async def _release(self, *, success: bool, overloaded: bool = False, retry_after: float | None = None) -> None:
-        now = time.monotonic()
-        if overloaded:
-            if now - self._last_decrease >= _DECREASE_COOLDOWN_S:
-                self.limit = max(1.0, self.limit * _DECREASE)
-                self._last_decrease = now
-            self._successes = 0
-            if retry_after:
-                self._paused_until = max(self._paused_until, now + retry_after)
-        elif success:
-            self._successes += 1
-            if self._successes >= _SUCCESSES_PER_STEP and self.limit < self.max_limit:
-                self.limit = min(float(self.max_limit), self.limit + 1.0)
-                self._successes = 0
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify_all() if overloaded else self._cond.notify(1)
+    def _wake(self) -> None:
+        """Give every free slot to a waiter (not just one), so a grown limit is used at once."""
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+    # -- the controller -----------------------------------------------------------------------------
+    def _reset_window(self) -> None:
+        self._outcomes: collections.Counter[str] = collections.Counter()
+        self._latencies: list[float] = []
+
+    def _record(self, slot: Slot) -> None:
+        if slot.outcome == "cancelled":
+            return
+        self._outcomes[slot.outcome] += 1
+        if slot.outcome == "ok" and slot.latency is not None:
+            self._latencies.append(slot.latency)
+        if sum(self._outcomes.values()) >= max(self.limit, _MIN_WINDOW):
+            self._end_window()
+
+    def _end_window(self) -> None:
+        total = sum(self._outcomes.values())
+        congested = (self._outcomes["overload"] + self._outcomes["timeout"]) / total >= _OVERLOAD_FRACTION
+        if congested:
+            self._decrease(_OVERLOAD_DECREASE)
+        elif self._latency_rising():
+            self._decrease(_LATENCY_DECREASE)
+        elif self._slow_start:
+            self.limit = min(self.max_limit, self.limit * 2)
+        else:
+            self.limit = min(self.max_limit, self.limit + 1)
+        self._reset_window()
+
+    def _latency_rising(self) -> bool:
+        if len(self._latencies) < _MIN_WINDOW // 2:
+            return False
+        median = statistics.median(self._latencies)
+        if self._baseline is None or median < self._baseline:
+            self._baseline = median
+        self._slow_windows = self._slow_windows + 1 if median > _LATENCY_TOLERANCE * self._baseline else 0
+        # One slow window is noise (heavy-tailed generation lengths); two in a row is a queue building up.
+        return self._slow_windows >= 2
+
+    def _decrease(self, factor: float) -> None:
+        self.limit = max(1, int(self.limit * factor))
+        self._slow_start = False
+        self._slow_windows = 0
+        self.decreases += 1

@@ -1,20 +1,34 @@
 """Crash-proof on-disk cache of LLM responses (stdlib ``sqlite3`` in WAL mode).
 
 Every response is committed the moment it arrives, so killing the process loses at most the requests in
-flight. The key is a hash of everything that determines a response (see :func:`cache_key`).
+flight. The key is a hash of what determines a response (see :func:`cache_key`), not of where it was
+sent: a server that comes back on another host, or a pool of replicas, shares one cache. Each entry keeps
+the usage it was paid with, so a resumed run still reports what its data cost.
+
+The cache is private: folders it creates are 0700, its file 0600, and a file owned by another user is
+refused (a planted cache would become training data).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResponseCache", "cache_key", "default_cache_dir"]
+from .errors import LLMConfigError
+
+__all__ = ["ResponseCache", "CacheError", "cache_key", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+
+class CacheError(LLMConfigError):
+    """The response cache cannot be used (corrupt, unreadable, or owned by another user)."""
 
 
 def default_cache_dir() -> Path:
@@ -29,20 +43,22 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(
-    *, base_url: str, model: str, messages: list[dict[str, Any]], params: dict[str, Any], sample_index: int
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    sample_index: int,
+    namespace: str | None = None,
 ) -> str:
     """Hash of everything that determines a response.
 
-    The system prompt and base URL are part of the key (a peer tool omits them and serves stale hits);
-    ``sample_index`` makes deliberate resampling a miss.
+    The system prompt is part of the key (a peer tool omits it and serves stale hits); ``sample_index``
+    makes deliberate resampling a miss. The endpoint's URL is not: the same model answers the same way on
+    any host. ``namespace`` keeps apart two different servers that use one model name.
     """
-    payload = {
-        "base_url": base_url.rstrip("/"),
-        "model": model,
-        "messages": messages,
-        "params": params,
-        "sample_index": sample_index,
-    }
+    payload: dict[str, Any] = {"model": model, "messages": messages, "params": params, "sample_index": sample_index}
+    if namespace:
+        payload["namespace"] = namespace
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -50,8 +66,14 @@ def cache_key(
 class ResponseCache:
     """A key -> JSON-object store in one SQLite file, safe to share between threads and processes.
 
+    A failed write (a full disk) never costs a reply: it is logged once and the cache stops writing,
+    so the run goes on uncached.
+
     Args:
-        path: The SQLite file (created with its parent folders if missing).
+        path: The SQLite file (created, with its parent folders, if missing).
+
+    Raises:
+        CacheError: the file is not a readable SQLite cache, or belongs to another user.
 
     Example:
         >>> cache = ResponseCache(tmp_path / "responses.sqlite")
@@ -61,23 +83,52 @@ class ResponseCache:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.writable = True
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable against a killed process in WAL mode (only a power cut can lose a commit).
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        _create_private(self.path)
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against a killed process in WAL mode (only a power cut can lose a commit).
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            (check,) = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+        except sqlite3.Error as exc:
+            raise CacheError(
+                f"The response cache {self.path} is unreadable ({exc}). Delete it to start a new cache (its "
+                "replies are lost), or pass cache_dir= (CLI: --cache-dir) to use another folder."
+            ) from exc
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        try:
+            with self._lock:
+                row = self._conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            logger.warning("Reading the response cache %s failed (%s); treating it as a miss.", self.path, exc)
+            return None
         return json.loads(row[0]) if row else None
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
+    def put(self, key: str, value: dict[str, Any]) -> bool:
+        """Store ``value``; returns False (after one warning for the cache's life) when it cannot."""
+        if not self.writable:
+            return False
         blob = json.dumps(value, ensure_ascii=False)
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, blob))
+        try:
+            with self._lock:
+                self._conn.execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, blob))
+        except sqlite3.Error as exc:
+            self.writable = False
+            logger.warning(
+                "Writing to the response cache %s failed (%s); the run goes on without caching new replies "
+                "(none is lost, but an interrupted run will resend them). Free disk space or pass another "
+                "cache_dir= to cache again.",
+                self.path,
+                exc,
+            )
+            return False
+        return True
 
     def __len__(self) -> int:
         with self._lock:
@@ -86,3 +137,20 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Make the folder (0700) and the file (0600) if missing; refuse a file another user owns."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in missing:
+        os.chmod(folder, 0o700)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        owner = path.stat().st_uid
+        if owner != os.geteuid():
+            raise CacheError(
+                f"The response cache {path} belongs to another user (uid {owner}); rare_hf only reads a cache "
+                "it created. Pass cache_dir= (CLI: --cache-dir) to use a folder of your own."
+            ) from None

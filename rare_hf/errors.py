@@ -7,7 +7,7 @@ run stops before it spends money on requests that cannot succeed.
 
 from __future__ import annotations
 
-__all__ = ["RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError"]
+__all__ = ["RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError", "LLMClosedError"]
 
 
 class RareHFError(Exception):
@@ -31,3 +31,7 @@ class LLMRequestError(RareHFError):
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+
+
+class LLMClosedError(RareHFError, RuntimeError):
+    """The :class:`rare_hf.LLM` was closed and cannot send or cache anything any more."""

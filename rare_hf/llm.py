@@ -1,9 +1,11 @@
 """The teacher client: one engine for every LLM call, on the official ``openai`` SDK.
 
-Adaptive concurrency (AIMD on 429/503, honouring ``Retry-After``), retries with exponential backoff and
-jitter, a fail-fast stop on configuration errors, a circuit breaker, a crash-proof response cache and
-per-run token accounting. Public methods are synchronous (they work in a notebook cell); ``a``-prefixed
-twins are coroutines usable from any event loop.
+Each attempt has a deadline that covers connect, headers and body. An adaptive concurrency limit per
+endpoint (``_limiter``) tells overload from noise; retries back off with jitter and honour ``Retry-After``;
+a breaker over attempts stops a run against a dead endpoint within a few dozen requests; a rejected
+prompt fails its own row unless several different prompts are rejected alike before any success.
+Replies (and their usage) go to a crash-proof response cache. Public methods are synchronous (they work
+in a notebook cell); ``a``-prefixed twins are coroutines usable from any event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import random
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +27,19 @@ import openai
 
 from ._limiter import AdaptiveLimiter
 from ._loop import LoopThread
+from ._replies import (
+    Completion,
+    MalformedReply,
+    fix_hint,
+    parse_reply,
+    rejection_reason,
+    rejection_signature,
+    retry_after,
+    status_kind,
+)
+from ._urls import redact_url
 from .cache import ResponseCache, cache_key, default_cache_dir
-from .errors import LLMConfigError, LLMFatalError, LLMRequestError
+from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError
 
 __all__ = ["LLM", "Completion", "Usage", "LLMRun"]
 
@@ -33,51 +47,26 @@ logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, Any]]
 
-_RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-_OVERLOAD_STATUS = frozenset({429, 503})
-# Always a configuration problem, whichever request hits it: the key or the model is wrong.
-_FATAL_STATUS = frozenset({401, 403, 404})
-# A configuration problem when it is what the first requests of a run get (e.g. an unsupported
-# parameter); later on it is more likely one row's fault (e.g. a document over the context length).
-_FATAL_IF_FIRST_STATUS = frozenset({400, 422})
+# The breaker looks at attempts, not at rows that have used up their retries: a dead endpoint is seen
+# after a few dozen requests instead of after every row's full retry budget.
 _BREAKER_WINDOW = 50
 _BREAKER_FAILURE_RATIO = 0.9
+# Different prompts rejected alike (same status, same message but for numbers) before any success: the
+# request itself is wrong (an unsupported parameter), not one row.
+_SAME_REJECTIONS_TO_STOP = 3
 _MAX_BACKOFF_S = 60.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Completion:
-    """One teacher reply.
-
-    Attributes:
-        text: The message content.
-        finish_reason: As the server sent it; ``"length"`` means the reply was cut off.
-        prompt_tokens / completion_tokens: Usage the server reported for it.
-        cached: True when served from the response cache (no request was sent).
-    """
-
-    text: str
-    finish_reason: str | None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: bool = False
-
-    @property
-    def truncated(self) -> bool:
-        return self.finish_reason == "length"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "finish_reason": self.finish_reason,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
+# openai SDK request options that are not body fields.
+_OPTION_KEYS = ("extra_body", "extra_headers", "extra_query")
 
 
 @dataclasses.dataclass
 class Usage:
-    """Counts for one run (a step) or for the whole life of an :class:`LLM`."""
+    """Counts for one run (a step) or for the whole life of an :class:`LLM`.
+
+    ``prompt_tokens``/``completion_tokens`` are what this process sent and was billed for (every reply
+    counts, usable or not); ``cached_prompt_tokens``/``cached_completion_tokens`` are what the replies
+    served from the cache cost when they were first paid for. Their sum is what the data cost.
+    """
 
     requests: int = 0
     cached: int = 0
@@ -85,26 +74,38 @@ class Usage:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def data_tokens(self) -> int:
+        """Tokens the data cost, whether paid by this run or by the run that filled the cache."""
+        return self.total_tokens + self.cached_prompt_tokens + self.cached_completion_tokens
+
     def add(self, completion: Completion) -> None:
         if completion.cached:
             self.cached += 1
-            return
+            self.cached_prompt_tokens += completion.prompt_tokens
+            self.cached_completion_tokens += completion.completion_tokens
+        else:
+            self.add_paid(completion.prompt_tokens, completion.completion_tokens)
+
+    def add_paid(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.requests += 1
-        self.prompt_tokens += completion.prompt_tokens
-        self.completion_tokens += completion.completion_tokens
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
 
     def to_dict(self) -> dict[str, int]:
-        return {**dataclasses.asdict(self), "total_tokens": self.total_tokens}
+        return {**dataclasses.asdict(self), "total_tokens": self.total_tokens, "data_tokens": self.data_tokens}
 
 
 @dataclasses.dataclass
 class LLMRun:
-    """State of one run (one step over one dataset): its usage, its circuit breaker and its fail-fast stop.
+    """State of one run (one step over one dataset): its usage, its breaker and its fail-fast stop.
 
     Create it with :meth:`LLM.new_run` and pass it to every call of that run.
     """
@@ -113,24 +114,38 @@ class LLMRun:
     usage: Usage = dataclasses.field(default_factory=Usage)
     fatal: LLMFatalError | None = None
     succeeded: bool = False
+    started: bool = False
     recent: collections.deque[bool] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=_BREAKER_WINDOW)
     )
+    rejections: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
     def check(self) -> None:
         if self.fatal is not None:
             raise self.fatal
 
-    def record(self, ok: bool, last_error: str = "") -> None:
+    def stop(self, reason: str) -> None:
+        self.fatal = self.fatal or LLMFatalError(f"Stopped '{self.name}': {reason}")
+
+    def attempt(self, ok: bool, last_error: str = "") -> None:
+        """Count one attempt's outcome in the breaker."""
         self.recent.append(ok)
         self.succeeded = self.succeeded or ok
         failures = self.recent.count(False)
         if len(self.recent) == self.recent.maxlen and failures >= _BREAKER_FAILURE_RATIO * len(self.recent):
-            self.fatal = LLMFatalError(
-                f"Stopped '{self.name}': {failures} of the last {len(self.recent)} requests failed "
-                f"(last error: {last_error}). Check the endpoint; responses received so far are cached, "
-                "so running the same call again resumes."
+            self.stop(
+                f"{failures} of the last {len(self.recent)} attempts failed (last error: {last_error}). Check "
+                "the endpoint; responses received so far are cached, so running the same call again resumes."
             )
+
+    def rejected(self, signature: str, prompt_key: str, error: str, hint: str) -> None:
+        """Count a rejected prompt; stop when several different prompts are rejected alike before any success."""
+        if self.succeeded:
+            return
+        prompts = self.rejections.setdefault(signature, set())
+        prompts.add(prompt_key)
+        if len(prompts) >= _SAME_REJECTIONS_TO_STOP:
+            self.stop(f"{len(prompts)} different prompts were all rejected with {error} before any success. {hint}")
 
 
 class LLM:
@@ -140,13 +155,19 @@ class LLM:
         model: Model name. Defaults to ``$RARE_HF_MODEL``.
         base_url: Endpoint, e.g. ``http://localhost:8000/v1``. Defaults to ``$OPENAI_BASE_URL``, then OpenAI.
         api_key: Defaults to ``$OPENAI_API_KEY``. Local servers without auth accept any value, e.g. ``"EMPTY"``.
-        max_concurrency: Most requests in flight at once, across every step using this object.
+        max_concurrency: Most requests in flight at once, across every step using this object. The engine
+            starts lower and probes upward while the endpoint stays healthy.
         temperature: Default sampling temperature (steps may override it per call).
         max_tokens: Default completion budget; ``None`` leaves it to the server.
-        timeout: Seconds before one request is abandoned (and retried).
-        max_retries: Retries of one request on 408/409/429/5xx, timeouts and connection errors.
+        timeout: Seconds one attempt may take from connecting to the last byte of the reply; then it is
+            abandoned and retried.
+        max_retries: Retries of one request on 408/409/429/500/502/503/504, timeouts, connection errors
+            and malformed replies.
         cache_dir: Folder of the response cache; ``False`` disables it. Default: :func:`default_cache_dir`.
-        **extra_params: Sent with every request (``top_p``, ``seed``, ``response_format``, ...).
+        cache_namespace: Kept apart in the cache: two different servers that serve one model name.
+        **extra_params: Sent with every request (``top_p``, ``seed``, ``response_format``, ...), and the
+            openai SDK's ``extra_body``, ``extra_headers`` and ``extra_query``, which behave as there
+            (e.g. ``extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}}`` on vLLM).
 
     Example:
         >>> llm = LLM("gpt-4o-mini")                                  # key from $OPENAI_API_KEY
@@ -166,6 +187,7 @@ class LLM:
         timeout: float = 120.0,
         max_retries: int = 6,
         cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
+        cache_namespace: str | None = None,
         **extra_params: Any,
     ) -> None:
         self.model = model or os.environ.get("RARE_HF_MODEL")
@@ -181,12 +203,15 @@ class LLM:
             )
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
-            raise LLMConfigError(f"base_url must start with http:// or https://, got {self.base_url!r}.")
+            raise LLMConfigError(f"base_url must start with http:// or https://, got {self.display_url!r}.")
         if max_concurrency < 1:
             raise LLMConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+        if timeout <= 0 or max_retries < 0:
+            raise LLMConfigError(f"timeout must be > 0 and max_retries >= 0, got {timeout} and {max_retries}.")
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
+        self.cache_namespace = cache_namespace
         self.default_params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
         self.default_params = {k: v for k, v in self.default_params.items() if v is not None}
         self.cache_path: Path | None = (
@@ -197,18 +222,26 @@ class LLM:
         self._loop = LoopThread(name=f"rare_hf-llm-{self.model}")
         self._client: openai.AsyncOpenAI | None = None
         self._limiter: AdaptiveLimiter | None = None
+        self._closed = False
         # Closes the HTTP session on the loop that owns it even when close() is never called (a notebook
         # that drops the object, or interpreter exit), instead of leaving aiohttp to complain at teardown.
         self._clients: list[openai.AsyncOpenAI] = []
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._clients, self._cache)
         self._usage_lock = threading.Lock()
 
+    @property
+    def display_url(self) -> str:
+        """``base_url`` without credentials: the form every message, summary and card shows."""
+        return redact_url(self.base_url) or ""
+
     def __repr__(self) -> str:
-        return f"LLM(model={self.model!r}, base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
+        return f"LLM(model={self.model!r}, base_url={self.display_url!r}, max_concurrency={self.max_concurrency})"
 
     # -- public API -------------------------------------------------------------------------------------
     def new_run(self, name: str = "run") -> LLMRun:
-        """Start a run: its usage is counted apart and its failures stop only itself."""
+        """Start a run: its usage is counted apart, its failures stop only itself, and the endpoint's
+        concurrency starts it from a healthy state."""
+        self._check_open()
         return LLMRun(name=name)
 
     def complete(
@@ -223,15 +256,18 @@ class LLM:
             **params: Sampling parameters overriding the defaults for this call.
 
         Raises:
-            LLMRequestError: the request failed after all retries.
+            LLMRequestError: the request failed after all retries, or the server rejected it.
             LLMFatalError: the endpoint rejects requests for a reason no retry can fix.
+            LLMClosedError: :meth:`close` was called.
         """
+        self._check_open()
         return self._loop.run(self._complete(messages, sample_index, run or self.new_run(), params))
 
     async def acomplete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
     ) -> Completion:
         """Coroutine twin of :meth:`complete`, awaitable from any event loop."""
+        self._check_open()
         coro = self._complete(messages, sample_index, run or self.new_run(), params)
         if self._loop.owns_running_loop():
             return await coro
@@ -265,10 +301,13 @@ class LLM:
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is
         unreachable or refuses the key. Servers that do not implement ``/models`` pass."""
+        self._check_open()
         self._loop.run(self._check_connection())
 
     def close(self) -> None:
-        """Close the HTTP client and the background loop (the cache stays on disk)."""
+        """Close the HTTP client and the background loop (the cache stays on disk). Using the object
+        afterwards raises :class:`LLMClosedError`."""
+        self._closed = True
         self._finalizer()
         self._client = None
         self._cache = None
@@ -282,23 +321,42 @@ class LLM:
     # -- engine -----------------------------------------------------------------------------------------
     def run_sync(self, coro: Any) -> Any:
         """Run a coroutine on this LLM's loop (where its client and limiter live) and wait for it."""
+        if self._closed:
+            coro.close()
+        self._check_open()
         return self._loop.run(coro)
 
-    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        merged = {**self.default_params, **params}
-        return {k: v for k, v in merged.items() if v is not None}
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LLMClosedError(
+                f"{self!r} was closed; its HTTP session and cache are released. Create a new rare_hf.LLM "
+                "(the response cache on disk is reused)."
+            )
+
+    def _split_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Body fields (``extra_body`` merged in, as the SDK does) and request options (headers, query)."""
+        merged = {k: v for k, v in {**self.default_params, **params}.items() if v is not None}
+        extra = {k: merged.pop(k) for k in _OPTION_KEYS if k in merged}
+        body = {**merged, **(extra.get("extra_body") or {})}
+        options = {"headers": extra.get("extra_headers"), "params": extra.get("extra_query")}
+        return body, {k: v for k, v in options.items() if v}
 
     async def _complete(self, messages: Messages, sample_index: int, run: LLMRun, params: dict[str, Any]) -> Completion:
         run.check()
-        params = self._params(params)
+        body, options = self._split_params(params)
         key = cache_key(
-            base_url=self.base_url, model=self.model, messages=messages, params=params, sample_index=sample_index
+            model=self.model,
+            messages=messages,
+            params={**body, "extra_query": options.get("params")},
+            sample_index=sample_index,
+            namespace=self.cache_namespace,
         )
         hit = self._cache.get(key) if self._cache is not None else None
         if hit is not None:
             completion = Completion(**hit, cached=True)
+            run.succeeded = True
         else:
-            completion = await self._request(messages, params, run)
+            completion = await self._request({"model": self.model, "messages": messages, **body}, options, key, run)
             if self._cache is not None:
                 self._cache.put(key, completion.to_json())
         run.usage.add(completion)
@@ -307,6 +365,7 @@ class LLM:
         return completion
 
     def _ensure_client(self) -> tuple[openai.AsyncOpenAI, AdaptiveLimiter]:
+        self._check_open()
         if self._client is None or self._limiter is None:
             # Retries are ours (they must go through the limiter and honour Retry-After).
             self._client = openai.AsyncOpenAI(
@@ -320,64 +379,86 @@ class LLM:
             self._clients.append(self._client)
         return self._client, self._limiter
 
-    async def _request(self, messages: Messages, params: dict[str, Any], run: LLMRun) -> Completion:
+    async def _request(self, body: dict[str, Any], options: dict[str, Any], key: str, run: LLMRun) -> Completion:
         client, limiter = self._ensure_client()
-        # The SDK's typed create() re-walks every message through its TypedDict transformer and builds
-        # pydantic models of the reply (~2 ms a request together, more than the rest of the client); our
-        # messages are plain JSON already, so we send them through the SDK's documented generic request,
-        # which keeps its error classes, and read the reply's few fields ourselves.
-        body = {"model": self.model, "messages": messages, **params}
+        if not run.started:
+            run.started = True
+            limiter.new_epoch()
         error = "no attempt"
         for attempt in range(self.max_retries + 1):
             run.check()
-            retry_after: float | None = None
+            delay: float | None = None
             async with limiter.slot() as slot:  # released even when this task is cancelled
                 run.check()  # a fatal stop may have come while this request waited for its slot
+                started = time.monotonic()
                 try:
-                    completion = _to_completion(await client.post("/chat/completions", body=body, cast_to=dict))
+                    completion = await self._attempt(client, body, options)
                 except openai.APIStatusError as exc:
-                    status = exc.status_code
-                    error = f"HTTP {status}: {_short(_error_message(exc))}"
-                    retry_after = _retry_after(exc.response.headers)
-                    slot.overloaded, slot.retry_after = status in _OVERLOAD_STATUS, retry_after
-                    self._mark_if_fatal(status, error, run)  # before the slot frees: no waiter sends after
-                    if status not in _RETRYABLE_STATUS:
-                        run.check()
-                        run.record(False, error)
-                        raise LLMRequestError(error, status_code=status) from exc
-                except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                    error = f"{type(exc).__name__}: {_short(str(exc))}"
+                    error, delay = self._status_error(exc, key, run, slot)
+                except (asyncio.TimeoutError, openai.APITimeoutError):
+                    slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
+                except openai.APIConnectionError as exc:
+                    slot.outcome, error = "error", f"{type(exc).__name__}: {_short(str(exc))}"
                 except (openai.APIError, ValueError, TypeError) as exc:  # malformed body or reply
-                    error = f"malformed response: {_short(str(exc))}"
+                    if isinstance(exc, MalformedReply):
+                        self._count_paid(run, exc.prompt_tokens, exc.completion_tokens)
+                    slot.outcome, error = "error", f"malformed response: {_short(str(exc))}"
                 else:
-                    slot.success = True
-                    run.record(True)
+                    slot.outcome, slot.latency = "ok", time.monotonic() - started
+                    run.attempt(True)
                     return completion
+                run.attempt(False, error)
             if attempt < self.max_retries:
                 run.usage.retries += 1
-                await asyncio.sleep(retry_after if retry_after is not None else _backoff(attempt))
-        run.record(False, error)
+                await asyncio.sleep(delay if delay is not None else _backoff(attempt))
+        run.usage.failed += 1
         run.check()
         raise LLMRequestError(f"{error} (after {self.max_retries + 1} attempts)")
 
-    def _mark_if_fatal(self, status: int, error: str, run: LLMRun) -> None:
-        if status in _FATAL_STATUS or (status in _FATAL_IF_FIRST_STATUS and not run.succeeded):
-            run.fatal = run.fatal or LLMFatalError(
-                f"Stopped '{run.name}': the endpoint {self.base_url} answered {error}. {_fix_hint(status)}"
-            )
+    async def _attempt(self, client: openai.AsyncOpenAI, body: dict[str, Any], options: dict[str, Any]) -> Completion:
+        # The SDK's typed create() re-walks every message through its TypedDict transformer and builds
+        # pydantic models of the reply (~2 ms a request together, more than the rest of the client); our
+        # messages are plain JSON already, so we send them through the SDK's documented generic request,
+        # which keeps its error classes, and read the reply's few fields ourselves. The transport's own
+        # timeouts are per read, so a server dripping bytes would never time out: the deadline is ours.
+        reply = await asyncio.wait_for(
+            client.post("/chat/completions", body=body, cast_to=dict, options=options), self.timeout
+        )
+        return parse_reply(reply)
+
+    def _status_error(self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Any) -> tuple[str, float | None]:
+        """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run."""
+        status, message = exc.status_code, _short(_error_message(exc))
+        error = f"HTTP {status}: {message}"
+        kind = status_kind(status)
+        if kind == "fatal":
+            run.stop(f"the endpoint {self.display_url} answered {error}. {fix_hint(status)}")
+        if kind in ("fatal", "rejected"):
+            slot.outcome = "error"
+            run.rejected(rejection_signature(status, message), key, error, fix_hint(status))
+            run.check()
+            run.usage.failed += 1
+            raise LLMRequestError(rejection_reason(status, message), status_code=status) from exc
+        slot.outcome = "overload" if kind == "overload" else "error"
+        return error, retry_after(exc.response.headers)
+
+    def _count_paid(self, run: LLMRun, prompt_tokens: int, completion_tokens: int) -> None:
+        run.usage.add_paid(prompt_tokens, completion_tokens)
+        with self._usage_lock:
+            self.usage.add_paid(prompt_tokens, completion_tokens)
 
     async def _check_connection(self) -> None:
         client, _ = self._ensure_client()
         try:
-            await client.models.list()
+            await asyncio.wait_for(client.models.list(), self.timeout)
         except openai.APIStatusError as exc:
             if exc.status_code in (401, 403):
                 raise LLMConfigError(
-                    f"{self.base_url} refused the API key (HTTP {exc.status_code}). {_fix_hint(401)}"
+                    f"{self.display_url} refused the API key (HTTP {exc.status_code}). {fix_hint(401)}"
                 ) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        except (asyncio.TimeoutError, openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise LLMConfigError(
-                f"Cannot reach the teacher at {self.base_url} ({type(exc).__name__}). "
+                f"Cannot reach the teacher at {self.display_url} ({type(exc).__name__}). "
                 "Check --base-url / OPENAI_BASE_URL and that the server is running."
             ) from exc
 
@@ -413,36 +494,11 @@ async def gather_or_cancel(coros: list[Any]) -> list[Any]:
         raise
 
 
-def _to_completion(response: Any) -> Completion:
-    """Read the fields we use from a chat completion body; anything else is a malformed reply."""
-    if not isinstance(response, dict) or not response.get("choices"):
-        raise ValueError("reply has no choices")
-    choice = response["choices"][0]
-    text = (choice.get("message") or {}).get("content")
-    if not isinstance(text, str):
-        raise ValueError("reply has no message content")
-    usage = response.get("usage") or {}
-    return Completion(
-        text=text,
-        finish_reason=choice.get("finish_reason"),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-    )
-
-
 def _error_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"]
     return exc.message
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return min(float(value), _MAX_BACKOFF_S) if value is not None else None
-    except ValueError:
-        return None  # HTTP-date form: fall back to our own backoff
 
 
 def _backoff(attempt: int) -> float:
@@ -452,15 +508,3 @@ def _backoff(attempt: int) -> float:
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _fix_hint(status: int) -> str:
-    return {
-        401: "Check the API key (OPENAI_API_KEY or LLM(api_key=...)).",
-        403: "The key is not allowed to use this model or endpoint.",
-        404: "Check the model name (RARE_HF_MODEL or LLM(model=...)) and that base_url ends with /v1.",
-    }.get(
-        status,
-        "The server rejects the request itself: check the model's supported parameters "
-        "(max_tokens, response_format, extra params) and the prompt length.",
-    )

@@ -18,10 +18,11 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens"]
@@ -33,8 +34,11 @@ _REASON = {
     404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
+_THINK = re.compile(r"^\s*<think>(.*?)(?:</think>|$)(.*)", re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Reply:
     hang: bool = False
     malformed: bool = False
     delay: float | None = None
+    drip: float | None = None
 
     @classmethod
     def error(cls, status: int, *, retry_after: float | None = None, message: str = "injected fault") -> Reply:
@@ -68,6 +73,12 @@ class Reply:
     def truncated(cls, content: str) -> Reply:
         return cls(content=content, finish_reason="length")
 
+    @classmethod
+    def slow_drip(cls, content: str = "slow", *, interval: float = 1.0) -> Reply:
+        """Send the headers at once, then the body one byte every ``interval`` seconds (a proxy keeping a
+        stalled connection alive, a GPU box swapping)."""
+        return cls(content=content, drip=interval)
+
 
 Responder = Callable[[dict[str, Any]], "str | Reply"]
 
@@ -83,7 +94,17 @@ class LocalTeacher:
     Args:
         responder: Called with each request's JSON body; returns the reply text or a :class:`Reply`.
             Defaults to :func:`demo_responder`.
-        latency: Seconds every reply waits before it is sent.
+        latency: Seconds every reply waits before it is sent, or a function drawing it per request
+            (e.g. ``lambda: random.lognormvariate(math.log(0.3), 1.0)`` for heavy-tailed generations).
+        latency_per_in_flight: Seconds added per request being handled at the same time: a server that
+            signals overload by queueing (vLLM, SGLang), not by status codes.
+        random_faults: ``(probability, reply)`` pairs drawn independently for every chat request, e.g.
+            ``[(0.1, Reply.error(429, retry_after=1))]`` for a provider's per-minute quota.
+        seed: Seeds the draws of ``random_faults``.
+        max_context_tokens: Prompts over this many tokens get the HTTP 400 vLLM sends for them.
+        reasoning_field: Serve the way reasoning-model parsers do: a reply's leading ``<think>`` block
+            goes to ``message.<reasoning_field>`` (``"reasoning_content"`` on vLLM/DeepSeek/llama.cpp),
+            the rest stays in ``content`` (``null`` when the reply was cut off while thinking).
         port: 0 picks a free port.
         models: Names listed by ``GET /v1/models``; a request for another model gets 404. ``None``
             accepts any model.
@@ -92,6 +113,7 @@ class LocalTeacher:
 
     Attributes:
         requests: Bodies of the chat requests received, in arrival order.
+        http_log: ``(method, path with query, lower-cased headers)`` of every HTTP request.
         arrivals: ``time.monotonic()`` of each logged request.
         request_count: Chat requests that reached the responder (or a queued fault).
         http_request_count: Every HTTP request, including ones refused for the key or the model.
@@ -103,7 +125,12 @@ class LocalTeacher:
         self,
         responder: Responder | None = None,
         *,
-        latency: float = 0.0,
+        latency: float | Callable[[], float] = 0.0,
+        latency_per_in_flight: float = 0.0,
+        random_faults: Sequence[tuple[float, Reply]] = (),
+        seed: int = 0,
+        max_context_tokens: int | None = None,
+        reasoning_field: str | None = None,
         port: int = 0,
         models: list[str] | None = None,
         api_key: str | None = None,
@@ -111,10 +138,16 @@ class LocalTeacher:
     ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
+        self.latency_per_in_flight = latency_per_in_flight
+        self.random_faults = list(random_faults)
+        self.max_context_tokens = max_context_tokens
+        self.reasoning_field = reasoning_field
+        self._random = random.Random(seed)
         self.models = models
         self.api_key = api_key
         self.keep_log = keep_log
         self.requests: list[dict[str, Any]] = []
+        self.http_log: list[tuple[str, str, dict[str, str]]] = []
         self.arrivals: list[float] = []
         self.request_count = 0
         self.http_request_count = 0
@@ -148,6 +181,7 @@ class LocalTeacher:
         """Clear the log, the counters and pending faults."""
         with self._lock:
             self.requests.clear()
+            self.http_log.clear()
             self.arrivals.clear()
             self._faults.clear()
             self.request_count = self.http_request_count = self.peak_in_flight = self.prompt_tokens = (
@@ -208,15 +242,20 @@ class LocalTeacher:
                     name, _, value = line.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status, extra_headers, payload = await self._dispatch(method, path.split("?")[0], headers, body)
+                if self.keep_log:
+                    with self._lock:
+                        self.http_log.append((method, path, headers))
+                status, extra_headers, payload, drip = await self._dispatch(
+                    method, path.split("?")[0], headers, body
+                )
                 head = [
                     f"HTTP/1.1 {status} {_REASON.get(status, 'Status')}",
                     "Content-Type: application/json",
                     f"Content-Length: {len(payload)}",
                     *(f"{k}: {v}" for k, v in extra_headers),
                 ]
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
-                await writer.drain()
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+                await _write_body(writer, payload, drip)
                 if headers.get("connection", "").lower() == "close":
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -228,11 +267,11 @@ class LocalTeacher:
 
     async def _dispatch(
         self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes, float | None]:
         with self._lock:
             self.http_request_count += 1
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return 401, (), _error_body("Incorrect API key provided.", "invalid_api_key")
+            return 401, (), _error_body("Incorrect API key provided.", "invalid_api_key"), None
         if method == "GET" and path.rstrip("/").endswith("/models"):
             names = self.models or ["rare-hf-local"]
             return (
@@ -244,18 +283,20 @@ class LocalTeacher:
                         "data": [{"id": name, "object": "model", "owned_by": "rare_hf"} for name in names],
                     }
                 ).encode(),
+                None,
             )
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
-            return 404, (), _error_body(f"No route {method} {path}", "not_found")
+            return 404, (), _error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")
         if self.models is not None and request.get("model") not in self.models:
-            return 404, (), _error_body(f"The model '{request.get('model')}' does not exist", "model_not_found")
+            message = f"The model '{request.get('model')}' does not exist"
+            return 404, (), _error_body(message, "model_not_found"), None
         with self._lock:
             self.request_count += 1
             if self.keep_log:
                 self.requests.append(request)
                 self.arrivals.append(time.monotonic())
-            fault = self._faults.pop(0) if self._faults else None
+            fault = self._faults.pop(0) if self._faults else self._random_fault()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -264,21 +305,40 @@ class LocalTeacher:
             with self._lock:
                 self.in_flight -= 1
 
-    async def _respond(self, request: dict[str, Any], fault: Reply | None) -> tuple[int, tuple, bytes]:
+    def _random_fault(self) -> Reply | None:
+        for probability, reply in self.random_faults:
+            if self._random.random() < probability:
+                return reply
+        return None
+
+    def _delay(self, reply: Reply) -> float:
+        if reply.delay is not None:
+            return reply.delay
+        base = self.latency() if callable(self.latency) else self.latency
+        return base + self.latency_per_in_flight * self.in_flight
+
+    async def _respond(self, request: dict[str, Any], fault: Reply | None) -> tuple[int, tuple, bytes, float | None]:
+        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in request.get("messages", []))
+        if self.max_context_tokens is not None and prompt_tokens > self.max_context_tokens:
+            message = (
+                f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
+                f"requested {prompt_tokens} tokens in the messages, Please reduce the length of the messages."
+            )
+            return 400, (), _error_body(message, "context_length_exceeded"), None
         reply = fault or self.responder(request)
         if isinstance(reply, str):
             reply = Reply(content=reply)
-        delay = self.latency if reply.delay is None else reply.delay
+        delay = self._delay(reply)
         if delay:
             await asyncio.sleep(delay)
         if reply.hang:
             await asyncio.sleep(3600)
         if reply.malformed:
-            return 200, (), b'{"this is": "not a chat completion"'
+            return 200, (), b'{"this is": "not a chat completion"', None
         if reply.status != 200:
-            return reply.status, reply.headers, _error_body(reply.content, "injected")
-        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in request.get("messages", []))
+            return reply.status, reply.headers, _error_body(reply.content, "injected"), None
         completion_tokens = count_tokens(reply.content)
+        message = self._message(reply)
         with self._lock:
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
@@ -295,7 +355,7 @@ class LocalTeacher:
                         {
                             "index": 0,
                             "finish_reason": reply.finish_reason,
-                            "message": {"role": "assistant", "content": reply.content},
+                            "message": message,
                         }
                     ],
                     "usage": {
@@ -305,7 +365,27 @@ class LocalTeacher:
                     },
                 }
             ).encode(),
+            reply.drip,
         )
+
+    def _message(self, reply: Reply) -> dict[str, Any]:
+        match = _THINK.match(reply.content) if self.reasoning_field else None
+        if match is None:
+            return {"role": "assistant", "content": reply.content}
+        thinking, rest = match.group(1).strip(), match.group(2).strip()
+        content = None if reply.finish_reason == "length" and not rest else rest
+        return {"role": "assistant", "content": content, self.reasoning_field: thinking}
+
+
+async def _write_body(writer: asyncio.StreamWriter, payload: bytes, drip: float | None) -> None:
+    if drip is None:
+        writer.write(payload)
+        await writer.drain()
+        return
+    for i in range(len(payload)):
+        writer.write(payload[i : i + 1])
+        await writer.drain()
+        await asyncio.sleep(drip)
 
 
 def _error_body(message: str, code: str) -> bytes:

@@ -123,26 +123,29 @@ class AdaptiveLimiter:
 
     def _end_window(self) -> None:
         total = sum(self._outcomes.values())
-        congested = (self._outcomes["overload"] + self._outcomes["timeout"]) / total >= _OVERLOAD_FRACTION
-        if congested:
+        if (self._outcomes["overload"] + self._outcomes["timeout"]) / total >= _OVERLOAD_FRACTION:
             self._decrease(_OVERLOAD_DECREASE)
-        elif self._latency_rising():
-            self._decrease(_LATENCY_DECREASE)
-        elif self._slow_start:
-            self.limit = min(self.max_limit, self.limit * 2)
-        else:
-            self.limit = min(self.max_limit, self.limit + 1)
+        elif self._latency_slow():
+            # One slow window may be noise (heavy-tailed generation lengths): hold the limit. Two in a row
+            # is a queue building up at the server: shrink.
+            self._slow_start = False
+            self._slow_windows += 1
+            if self._slow_windows >= 2:
+                self._decrease(_LATENCY_DECREASE)
+        elif self._outcomes["ok"] * 2 >= total:  # growth is earned by successes, not by fast errors
+            self._slow_windows = 0
+            grown = self.limit * 2 if self._slow_start else self.limit + 1
+            self.limit = min(self.max_limit, grown)
         self._reset_window()
 
-    def _latency_rising(self) -> bool:
+    def _latency_slow(self) -> bool:
+        """Is this window's median latency over ``_LATENCY_TOLERANCE`` times the epoch's best?"""
         if len(self._latencies) < _MIN_WINDOW // 2:
             return False
         median = statistics.median(self._latencies)
         if self._baseline is None or median < self._baseline:
             self._baseline = median
-        self._slow_windows = self._slow_windows + 1 if median > _LATENCY_TOLERANCE * self._baseline else 0
-        # One slow window is noise (heavy-tailed generation lengths); two in a row is a queue building up.
-        return self._slow_windows >= 2
+        return median > _LATENCY_TOLERANCE * self._baseline
 
     def _decrease(self, factor: float) -> None:
         self.limit = max(1, int(self.limit * factor))

@@ -12,6 +12,8 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _OVERLOAD_STATUS = frozenset({429, 503})
 # Always a configuration problem, whichever request hits it: the key or the model is wrong.
 _FATAL_STATUS = frozenset({401, 403, 404})
+# A 429 that no waiting fixes: OpenAI's answer when the account's credit is used up.
+_FATAL_CODES = frozenset({"insufficient_quota"})
 _MAX_RETRY_AFTER_S = 60.0
 
 StatusKind = Literal["overload", "retry", "fatal", "rejected"]
@@ -86,9 +88,11 @@ def _usage(body: Any) -> tuple[int, int]:
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
-def status_kind(status: int) -> StatusKind:
+def status_kind(status: int, code: str | None = None) -> StatusKind:
     """``overload`` and ``retry`` are retried; ``fatal`` stops the run; ``rejected`` fails the request
     (and stops the run when several different prompts are rejected alike before any success)."""
+    if code in _FATAL_CODES:
+        return "fatal"
     if status in _OVERLOAD_STATUS:
         return "overload"
     if status in _RETRYABLE_STATUS:
@@ -123,6 +127,7 @@ def fix_hint(status: int) -> str:
         401: "Check the API key (OPENAI_API_KEY or LLM(api_key=...)).",
         403: "The key is not allowed to use this model or endpoint.",
         404: "Check the model name (RARE_HF_MODEL or LLM(model=...)) and that base_url ends with /v1.",
+        429: "The account's quota is used up: check the plan and billing, then run the same call again.",
     }.get(
         status,
         "The server rejects the request itself: check the model's supported parameters "

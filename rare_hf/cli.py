@@ -59,9 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument(
         "--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key"
     )
-    teacher.add_argument("--max-concurrency", type=int, default=64)
-    teacher.add_argument("--temperature", type=float, default=0.0)
-    teacher.add_argument("--max-tokens", type=int, default=None)
+    teacher.add_argument(
+        "--max-concurrency", type=int, default=64, help="most requests in flight; probed upward from 16 (default: 64)"
+    )
+    teacher.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0.0)")
+    teacher.add_argument("--max-tokens", type=int, default=None, help="completion budget (default: the server's)")
+    teacher.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds one attempt may take, first byte to last (default: 120)"
+    )
+    teacher.add_argument(
+        "--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default: 6)"
+    )
     teacher.add_argument(
         "--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)"
     )
@@ -124,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
             if llm is not None:
                 llm.check_connection()
                 print(
-                    f"Teacher: {llm.model} at {llm.base_url}. Responses are cached in {llm.cache_path}; "
+                    f"Teacher: {llm.model} at {llm.display_url}. Responses are cached in {llm.cache_path}; "
                     "if this run is interrupted, re-run the same command to resume."
                 )
             if args.demo:
@@ -151,7 +159,11 @@ def _run(args: argparse.Namespace) -> int:
     print(summary.table())
     cached = sum(s.usage.get("cached", 0) for s in summary.steps)
     if cached:
-        print(f"{cached} responses came from the cache (resumed or repeated work costs nothing).")
+        cached_tokens = sum(s.usage.get("data_tokens", 0) - s.usage.get("total_tokens", 0) for s in summary.steps)
+        print(
+            f"{cached} responses came from the cache: {cached_tokens:,} tokens paid by an earlier run, "
+            "none by this one."
+        )
     print(f"Wrote {output}/")
     if args.push_to_hub:
         return _push(ds, summary, args, token, output)
@@ -194,6 +206,8 @@ def _make_llm(
         max_concurrency=args.max_concurrency,
         temperature=args.temperature,
         max_tokens=args.max_tokens,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
         cache_dir=cache_dir,
     )
 

@@ -51,6 +51,7 @@ _COLUMN_DOCS = {
     "reasoning_attempts": "Teacher requests used for the reasoning.",
     "reasoning_correct": "Whether the teacher's answer matched the gold answer (null without gold).",
     "reasoning_error": "Why the row has no reasoning (null when it has).",
+    "reasoning_input_truncated": "Whether a shown document was cut to max_doc_chars characters.",
     "reasoning_prompt_version": "Version of the reasoning prompt.",
 }
 _CITATIONS = """```bibtex
@@ -246,14 +247,22 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None) -> str:
     if summary is not None:
         lines[0] += f" (from {summary.rows_in:,} input rows; {summary.dropped_failed:,} failed rows dropped)"
         lines.append("")
-        lines.append("| step | ok | failed | skipped | requests | cached | prompt tokens | completion tokens |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append(
+            "| step | ok | failed | skipped | requests | cached replies | prompt tokens | completion tokens "
+            "| paid by the last run |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for s in summary.steps:
             u = s.usage
+            prompt = u.get("prompt_tokens", 0) + u.get("cached_prompt_tokens", 0)
+            completion = u.get("completion_tokens", 0) + u.get("cached_completion_tokens", 0)
             lines.append(
                 f"| {s.step} | {s.ok} | {s.failed} | {s.skipped} | {u.get('requests', 0)} | "
-                f"{u.get('cached', 0)} | {u.get('prompt_tokens', 0):,} | {u.get('completion_tokens', 0):,} |"
+                f"{u.get('cached', 0)} | {prompt:,} | {completion:,} | {u.get('total_tokens', 0):,} |"
             )
+        lines.append(
+            "\nToken counts are what the data cost, including replies a resumed run took from the response cache."
+        )
         negatives = summary.step("hard_negatives")
         if negatives is not None:
             lines.append(

@@ -37,7 +37,7 @@ from ._replies import (
     retry_after,
     status_kind,
 )
-from ._urls import redact_url
+from ._urls import redact_url, split_credentials
 from .cache import ResponseCache, cache_key, default_cache_dir
 from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError
 
@@ -154,6 +154,8 @@ class LLM:
     Args:
         model: Model name. Defaults to ``$RARE_HF_MODEL``.
         base_url: Endpoint, e.g. ``http://localhost:8000/v1``. Defaults to ``$OPENAI_BASE_URL``, then OpenAI.
+            Credentials in it (``http://user:password@host/v1``, for a proxy with basic auth) are sent as
+            basic auth in place of the API key, and never printed or written.
         api_key: Defaults to ``$OPENAI_API_KEY``. Local servers without auth accept any value, e.g. ``"EMPTY"``.
         max_concurrency: Most requests in flight at once, across every step using this object. The engine
             starts lower and probes upward while the endpoint stays healthy.
@@ -368,12 +370,14 @@ class LLM:
         self._check_open()
         if self._client is None or self._limiter is None:
             # Retries are ours (they must go through the limiter and honour Retry-After).
+            url, basic_auth = split_credentials(self.base_url)
             self._client = openai.AsyncOpenAI(
                 api_key=self.api_key,
-                base_url=self.base_url,
+                base_url=url,
                 timeout=self.timeout,
                 max_retries=0,
                 http_client=_http_client(),
+                default_headers={"Authorization": basic_auth} if basic_auth else None,
             )
             self._limiter = AdaptiveLimiter(self.max_concurrency)
             self._clients.append(self._client)
@@ -407,7 +411,8 @@ class LLM:
                     slot.outcome, slot.latency = "ok", time.monotonic() - started
                     run.attempt(True)
                     return completion
-                run.attempt(False, error)
+                if not error.startswith("HTTP 429"):  # throttled is alive: the limiter, not the breaker
+                    run.attempt(False, error)
             if attempt < self.max_retries:
                 run.usage.retries += 1
                 await asyncio.sleep(delay if delay is not None else _backoff(attempt))
@@ -430,7 +435,7 @@ class LLM:
         """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run."""
         status, message = exc.status_code, _short(_error_message(exc))
         error = f"HTTP {status}: {message}"
-        kind = status_kind(status)
+        kind = status_kind(status, _error_code(exc))
         if kind == "fatal":
             run.stop(f"the endpoint {self.display_url} answered {error}. {fix_hint(status)}")
         if kind in ("fatal", "rejected"):
@@ -499,6 +504,11 @@ def _error_message(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"]
     return exc.message
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    return body.get("code") if isinstance(body, dict) and isinstance(body.get("code"), str) else None
 
 
 def _backoff(attempt: int) -> float:

@@ -60,14 +60,16 @@ class RunSummary:
         """A plain-text table of the per-step counts."""
         lines = [
             f"{'step':<16}{'rows':>8}{'ok':>8}{'failed':>8}{'skipped':>9}{'requests':>10}{'cached':>8}"
-            f"{'tokens':>12}{'seconds':>9}"
+            f"{'tokens paid':>13}{'data tokens':>13}{'seconds':>9}"
         ]
         for s in self.steps:
             u = s.usage
             lines.append(
                 f"{s.step:<16}{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{u.get('requests', 0):>10}"
-                f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>12,}{s.seconds:>9.1f}"
+                f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>13,}{u.get('data_tokens', 0):>13,}"
+                f"{s.seconds:>9.1f}"
             )
+        lines.append("tokens paid: sent by this run; data tokens: what the data cost, cached replies included")
         lines.append(f"rows in: {self.rows_in}, rows out: {self.rows_out}, failed rows dropped: {self.dropped_failed}")
         return "\n".join(lines)
 
@@ -152,7 +154,7 @@ def build_rare_dataset(
         dropped_failed=before - _num_rows(ds),
         steps=summaries,
         model=llm.model if llm else None,
-        base_url=llm.base_url if llm else None,
+        base_url=llm.display_url if llm else None,
         prompt_versions={name: p.version for name, p in PROMPTS.items()},
         params={
             "text_key": text_key,

@@ -117,7 +117,7 @@ class _QuestionStep:
         self.temperature = temperature
         self.params = {
             "model": llm.model,
-            "base_url": llm.base_url,
+            "base_url": llm.display_url,
             "input_key": input_key,
             "max_attempts": max_attempts,
             "num_questions": num_questions,

@@ -11,7 +11,7 @@ import datasets
 
 from . import _steps
 from .errors import LLMRequestError
-from .llm import LLM, LLMRun
+from .llm import LLM, Completion, LLMRun
 from .parsing import answers_match, split_reasoning
 from .prompts import REASONING_PROMPT, reasoning_messages
 from .summary import StepSummary
@@ -36,14 +36,17 @@ def reasoning_messages_for_row(
     input_scenario_key: str = "scenario",
     input_hardneg_key: str = "hard_negatives",
     output_key: str = "reasoning",
+    max_doc_chars: int = 20_000,
 ) -> list[dict[str, Any]]:
     """Rebuild, from a row written by :func:`add_reasoning`, the exact messages the teacher received.
+
+    ``max_doc_chars`` must be the value the row was written with (the default unless you changed it).
 
     Example:
         >>> messages = reasoning_messages_for_row(ds[0])
         >>> messages[1]["content"]        # scenario, question and the documents in their shown order
     """
-    pool = [row[input_text_key], *row[input_hardneg_key]]
+    pool = [row[input_text_key][:max_doc_chars], *(n[:max_doc_chars] for n in row[input_hardneg_key])]
     documents = [pool[i] for i in row[f"{output_key}_doc_order"]]
     return reasoning_messages(row[input_question_key], row.get(input_scenario_key), documents)
 
@@ -63,6 +66,7 @@ def add_reasoning(
     seed: int = 0,
     temperature: float | None = None,
     resample_temperature: float = 0.95,
+    max_doc_chars: int = 20_000,
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -84,6 +88,9 @@ def add_reasoning(
         seed: Seeds the per-row shuffle of the documents.
         temperature: First-attempt temperature; ``None`` uses the LLM's default.
         resample_temperature: Temperature of later attempts (RARE sampled at 0.95).
+        max_doc_chars: Each shown document (the positive and every negative) is cut to this many characters,
+            so one oversized document cannot make a request the model's context refuses
+            (``{r}_input_truncated`` says where it happened).
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per ``Dataset.map`` batch.
         show_progress: Show a progress bar.
@@ -93,7 +100,8 @@ def add_reasoning(
         The dataset with ``{r}`` and ``{output_answer_key}`` (``None`` when the row failed), ``{r}_raw``
         (the teacher's full reply), ``{r}_doc_order`` (the shown order, as indices into
         ``[positive, *negatives]``), ``{r}_positive_index`` (where the positive was shown, 0-based),
-        ``{r}_attempts``, ``{r}_correct`` (``None`` without gold), ``{r}_error`` and ``{r}_prompt_version``,
+        ``{r}_attempts``, ``{r}_correct`` (``None`` without gold), ``{r}_error``, ``{r}_input_truncated`` and
+        ``{r}_prompt_version``,
         where ``{r}`` is ``output_key``. :func:`reasoning_messages_for_row` rebuilds the exact prompt.
 
     Example:
@@ -117,6 +125,7 @@ def add_reasoning(
         f"{r}_attempts",
         f"{r}_correct",
         f"{r}_error",
+        f"{r}_input_truncated",
         f"{r}_prompt_version",
     ]
     for split in ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]:
@@ -143,6 +152,7 @@ def add_reasoning(
         seed,
         temperature,
         resample_temperature,
+        max_doc_chars,
     )
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
@@ -162,14 +172,16 @@ class _ReasoningStep:
         seed: int,
         temperature: float | None,
         resample_temperature: float,
+        max_doc_chars: int,
     ) -> None:
-        self.llm, self.k, self.r = llm, keys, output_key
+        self.llm, self.k, self.r, self.max_doc_chars = llm, keys, output_key, max_doc_chars
         self.max_attempts, self.seed = max_attempts, seed
         self.temperature, self.resample_temperature = temperature, resample_temperature
         self.params = {
             "model": llm.model,
-            "base_url": llm.base_url,
+            "base_url": llm.display_url,
             "max_attempts": max_attempts,
+            "max_doc_chars": max_doc_chars,
             "seed": seed,
             "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
             "resample_temperature": resample_temperature,
@@ -191,6 +203,7 @@ class _ReasoningStep:
                 f"{r}_attempts": datasets.Value("int32"),
                 f"{r}_correct": datasets.Value("bool"),
                 f"{r}_error": string,
+                f"{r}_input_truncated": datasets.Value("bool"),
                 f"{r}_prompt_version": string,
             }
         )
@@ -234,6 +247,7 @@ class _ReasoningStep:
             f"{r}_attempts": 0,
             f"{r}_correct": None,
             f"{r}_error": None,
+            f"{r}_input_truncated": False,
             f"{r}_prompt_version": REASONING_PROMPT.version,
         }
         question, text, negatives = row[self.k["question"]], row[self.k["text"]], row[self.k["negatives"]]
@@ -242,8 +256,10 @@ class _ReasoningStep:
             return {**out, f"{r}_error": f"skipped: {skip}"}
         order = document_order(self.seed, row[_steps.DOC_ID], question, 1 + len(negatives))
         pool = [text, *negatives]
+        truncated = any(len(d) > self.max_doc_chars for d in pool)
+        pool = [d[: self.max_doc_chars] for d in pool]
         messages = reasoning_messages(question, row[self.k["scenario"]], [pool[i] for i in order])
-        out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0)})
+        out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0), f"{r}_input_truncated": truncated})
         gold = row[self.k["gold"]] if self.k["gold"] else None
         return {**out, **await self._ask(messages, None if gold is None else str(gold), run)}
 
@@ -261,8 +277,8 @@ class _ReasoningStep:
             except LLMRequestError as exc:
                 problem = f"request: {exc.reason}"
                 continue
-            reasoning, answer = split_reasoning(completion.text)
-            result = {f"{r}_raw": completion.text, f"{r}_attempts": attempt + 1}
+            reasoning, answer = _reasoning_and_answer(completion)
+            result = {f"{r}_raw": _raw_reply(completion), f"{r}_attempts": attempt + 1}
             if completion.truncated:
                 problem = "truncated: the reply was cut off (finish_reason=length); raise max_tokens"
             elif not answer or not reasoning:
@@ -291,6 +307,24 @@ class _ReasoningStep:
         return _steps.llm_step_summary(
             "reasoning", len(out), errors, run, seconds, self.params, REASONING_PROMPT.version, stats
         )
+
+
+def _reasoning_and_answer(completion: Completion) -> tuple[str | None, str | None]:
+    """The reply's thinking and answer; a reasoning-model server sends the thinking apart from the content,
+    which then holds only the answer (tagged as the prompt asks, or bare)."""
+    reasoning, answer = split_reasoning(completion.text)
+    if completion.reasoning is None:
+        return reasoning, answer
+    if "<think>" not in completion.text:
+        reasoning = completion.reasoning
+    return reasoning, answer or completion.text.strip() or None
+
+
+def _raw_reply(completion: Completion) -> str:
+    """The full reply as one text, the thinking in the ``<think>`` block the prompt asks for."""
+    if completion.reasoning is None or "<think>" in completion.text:
+        return completion.text
+    return f"<think>{completion.reasoning}</think>\n{completion.text}"
 
 
 def _skip_reason(question: Any, text: Any, negatives: Any) -> str | None:

@@ -337,3 +337,33 @@ def test_credentials_in_the_url_are_never_shown(teacher: LocalTeacher, tmp_path:
         rare_hf.LLM("m", base_url=url, api_key="EMPTY", cache_dir=False).complete(prompts(1)[0])
     assert "s3cret" not in str(stopped.value) and "***@" in str(stopped.value)
     assert "s3cret" not in caplog.text
+
+
+def test_the_cli_shows_and_writes_no_credentials(teacher: LocalTeacher, tmp_path: Path) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": f"Beta blockers and rate control, case {i}."}) + "\n" for i in range(2)))
+    url = teacher.url.replace("http://", "http://alice:s3cret-key@")
+    result = subprocess.run(
+        [sys.executable, "-m", "rare_hf.cli", str(src), "--model", "m", "--base-url", url, "--steps", "questions"]
+        + ["--output", str(tmp_path / "out"), "--timeout", "5", "--max-retries", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": "x", "RARE_HF_CACHE": str(tmp_path / "cache")},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "***@127.0.0.1" in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr + (tmp_path / "out" / "summary.json").read_text()
+    # The credentials went where they belong: basic auth on the requests, in place of the bearer token.
+    assert {headers["authorization"] for _, _, headers in teacher.http_log} == {"Basic YWxpY2U6czNjcmV0LWtleQ=="}
+
+
+def test_add_reasoning_caps_every_document(teacher: LocalTeacher, make_llm) -> None:
+    teacher.responder = lambda r: "<think>The first document decides it.</think>\n<answer>Beta blockers.</answer>"
+    ds = reasoning_rows(2).map(lambda row, i: {"text": row["text"] * (i * 50_000 + 1)}, with_indices=True)
+    out = rare_hf.add_reasoning(ds, make_llm(), max_doc_chars=5_000, show_progress=False)
+    assert out["reasoning_input_truncated"] == [False, True] and out["reasoning_error"] == [None, None]
+    assert max(len(r["messages"][1]["content"]) for r in teacher.requests) < 5_000 + 2_000
+    sent = {r["messages"][1]["content"] for r in teacher.requests}
+    rebuilt = {rare_hf.reasoning_messages_for_row(row, max_doc_chars=5_000)[1]["content"] for row in out}
+    assert rebuilt == sent

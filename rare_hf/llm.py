@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import openai
 
-from ._limiter import AdaptiveLimiter
+from ._limiter import AdaptiveLimiter, Slot
 from ._loop import LoopThread
 from ._replies import (
     Completion,
@@ -114,7 +114,7 @@ class LLMRun:
     usage: Usage = dataclasses.field(default_factory=Usage)
     fatal: LLMFatalError | None = None
     succeeded: bool = False
-    started: bool = False
+    started: bool = False  # its first request has started a new epoch of the endpoint's limiter
     recent: collections.deque[bool] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=_BREAKER_WINDOW)
     )
@@ -254,7 +254,7 @@ class LLM:
         Args:
             messages: OpenAI chat messages.
             sample_index: Distinguishes deliberate resamples of the same prompt in the cache.
-            run: The run to count this call in; a fresh one if omitted.
+            run: The run to count this call in (:meth:`new_run`); without one the call counts on its own.
             **params: Sampling parameters overriding the defaults for this call.
 
         Raises:
@@ -263,14 +263,14 @@ class LLM:
             LLMClosedError: :meth:`close` was called.
         """
         self._check_open()
-        return self._loop.run(self._complete(messages, sample_index, run or self.new_run(), params))
+        return self._loop.run(self._complete(messages, sample_index, run or _single_call_run(), params))
 
     async def acomplete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
     ) -> Completion:
         """Coroutine twin of :meth:`complete`, awaitable from any event loop."""
         self._check_open()
-        coro = self._complete(messages, sample_index, run or self.new_run(), params)
+        coro = self._complete(messages, sample_index, run or _single_call_run(), params)
         if self._loop.owns_running_loop():
             return await coro
         return await asyncio.wrap_future(self._loop.submit(coro))
@@ -392,13 +392,15 @@ class LLM:
         for attempt in range(self.max_retries + 1):
             run.check()
             delay: float | None = None
+            throttled = False
             async with limiter.slot() as slot:  # released even when this task is cancelled
                 run.check()  # a fatal stop may have come while this request waited for its slot
-                started = time.monotonic()
+                sent_at = time.monotonic()
                 try:
                     completion = await self._attempt(client, body, options)
                 except openai.APIStatusError as exc:
                     error, delay = self._status_error(exc, key, run, slot)
+                    throttled = exc.status_code == 429
                 except (asyncio.TimeoutError, openai.APITimeoutError):
                     slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
                 except openai.APIConnectionError as exc:
@@ -408,10 +410,10 @@ class LLM:
                         self._count_paid(run, exc.prompt_tokens, exc.completion_tokens)
                     slot.outcome, error = "error", f"malformed response: {_short(str(exc))}"
                 else:
-                    slot.outcome, slot.latency = "ok", time.monotonic() - started
+                    slot.outcome, slot.latency = "ok", time.monotonic() - sent_at
                     run.attempt(True)
                     return completion
-                if not error.startswith("HTTP 429"):  # throttled is alive: the limiter, not the breaker
+                if not throttled:  # a throttling endpoint is alive: that is the limiter's business
                     run.attempt(False, error)
             if attempt < self.max_retries:
                 run.usage.retries += 1
@@ -431,14 +433,15 @@ class LLM:
         )
         return parse_reply(reply)
 
-    def _status_error(self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Any) -> tuple[str, float | None]:
+    def _status_error(self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Slot) -> tuple[str, float | None]:
         """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run."""
         status, message = exc.status_code, _short(_error_message(exc))
         error = f"HTTP {status}: {message}"
         kind = status_kind(status, _error_code(exc))
         if kind == "fatal":
             run.stop(f"the endpoint {self.display_url} answered {error}. {fix_hint(status)}")
-        if kind in ("fatal", "rejected"):
+            run.check()
+        if kind == "rejected":
             slot.outcome = "error"
             run.rejected(rejection_signature(status, message), key, error, fix_hint(status))
             run.check()
@@ -466,6 +469,12 @@ class LLM:
                 f"Cannot reach the teacher at {self.display_url} ({type(exc).__name__}). "
                 "Check --base-url / OPENAI_BASE_URL and that the server is running."
             ) from exc
+
+
+def _single_call_run() -> LLMRun:
+    """The run of a call made without one: it counts apart but, unlike a step, does not restart the
+    endpoint's concurrency probing (callers may gather thousands of such calls)."""
+    return LLMRun(name="call", started=True)
 
 
 def _http_client() -> Any:

@@ -245,9 +245,7 @@ class LocalTeacher:
                 if self.keep_log:
                     with self._lock:
                         self.http_log.append((method, path, headers))
-                status, extra_headers, payload, drip = await self._dispatch(
-                    method, path.split("?")[0], headers, body
-                )
+                status, extra_headers, payload, drip = await self._dispatch(method, path.split("?")[0], headers, body)
                 head = [
                     f"HTTP/1.1 {status} {_REASON.get(status, 'Status')}",
                     "Content-Type: application/json",

@@ -1,4 +1,5 @@
-"""Benchmark the LLM engine against a bare AsyncOpenAI loop and a 10-thread pool, in one run.
+"""Benchmark the LLM engine against a bare AsyncOpenAI loop and a 10-thread pool, in one run; with
+``--faults``, against endpoints that misbehave, each scenario as a ratio to a clean run of the same size.
 
 A local OpenAI-compatible server (rare_hf.testing.LocalTeacher) runs in its own process and answers every
 request after a fixed latency, so the figures measure client-side throughput at a given concurrency.
@@ -7,6 +8,7 @@ Each request carries a realistic ~1,000-token prompt (a different one per reques
 Usage:
     python scripts/benchmark_llm.py                      # N=5000, C=256, latency 200 ms
     python scripts/benchmark_llm.py -n 2000 -c 64 --latency 0.1
+    python scripts/benchmark_llm.py --faults             # 429s, chaos, load-driven latency, dead, slow drip
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import argparse
 import asyncio
 import concurrent.futures
 import multiprocessing as mp
+import signal
 import tempfile
 import time
+from multiprocessing.connection import Connection
+from typing import Any
 
 import openai
 import requests
 
 import rare_hf
-from rare_hf.testing import LocalTeacher
+from rare_hf.testing import LocalTeacher, Reply
 
 MODEL = "bench-model"
 _TEXT = (
@@ -103,6 +108,156 @@ def run_thread_pool(url: str, messages: list, workers: int = 10) -> float:
     return len(messages) / (time.perf_counter() - start)
 
 
+# -- fault scenarios ------------------------------------------------------------------------------------
+_REPLY = "A short teacher reply with a handful of tokens in it."
+CAP_S = 600
+
+
+def _fault_server(conn: Connection) -> None:
+    """Serves one LocalTeacher at a time, configured over the pipe; answers "stats" with its counters."""
+    teacher: LocalTeacher | None = None
+    while True:
+        command, payload = conn.recv()
+        if command == "start":
+            teacher = LocalTeacher(lambda request: _REPLY, keep_log=False, **payload).start()
+            conn.send(teacher.port)
+        elif command == "stats":
+            assert teacher is not None
+            conn.send({"requests": teacher.request_count, "peak_in_flight": teacher.peak_in_flight})
+            teacher.stop()
+
+
+class FaultServer:
+    def __init__(self) -> None:
+        self._conn, child = mp.Pipe()
+        self._process = mp.Process(target=_fault_server, args=(child,), daemon=True)
+        self._process.start()
+
+    def start(self, **config: Any) -> str:
+        self._conn.send(("start", config))
+        return f"http://127.0.0.1:{self._conn.recv()}/v1"
+
+    def stop(self) -> dict[str, int]:
+        self._conn.send(("stats", None))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        self._process.terminate()
+
+
+class _Cap(Exception):
+    pass
+
+
+def _raise_cap(*_: Any) -> None:
+    raise _Cap
+
+
+def run_scenario(server: FaultServer, n: int, config: dict[str, Any], **llm_kwargs: Any) -> dict[str, Any]:
+    """One run of n requests: wall time, rows ok, requests the server saw, the stop if any. A run still going
+    after ``CAP_S`` seconds is abandoned and reported as such (older clients never end some scenarios)."""
+    url = server.start(**config)
+    stopped = ""
+    ok = 0
+    started = time.perf_counter()
+    signal.signal(signal.SIGALRM, _raise_cap)
+    signal.alarm(CAP_S)
+    with (
+        tempfile.TemporaryDirectory() as cache,
+        rare_hf.LLM(MODEL, base_url=url, api_key="EMPTY", cache_dir=cache, **llm_kwargs) as llm,
+    ):
+        try:
+            replies = llm.complete_many(prompts(n))
+            ok = sum(isinstance(r, rare_hf.Completion) for r in replies)
+        except rare_hf.LLMFatalError as exc:
+            stopped = str(exc)[:90]
+        except _Cap:
+            stopped = f"did not finish in {CAP_S} s"
+        finally:
+            signal.alarm(0)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "ok": ok, "stopped": stopped, **server.stop()}
+
+
+def run_faults(n: int, concurrency: int, latency: float) -> None:
+    server = FaultServer()
+    quota = Reply.error(429, retry_after=1, message="Rate limit reached for requests per min")
+    chaos = [
+        (0.10, quota),
+        (0.05 / 0.90, Reply.error(500)),  # conditional probabilities: 10 %, 5 %, 1 %, 5 % of all requests
+        (0.01 / 0.85, Reply.hang_forever()),
+        (0.05 / 0.84, Reply.malformed_body()),
+    ]
+    try:
+        clean = run_scenario(server, n, {"latency": latency}, max_concurrency=concurrency)
+        rows = [("clean", n, clean, "")]
+        r429 = run_scenario(
+            server, n, {"latency": latency, "random_faults": [(0.1, quota)]}, max_concurrency=concurrency
+        )
+        rows.append(
+            (
+                "10 % random 429, Retry-After 1 s",
+                n,
+                r429,
+                f"time {r429['seconds'] / clean['seconds']:.2f}x clean (target <= 1.6x)",
+            )
+        )
+        mixed = run_scenario(
+            server, n, {"latency": latency, "random_faults": chaos}, max_concurrency=concurrency, timeout=30
+        )
+        rows.append(
+            (
+                "429 10 %, 500 5 %, hang 1 %, malformed 5 %, timeout 30 s",
+                n,
+                mixed,
+                f"clean + {mixed['seconds'] - clean['seconds']:.1f} s (target <= clean + 90 s); "
+                f"{mixed['ok'] / n:.1%} ok (target >= 99 %)",
+            )
+        )
+        load_n = 500
+        load = run_scenario(
+            server, load_n, {"latency": 0.2, "latency_per_in_flight": 0.1}, max_concurrency=256, timeout=10
+        )
+        rows.append(
+            (
+                "latency 0.2 s + 0.1 s x in flight, no 429, C=256, timeout 10 s",
+                load_n,
+                load,
+                f"requests {load['requests'] / load_n:.2f}x rows (target <= 1.2x); {load['ok'] / load_n:.1%} ok",
+            )
+        )
+        dead = run_scenario(server, 2000, {"random_faults": [(1.0, Reply.error(500))]}, max_concurrency=concurrency)
+        rows.append(("always 500", 2000, dead, f"{dead['requests']} requests before the stop (target <= 300)"))
+        drip_timeout = 5.0
+        drip = run_scenario(
+            server,
+            8,  # fewer rows than the starting limit: all attempts run side by side
+            {"random_faults": [(1.0, Reply.slow_drip(interval=1.0))]},
+            max_concurrency=concurrency,
+            timeout=drip_timeout,
+            max_retries=1,
+        )
+        per_attempt = (drip["seconds"] - 0.5) / 2  # two attempts and one backoff of at most 0.5 s
+        rows.append(
+            (
+                "slow drip, 1 byte/s, timeout 5 s, 2 attempts",
+                8,
+                drip,
+                f"{per_attempt:.1f} s per attempt (target <= timeout + 1 = {drip_timeout + 1:.0f} s)",
+            )
+        )
+    finally:
+        server.close()
+    print(f"Fault scenarios: server latency {latency * 1000:.0f} ms, max_concurrency {concurrency} unless said")
+    print(f"{'scenario':<62}{'rows':>6}{'ok':>7}{'requests':>10}{'peak':>6}{'seconds':>9}  verdict")
+    for name, rows_n, result, verdict in rows:
+        stopped = f"  [stopped: {result['stopped']}]" if result["stopped"] else ""
+        print(
+            f"{name:<62}{rows_n:>6}{result['ok']:>7}{result['requests']:>10}{result['peak_in_flight']:>6}"
+            f"{result['seconds']:>9.1f}  {verdict}{stopped}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--num-requests", type=int, default=5000)
@@ -114,7 +269,13 @@ def main() -> None:
         default=500,
         help="requests sent through the 10-thread pool (its rate does not depend on N)",
     )
+    parser.add_argument("--faults", action="store_true", help="run the fault scenarios instead")
+    parser.add_argument("--cap", type=int, default=CAP_S, help="seconds before a fault scenario is abandoned")
     args = parser.parse_args()
+    globals()["CAP_S"] = args.cap
+    if args.faults:
+        run_faults(args.num_requests if args.num_requests != 5000 else 3000, min(args.concurrency, 64), args.latency)
+        return
 
     queue: mp.Queue = mp.Queue()
     server = mp.Process(target=serve, args=(queue, args.latency), daemon=True)

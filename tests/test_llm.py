@@ -53,9 +53,7 @@ def test_limit_is_shared_across_concurrent_callers(teacher: LocalTeacher, make_l
     assert teacher.peak_in_flight == 5
 
 
-def test_retry_after_is_honoured_and_an_isolated_429_does_not_shrink_the_limit(
-    teacher: LocalTeacher, make_llm
-) -> None:
+def test_retry_after_is_honoured_and_an_isolated_429_does_not_shrink_the_limit(teacher: LocalTeacher, make_llm) -> None:
     teacher.responder = echo
     teacher.fail_next(Reply.error(429, retry_after=0.6))
     llm = make_llm(max_concurrency=8)

@@ -168,8 +168,11 @@ def reasoning_rows(n: int, text: str = "Beta blockers slow the heart rate.") -> 
 
 
 def test_reasoning_content_is_read_as_the_thinking(tmp_path: Path) -> None:
-    thinking = "<think>Document 2 supports beta blockers; the others are about calcium.</think>"
-    with LocalTeacher(lambda r: f"{thinking}\n<answer>Beta blockers.</answer>", reasoning_field="reasoning_content") as server:
+    reply = (
+        "<think>Document 2 supports beta blockers; the others are about calcium.</think>\n"
+        "<answer>Beta blockers.</answer>"
+    )
+    with LocalTeacher(lambda r: reply, reasoning_field="reasoning_content") as server:
         with llm_for(server, tmp_path) as llm:
             out, summary = rare_hf.add_reasoning(reasoning_rows(4), llm, show_progress=False, return_summary=True)
     assert server.requests[0]["messages"] and summary.ok == 4 and server.request_count == 4
@@ -262,6 +265,19 @@ def test_a_corrupt_cache_is_a_one_line_error_naming_the_file(tmp_path: Path, tea
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: The response cache {cache}")
     assert teacher.http_request_count == 0
+
+
+def test_a_truncated_cache_is_refused_too(tmp_path: Path) -> None:
+    path = tmp_path / "responses.sqlite"
+    cache = ResponseCache(path)
+    for i in range(2000):
+        cache.put(f"k{i}", {"text": "x" * 500})
+    cache._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cache.close()
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(rare_hf.CacheError, match="is unreadable \\(database disk image is malformed\\)"):
+        ResponseCache(path)
 
 
 def test_cache_files_are_private_and_a_foreign_cache_is_refused(tmp_path: Path) -> None:

@@ -8,13 +8,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import datasets
 from tqdm.auto import tqdm
 
-from .llm import LLM, LLMRun, gather_or_cancel
+from .llm import LLMRun
 from .summary import StepSummary
 
 logger = logging.getLogger("rare_hf")
@@ -23,8 +23,6 @@ DOC_ID = "doc_id"
 _STRING_TYPES = ("string", "large_string")
 
 Row = dict[str, Any]
-# A row-level coroutine: given one input row, the output rows it yields (one per question, usually one).
-RowFn = Callable[[Row], Awaitable[list[Row]]]
 
 
 def require_columns(ds: datasets.Dataset, **columns: str) -> None:
@@ -89,6 +87,28 @@ def with_doc_ids(ds: datasets.Dataset, text_key: str) -> datasets.Dataset:
     return ds.add_column(DOC_ID, [doc_id_for(t) for t in column_values(ds, text_key)])
 
 
+def splits_of(ds: Any, argument: str = "ds") -> list[datasets.Dataset]:
+    """The splits of a Dataset or DatasetDict; any other input is a ``TypeError`` saying what to pass."""
+    if isinstance(ds, datasets.DatasetDict):
+        return list(ds.values())
+    if isinstance(ds, datasets.Dataset):
+        return [ds]
+    if isinstance(ds, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+        raise TypeError(
+            f"{argument} is an IterableDataset; rare_hf steps need a map-style Dataset (they write Arrow cache "
+            "files and can be resumed). Materialise it: datasets.Dataset.from_generator(lambda: (yield from "
+            f"{argument})), or load it without streaming=True."
+        )
+    hint = {
+        "DataFrame": "datasets.Dataset.from_pandas(df)",
+        "list": "datasets.Dataset.from_list(rows)",
+        "dict": "datasets.Dataset.from_dict(columns)",
+    }.get(type(ds).__name__, "datasets.Dataset.from_list / from_dict / from_pandas")
+    raise TypeError(
+        f"{argument} must be a datasets.Dataset or DatasetDict, got {type(ds).__name__}; wrap it with {hint}."
+    )
+
+
 def for_each_split(
     ds: datasets.Dataset | datasets.DatasetDict,
     fn: Callable[[datasets.Dataset], tuple[datasets.Dataset, StepSummary]],
@@ -102,10 +122,8 @@ def for_each_split(
         summary = summaries[0]
         for other in summaries[1:]:
             summary = summary.merge(other)
-    elif isinstance(ds, datasets.Dataset):
-        out, summary = fn(ds)
     else:
-        raise TypeError(f"Expected a datasets.Dataset or DatasetDict, got {type(ds).__name__}.")
+        out, summary = fn(splits_of(ds)[0])
     logger.info("%s", summary)
     return (out, summary) if return_summary else out
 
@@ -149,47 +167,6 @@ class StepProgress:
 
     def close(self) -> None:
         self._bar.close()
-
-
-def llm_map(
-    ds: datasets.Dataset,
-    llm: LLM,
-    row_fn: RowFn,
-    *,
-    features: datasets.Features,
-    step: str,
-    params: dict[str, Any],
-    batch_size: int,
-) -> datasets.Dataset:
-    """``Dataset.map`` whose batches run ``row_fn`` concurrently on the LLM's event loop.
-
-    Rows never raise out of ``row_fn`` (failures are data about the row, not exceptions), so datasets
-    never discards finished work; only a fatal stop raises, and the response cache keeps what was done.
-    """
-    columns = list(features)
-
-    async def run_batch(rows: list[Row]) -> list[list[Row]]:
-        return await gather_or_cancel([row_fn(row) for row in rows])
-
-    def map_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        out_rows = [r for group in llm.run_sync(run_batch(rows)) for r in group]
-        out: dict[str, list[Any]] = collections.defaultdict(list)
-        for row in out_rows:
-            for column in columns:
-                out[column].append(row.get(column))
-        return {column: out[column] for column in columns}
-
-    with quiet_datasets_progress():
-        return ds.map(
-            map_batch,
-            batched=True,
-            batch_size=batch_size,
-            features=features,
-            remove_columns=ds.column_names,
-            load_from_cache_file=False,
-            new_fingerprint=fingerprint(ds, step, params),
-        )
 
 
 def count_reasons(reasons: list[str | None]) -> dict[str, int]:

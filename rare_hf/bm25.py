@@ -4,6 +4,7 @@ token ids (to catch overlapping chunks). Save once, reload memory-mapped."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -84,6 +85,18 @@ class BM25Index:
 
     def __len__(self) -> int:
         return len(self.doc_ids)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A hash of the indexed content (every document's normalised text key and id) and the BM25
+        settings: two corpora of the same size never share it. Computed once, from arrays already here."""
+        table = self.corpus.with_format("arrow")
+        digest = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode())
+        digest.update(np.ascontiguousarray(table["key"].to_numpy()).tobytes())
+        for chunk in self.id_array.buffers():
+            if chunk is not None:
+                digest.update(chunk)
+        return digest.hexdigest()[:32]
 
     @classmethod
     def build(

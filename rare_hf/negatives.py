@@ -14,6 +14,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from . import _steps
+from ._step import Column, column_docs
 from .bm25 import _HAS_NUMBA, BM25Index
 from .summary import StepSummary
 
@@ -84,8 +85,8 @@ def add_hard_negatives(
     """
     _check_numbers(num_neg, skip_top, max_score_ratio, max_overlap)
     key = output_negatives_key
-    outputs = [key, f"{key}_ids", f"{key}_scores", f"{key}_positive_score", f"{key}_error"]
-    for split in ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]:
+    outputs = [c.name for c in negative_columns(key)]
+    for split in _steps.splits_of(ds):
         _steps.require_string_column(split, "input_question_key", input_question_key)
         _steps.require_string_column(split, "input_text_key", input_text_key)
         _steps.free_output_columns(split, outputs, overwrite)
@@ -95,7 +96,12 @@ def add_hard_negatives(
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         split = _steps.with_doc_ids(_steps.free_output_columns(split, outputs, overwrite), input_text_key)
-        index = shared_index or _own_index(split, input_text_key, k1, b, language, stopwords, show_progress)
+        if shared_index is not None:
+            index = shared_index
+        elif len(split):
+            index = _own_index(split, input_text_key, k1, b, language, stopwords, show_progress)
+        else:
+            index = None  # an empty split: nothing to index, nothing to mine
         miner = _Miner(index, filters, input_question_key, input_text_key, key, len(split), show_progress)
         try:
             out = miner.run(split, batch_size)
@@ -107,12 +113,26 @@ def add_hard_negatives(
             "max_score_ratio": max_score_ratio,
             "max_overlap": max_overlap,
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
-            "corpus_size": len(index),
-            **index.params,
+            "corpus_size": len(index) if index is not None else 0,
+            **(index.params if index is not None else {}),
         }
         return out, miner.summary(out, params, time.monotonic() - started)
 
     return _steps.for_each_split(ds, one_split, return_summary)
+
+
+def negative_columns(key: str = "hard_negatives") -> list[Column]:
+    """The columns :func:`add_hard_negatives` writes with ``output_negatives_key=key``."""
+    strings = datasets.List(datasets.Value("string"))
+    return [
+        Column(key, strings, "BM25 hard negatives: documents that look relevant but are not the source, best first."),
+        Column(f"{key}_ids", strings, "doc_id of each hard negative."),
+        Column(f"{key}_scores", datasets.List(datasets.Value("float32")), "BM25 score of each hard negative."),
+        Column(
+            f"{key}_positive_score", datasets.Value("float32"), "BM25 score of the source document for the question."
+        ),
+        Column(f"{key}_error", datasets.Value("string"), "Why the row was not mined (null when it was)."),
+    ]
 
 
 def _check_numbers(num_neg: int, skip_top: int, max_score_ratio: float | None, max_overlap: float | None) -> None:
@@ -231,7 +251,7 @@ class _Miner:
 
     def __init__(
         self,
-        index: BM25Index,
+        index: BM25Index | None,
         filters: _Filters,
         question_key: str,
         text_key: str,
@@ -246,16 +266,9 @@ class _Miner:
         self.bar = tqdm(total=total, desc="Mining hard negatives", unit="question", disable=not show_progress)
 
     def run(self, ds: datasets.Dataset, batch_size: int) -> datasets.Dataset:
-        features = datasets.Features(
-            {
-                **ds.features,
-                self.key: datasets.List(datasets.Value("string")),
-                f"{self.key}_ids": datasets.List(datasets.Value("string")),
-                f"{self.key}_scores": datasets.List(datasets.Value("float32")),
-                f"{self.key}_positive_score": datasets.Value("float32"),
-                f"{self.key}_error": datasets.Value("string"),
-            }
-        )
+        features = datasets.Features({**ds.features, **{c.name: c.feature for c in negative_columns(self.key)}})
+        if len(ds) == 0:  # datasets' map drops every column of an empty table
+            return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
         # Arrow in, Arrow out: untouched columns and the negatives' texts never become Python objects.
         with _steps.quiet_datasets_progress():
             out = ds.with_format("arrow").map(
@@ -271,8 +284,8 @@ class _Miner:
                     {
                         "filters": dataclasses.asdict(self.f),
                         "index": self.index.params,
-                        "corpus": len(self.index),
-                        "key": self.key,
+                        "corpus": self.index.fingerprint,
+                        "keys": [self.question_key, self.text_key, self.key],
                     },
                 ),
             )
@@ -415,6 +428,7 @@ class _Miner:
             failure_reasons=_steps.count_reasons(errors),
             seconds=seconds,
             params=params,
+            columns=column_docs(negative_columns(self.key)),
             stats={
                 "short": sum(c < self.f.num_neg for c in counts),
                 "without_negatives": histogram.get(0, 0),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import datasets
 
 from . import _steps
+from ._step import Column, LLMStep
 from .llm import LLM, Completion, LLMRun
 from .errors import LLMRequestError
 from .parsing import ParseError, parse_questions, validate_question
@@ -18,7 +18,6 @@ from .prompts import (
     question_messages,
     question_repair_messages,
 )
-from .summary import StepSummary
 
 __all__ = ["add_questions"]
 
@@ -55,7 +54,7 @@ def add_questions(
         temperature: First-attempt temperature; ``None`` uses the LLM's default.
         max_doc_chars: Longer documents are cut to this many characters (``{output_question_key}_input_truncated``).
         overwrite: Replace output columns that already exist instead of raising.
-        batch_size: Rows per ``Dataset.map`` batch (all rows of a batch are in flight together).
+        batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
         return_summary: Also return the :class:`StepSummary`.
 
@@ -74,51 +73,51 @@ def add_questions(
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}.")
     if num_questions < 1:
         raise ValueError(f"num_questions must be >= 1, got {num_questions}.")
-    q = output_question_key
-    outputs = [
-        q,
-        output_scenario_key,
-        f"{q}_index",
-        f"{q}_attempts",
-        f"{q}_error",
-        f"{q}_input_truncated",
-        f"{q}_prompt_version",
-    ]
-    splits = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
-    for split in splits:  # every check before the first request
-        _steps.require_string_column(split, "input_key", input_key)
-        _steps.free_output_columns(split, outputs, overwrite)
-    llm = llm or LLM()
-    step = _QuestionStep(
-        llm, input_key, q, output_scenario_key, max_attempts, num_questions, temperature, max_doc_chars
+    step = QuestionStep(
+        llm or LLM(),
+        input_key=input_key,
+        output_question_key=output_question_key,
+        output_scenario_key=output_scenario_key,
+        max_attempts=max_attempts,
+        num_questions=num_questions,
+        temperature=temperature,
+        max_doc_chars=max_doc_chars,
+    )
+    return step.apply(
+        ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
     )
 
-    def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
-        split = _steps.free_output_columns(split, outputs, overwrite)
-        return step.run(split, batch_size=batch_size, show_progress=show_progress)
 
-    return _steps.for_each_split(ds, one_split, return_summary)
+class QuestionStep(LLMStep):
+    """The questions step (Doc2Query) as an object: see :func:`add_questions` for the arguments."""
 
+    name = "questions"
+    function = "add_questions"
+    progress_desc = "Writing questions"
+    prompt_version = QUESTION_PROMPT.version
 
-class _QuestionStep:
     def __init__(
         self,
         llm: LLM,
-        input_key: str,
-        question_key: str,
-        scenario_key: str,
-        max_attempts: int,
-        num_questions: int,
-        temperature: float | None,
-        max_doc_chars: int,
+        *,
+        input_key: str = "text",
+        output_question_key: str = "question",
+        output_scenario_key: str = "scenario",
+        max_attempts: int = 3,
+        num_questions: int = 1,
+        temperature: float | None = None,
+        max_doc_chars: int = 20_000,
     ) -> None:
-        self.llm, self.input_key, self.q, self.s = llm, input_key, question_key, scenario_key
+        super().__init__(llm, f"{output_question_key}_error")
+        self.input_key, self.q, self.s = input_key, output_question_key, output_scenario_key
         self.max_attempts, self.n, self.max_doc_chars = max_attempts, num_questions, max_doc_chars
         self.temperature = temperature
         self.params = {
             "model": llm.model,
             "base_url": llm.display_url,
             "input_key": input_key,
+            "output_question_key": output_question_key,
+            "output_scenario_key": output_scenario_key,
             "max_attempts": max_attempts,
             "num_questions": num_questions,
             "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
@@ -129,45 +128,32 @@ class _QuestionStep:
             "repair_prompt_version": QUESTION_REPAIR_PROMPT.version,
         }
 
-    def run(
-        self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool
-    ) -> tuple[datasets.Dataset, StepSummary]:
-        started = time.monotonic()
-        run = self.llm.new_run("add_questions")
-        features = datasets.Features(
-            {
-                **ds.features,
-                _steps.DOC_ID: datasets.Value("string"),
-                self.q: datasets.Value("string"),
-                self.s: datasets.Value("string"),
-                f"{self.q}_index": datasets.Value("int32"),
-                f"{self.q}_attempts": datasets.Value("int32"),
-                f"{self.q}_error": datasets.Value("string"),
-                f"{self.q}_input_truncated": datasets.Value("bool"),
-                f"{self.q}_prompt_version": datasets.Value("string"),
-            }
-        )
-        progress = _steps.StepProgress("Writing questions", len(ds), run, show_progress)
+    def columns(self) -> list[Column]:
+        return self.columns_for(self.q, self.s)
 
-        async def row_fn(row: dict[str, Any]) -> list[dict[str, Any]]:
-            rows = await self._rows_for(row, run)
-            error = rows[0][f"{self.q}_error"]
-            progress.row_done(failed=_steps.is_failure(error))
-            return rows
+    @staticmethod
+    def columns_for(q: str = "question", scenario: str = "scenario") -> list[Column]:
+        """The columns written with these output keys (``q`` is ``output_question_key``)."""
+        string = datasets.Value("string")
+        return [
+            Column(_steps.DOC_ID, string, "Stable id of the source document (a hash of its text unless given)."),
+            Column(q, string, "A standalone, reasoning-intensive question written by the teacher."),
+            Column(scenario, string, "The scenario (situation and constraints) the question is set in."),
+            Column(f"{q}_index", datasets.Value("int32"), "Which of the document's questions this row holds."),
+            Column(f"{q}_attempts", datasets.Value("int32"), "Teacher requests used to obtain the question."),
+            Column(f"{q}_error", string, "Why the row has no question (null when it has)."),
+            Column(f"{q}_input_truncated", datasets.Value("bool"), "Whether the document was cut to max_doc_chars."),
+            Column(f"{q}_prompt_version", string, "Version of the question prompt."),
+        ]
 
-        try:
-            out = _steps.llm_map(
-                ds,
-                self.llm,
-                row_fn,
-                features=features,
-                step="add_questions",
-                params=self.params,
-                batch_size=batch_size,
-            )
-        finally:
-            progress.close()
-        return out, self._summary(ds, out, run, time.monotonic() - started)
+    def check(self, ds: datasets.Dataset) -> None:
+        _steps.require_string_column(ds, "input_key", self.input_key)
+
+    async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
+        return await self._rows_for(row, run)
+
+    def stats(self, out: datasets.Dataset) -> dict[str, Any]:
+        return {"documents_truncated": sum(_steps.column_values(out, f"{self.q}_input_truncated"))}
 
     async def _rows_for(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         text = row[self.input_key]
@@ -253,17 +239,3 @@ class _QuestionStep:
         if not problem and len(kept) < self.n:
             problem = f"parse: the reply has {len(kept)} usable question(s), {self.n} were asked for"
         return problem
-
-    def _summary(self, ds_in: datasets.Dataset, out: datasets.Dataset, run: LLMRun, seconds: float) -> StepSummary:
-        errors = _steps.column_values(out, f"{self.q}_error")
-        truncated = sum(_steps.column_values(out, f"{self.q}_input_truncated"))
-        return _steps.llm_step_summary(
-            "questions",
-            len(ds_in),
-            errors,
-            run,
-            seconds,
-            self.params,
-            QUESTION_PROMPT.version,
-            {"documents_truncated": truncated},
-        )

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from typing import Any
 
 import datasets
 
 from . import _steps
+from ._step import Column, LLMStep
 from .errors import LLMRequestError
 from .llm import LLM, Completion, LLMRun
 from .parsing import answers_match, split_reasoning
 from .prompts import REASONING_PROMPT, reasoning_messages
-from .summary import StepSummary
 
 __all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]
 
@@ -115,125 +114,139 @@ def add_reasoning(
             f"answer_key and output_answer_key are both '{answer_key}': the teacher's answer would "
             "overwrite the gold one. Pass output_answer_key='teacher_answer' (or another name)."
         )
-    r = output_key
-    outputs = [
-        r,
-        output_answer_key,
-        f"{r}_raw",
-        f"{r}_doc_order",
-        f"{r}_positive_index",
-        f"{r}_attempts",
-        f"{r}_correct",
-        f"{r}_error",
-        f"{r}_input_truncated",
-        f"{r}_prompt_version",
-    ]
-    for split in ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]:
-        _steps.require_string_column(split, "input_text_key", input_text_key)
-        _steps.require_string_column(split, "input_question_key", input_question_key)
-        _steps.require_string_column(split, "input_scenario_key", input_scenario_key)
-        _steps.require_string_list_column(split, "input_hardneg_key", input_hardneg_key)
-        if answer_key is not None:
-            _steps.require_columns(split, answer_key=answer_key)
-        _steps.free_output_columns(split, outputs, overwrite)
-    llm = llm or LLM()
-    step = _ReasoningStep(
-        llm,
-        dict(
+    step = ReasoningStep(
+        llm or LLM(),
+        input_text_key=input_text_key,
+        input_question_key=input_question_key,
+        input_scenario_key=input_scenario_key,
+        input_hardneg_key=input_hardneg_key,
+        output_key=output_key,
+        output_answer_key=output_answer_key,
+        answer_key=answer_key,
+        max_attempts=max_attempts,
+        seed=seed,
+        temperature=temperature,
+        resample_temperature=resample_temperature,
+        max_doc_chars=max_doc_chars,
+    )
+    return step.apply(
+        ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
+    )
+
+
+class ReasoningStep(LLMStep):
+    """The reasoning step (ReasonDistill) as an object: see :func:`add_reasoning` for the arguments."""
+
+    name = "reasoning"
+    function = "add_reasoning"
+    progress_desc = "Distilling reasoning"
+    prompt_version = REASONING_PROMPT.version
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        input_text_key: str = "text",
+        input_question_key: str = "question",
+        input_scenario_key: str = "scenario",
+        input_hardneg_key: str = "hard_negatives",
+        output_key: str = "reasoning",
+        output_answer_key: str = "answer",
+        answer_key: str | None = None,
+        max_attempts: int = 4,
+        seed: int = 0,
+        temperature: float | None = None,
+        resample_temperature: float = 0.95,
+        max_doc_chars: int = 20_000,
+    ) -> None:
+        super().__init__(llm, f"{output_key}_error")
+        self.k = dict(
             text=input_text_key,
             question=input_question_key,
             scenario=input_scenario_key,
             negatives=input_hardneg_key,
             gold=answer_key,
             answer=output_answer_key,
-        ),
-        r,
-        max_attempts,
-        seed,
-        temperature,
-        resample_temperature,
-        max_doc_chars,
-    )
-
-    def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
-        split = _steps.with_doc_ids(_steps.free_output_columns(split, outputs, overwrite), input_text_key)
-        return step.run(split, batch_size=batch_size, show_progress=show_progress)
-
-    return _steps.for_each_split(ds, one_split, return_summary)
-
-
-class _ReasoningStep:
-    def __init__(
-        self,
-        llm: LLM,
-        keys: dict[str, Any],
-        output_key: str,
-        max_attempts: int,
-        seed: int,
-        temperature: float | None,
-        resample_temperature: float,
-        max_doc_chars: int,
-    ) -> None:
-        self.llm, self.k, self.r, self.max_doc_chars = llm, keys, output_key, max_doc_chars
+        )
+        self.r, self.max_doc_chars = output_key, max_doc_chars
         self.max_attempts, self.seed = max_attempts, seed
         self.temperature, self.resample_temperature = temperature, resample_temperature
         self.params = {
             "model": llm.model,
             "base_url": llm.display_url,
+            "keys": self.k,
+            "output_key": output_key,
             "max_attempts": max_attempts,
             "max_doc_chars": max_doc_chars,
             "seed": seed,
             "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
             "resample_temperature": resample_temperature,
-            "answer_key": keys["gold"],
+            "answer_key": answer_key,
             "llm_params": llm.default_params,
             "prompt_version": REASONING_PROMPT.version,
         }
 
-    def features(self, ds: datasets.Dataset) -> datasets.Features:
-        r, string = self.r, datasets.Value("string")
-        return datasets.Features(
-            {
-                **ds.features,
-                r: string,
-                self.k["answer"]: string,
-                f"{r}_raw": string,
-                f"{r}_doc_order": datasets.List(datasets.Value("int32")),
-                f"{r}_positive_index": datasets.Value("int32"),
-                f"{r}_attempts": datasets.Value("int32"),
-                f"{r}_correct": datasets.Value("bool"),
-                f"{r}_error": string,
-                f"{r}_input_truncated": datasets.Value("bool"),
-                f"{r}_prompt_version": string,
-            }
-        )
+    def columns(self) -> list[Column]:
+        return self.columns_for(self.r, self.k["answer"])
 
-    def run(
-        self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool
-    ) -> tuple[datasets.Dataset, StepSummary]:
-        started = time.monotonic()
-        run = self.llm.new_run("add_reasoning")
-        progress = _steps.StepProgress("Distilling reasoning", len(ds), run, show_progress)
+    @staticmethod
+    def columns_for(r: str = "reasoning", answer: str = "answer") -> list[Column]:
+        """The columns written with these output keys (``r`` is ``output_key``)."""
+        string = datasets.Value("string")
+        return [
+            Column(r, string, "The teacher's step-by-step reasoning over the shown documents (the <think> part)."),
+            Column(answer, string, "The teacher's final answer (the <answer> part)."),
+            Column(f"{r}_raw", string, "The teacher's full reply."),
+            Column(
+                f"{r}_doc_order",
+                datasets.List(datasets.Value("int32")),
+                "Order in which [positive, *negatives] were shown (0 is the positive).",
+            ),
+            Column(
+                f"{r}_positive_index", datasets.Value("int32"), "Position (0-based) at which the positive was shown."
+            ),
+            Column(f"{r}_attempts", datasets.Value("int32"), "Teacher requests used for the reasoning."),
+            Column(
+                f"{r}_correct",
+                datasets.Value("bool"),
+                "Whether the teacher's answer matched the gold answer (null without gold).",
+            ),
+            Column(f"{r}_error", string, "Why the row has no reasoning (null when it has)."),
+            Column(
+                f"{r}_input_truncated",
+                datasets.Value("bool"),
+                "Whether a shown document was cut to max_doc_chars characters.",
+            ),
+            Column(f"{r}_prompt_version", string, "Version of the reasoning prompt."),
+        ]
 
-        async def row_fn(row: dict[str, Any]) -> list[dict[str, Any]]:
-            out = await self._row(row, run)
-            error = out[f"{self.r}_error"]
-            progress.row_done(failed=_steps.is_failure(error))
-            return [out]
+    def check(self, ds: datasets.Dataset) -> None:
+        _steps.require_string_column(ds, "input_text_key", self.k["text"])
+        _steps.require_string_column(ds, "input_question_key", self.k["question"])
+        _steps.require_string_column(ds, "input_scenario_key", self.k["scenario"])
+        _steps.require_string_list_column(ds, "input_hardneg_key", self.k["negatives"])
+        if self.k["gold"] is not None:
+            _steps.require_columns(ds, answer_key=self.k["gold"])
 
-        try:
-            out = _steps.llm_map(
-                ds,
-                self.llm,
-                row_fn,
-                features=self.features(ds),
-                step="add_reasoning",
-                params=self.params,
-                batch_size=batch_size,
-            )
-        finally:
-            progress.close()
-        return out, self._summary(out, run, time.monotonic() - started)
+    def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
+        return _steps.with_doc_ids(ds, self.k["text"])
+
+    async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
+        return [await self._row(row, run)]
+
+    def stats(self, out: datasets.Dataset) -> dict[str, Any]:
+        if not self.k["gold"]:
+            return {}
+        r = self.r
+        errors = _steps.column_values(out, f"{r}_error")
+        attempts = _steps.column_values(out, f"{r}_attempts")
+        correct = _steps.column_values(out, f"{r}_correct")
+        graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not _steps.is_skip(e)]
+        return {
+            "with_gold": len(graded),
+            "first_try_correct": sum(1 for a, c in graded if c and a == 1),
+            "final_correct": sum(1 for _, c in graded if c),
+        }
 
     async def _row(self, row: dict[str, Any], run: LLMRun) -> dict[str, Any]:
         r = self.r
@@ -290,23 +303,6 @@ class _ReasoningStep:
                 correct = None if gold is None else True
                 return {**result, r: reasoning, self.k["answer"]: answer, f"{r}_correct": correct}
         return {**result, f"{r}_attempts": self.max_attempts, f"{r}_error": problem}
-
-    def _summary(self, out: datasets.Dataset, run: LLMRun, seconds: float) -> StepSummary:
-        r = self.r
-        errors = _steps.column_values(out, f"{r}_error")
-        stats: dict[str, Any] = {}
-        if self.k["gold"]:
-            attempts = _steps.column_values(out, f"{r}_attempts")
-            correct = _steps.column_values(out, f"{r}_correct")
-            graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not _steps.is_skip(e)]
-            stats = {
-                "with_gold": len(graded),
-                "first_try_correct": sum(1 for a, c in graded if c and a == 1),
-                "final_correct": sum(1 for _, c in graded if c),
-            }
-        return _steps.llm_step_summary(
-            "reasoning", len(out), errors, run, seconds, self.params, REASONING_PROMPT.version, stats
-        )
 
 
 def _reasoning_and_answer(completion: Completion) -> tuple[str | None, str | None]:

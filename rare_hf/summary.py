@@ -25,6 +25,7 @@ class StepSummary:
         params: The parameters that determine the output (to rebuild it).
         prompt_version: Version of the prompt used (LLM steps).
         stats: Step-specific figures (e.g. negatives per row, first-try accuracy).
+        columns: The columns the step wrote, with the one-line docs the dataset card shows.
     """
 
     step: str
@@ -39,6 +40,7 @@ class StepSummary:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     prompt_version: str | None = None
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -62,6 +64,7 @@ class StepSummary:
             usage=dict(usage),
             seconds=self.seconds + other.seconds,
             stats=stats,
+            columns={**self.columns, **other.columns},
         )
 
     def __str__(self) -> str:

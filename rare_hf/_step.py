@@ -1,0 +1,131 @@
+"""A step is one object: its input checks, its output columns (name, type, the doc the card shows), its
+fingerprint, and a per-row coroutine. The public functions (``add_questions``, ``add_reasoning``), the
+pipeline, the CLI, the DataFlow operators and the card are thin wrappers over these objects."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from typing import Any, ClassVar
+
+import datasets
+
+from . import _steps
+from ._runner import stream_map
+from .llm import LLM, LLMRun
+from .summary import StepSummary
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """An output column: its name, its ``datasets`` type and the one-line doc the dataset card shows."""
+
+    name: str
+    feature: Any
+    doc: str
+
+
+def column_docs(columns: list[Column]) -> dict[str, str]:
+    return {c.name: c.doc for c in columns}
+
+
+class LLMStep(abc.ABC):
+    """A step that asks the teacher something per row. Subclasses say what; :meth:`apply` does the rest."""
+
+    name: ClassVar[str]  # the summary's step name
+    function: ClassVar[str]  # the public function, for messages and the fingerprint
+    progress_desc: ClassVar[str]
+    prompt_version: ClassVar[str]
+
+    def __init__(self, llm: LLM, error_column: str) -> None:
+        self.llm = llm
+        self.error_column = error_column
+        self.params: dict[str, Any] = {}
+
+    # -- what a subclass says --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def columns(self) -> list[Column]:
+        """The columns this step writes (``doc_id`` included when it adds it)."""
+
+    @abc.abstractmethod
+    def check(self, ds: datasets.Dataset) -> None:
+        """Raise a one-line ``ValueError`` naming the argument and column when an input is unusable."""
+
+    @abc.abstractmethod
+    async def rows(self, row: Row, run: LLMRun) -> list[Row]:
+        """The output rows of one input row; a row's failure is written in its error column, never raised."""
+
+    def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
+        """Last changes to a split before it runs (e.g. adding ``doc_id``)."""
+        return ds
+
+    def stats(self, out: datasets.Dataset) -> dict[str, Any]:
+        return {}
+
+    # -- shared ---------------------------------------------------------------------------------------------
+    def output_names(self) -> list[str]:
+        return [c.name for c in self.columns() if c.name != _steps.DOC_ID]
+
+    def apply(
+        self,
+        ds: datasets.Dataset | datasets.DatasetDict,
+        *,
+        overwrite: bool,
+        batch_size: int,
+        show_progress: bool,
+        return_summary: bool,
+    ) -> Any:
+        """Check every split, then run the step on each (an empty split gives an empty split)."""
+        splits = _steps.splits_of(ds, argument="ds")
+        for split in splits:  # every check before the first request
+            self.check(split)
+            _steps.free_output_columns(split, self.output_names(), overwrite)
+
+        def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
+            split = self.prepare(_steps.free_output_columns(split, self.output_names(), overwrite))
+            return self.run(split, batch_size=batch_size, show_progress=show_progress)
+
+        return _steps.for_each_split(ds, one_split, return_summary)
+
+    def features(self, ds: datasets.Dataset) -> datasets.Features:
+        return datasets.Features({**ds.features, **{c.name: c.feature for c in self.columns()}})
+
+    def run(
+        self, ds: datasets.Dataset, *, batch_size: int, show_progress: bool
+    ) -> tuple[datasets.Dataset, StepSummary]:
+        started = time.monotonic()
+        run = self.llm.new_run(self.function)
+        progress = _steps.StepProgress(self.progress_desc, len(ds), run, show_progress)
+
+        async def row_fn(row: Row) -> list[Row]:
+            out = await self.rows(row, run)
+            progress.row_done(failed=_steps.is_failure(out[0][self.error_column]))
+            return out
+
+        try:
+            out = stream_map(
+                ds,
+                self.llm,
+                row_fn,
+                features=self.features(ds),
+                fingerprint=_steps.fingerprint(ds, self.function, self.params),
+                batch_size=batch_size,
+            )
+        finally:
+            progress.close()
+        errors = _steps.column_values(out, self.error_column)
+        summary = _steps.llm_step_summary(
+            self.name,
+            len(ds),
+            errors,
+            run,
+            time.monotonic() - started,
+            self.params,
+            self.prompt_version,
+            self.stats(out),
+        )
+        summary.columns = column_docs(self.columns())
+        return out, summary

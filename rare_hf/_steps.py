@@ -29,18 +29,29 @@ def require_columns(ds: datasets.Dataset, **columns: str) -> None:
     """Raise ``ValueError`` naming the argument and the column when a required column is missing."""
     for argument, column in columns.items():
         if column not in ds.column_names:
-            hint = f" Pass {argument}=<your column name>." if argument.isidentifier() else ""
             raise ValueError(
-                f"Column '{column}' (from {argument}=) not found in the dataset. "
-                f"Available columns: {ds.column_names}.{hint}"
+                f"Column '{column}' ({_source(argument)}) not found in the dataset. "
+                f"Available columns: {ds.column_names}.{_hint(argument)}"
             )
+
+
+def _source(argument: str) -> str:
+    return f"from {argument}=" if argument.isidentifier() else argument
+
+
+def _hint(argument: str) -> str:
+    if argument.isidentifier():
+        return f" Pass {argument}=<your column name>."
+    if argument.startswith("--"):
+        return f" Pass {argument} <your column name>."
+    return ""
 
 
 def require_string_column(ds: datasets.Dataset, argument: str, column: str) -> None:
     require_columns(ds, **{argument: column})
     feature = ds.features[column]
     if not isinstance(feature, datasets.Value) or feature.dtype not in _STRING_TYPES:
-        raise ValueError(f"Column '{column}' (from {argument}=) must hold strings, but its type is {feature}.")
+        raise ValueError(f"Column '{column}' ({_source(argument)}) must hold strings, but its type is {feature}.")
 
 
 def require_string_list_column(ds: datasets.Dataset, argument: str, column: str) -> None:
@@ -53,7 +64,7 @@ def require_string_list_column(ds: datasets.Dataset, argument: str, column: str)
         or inner.dtype not in _STRING_TYPES
     ):
         raise ValueError(
-            f"Column '{column}' (from {argument}=) must be a list of strings per row "
+            f"Column '{column}' ({_source(argument)}) must be a list of strings per row "
             f"(e.g. the output of add_hard_negatives), but its type is {feature}."
         )
 

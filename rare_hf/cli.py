@@ -16,7 +16,7 @@ import datasets
 
 from .errors import LLMConfigError, LLMFatalError
 from .llm import LLM
-from .pipeline import STEPS, RunSummary, build_rare_dataset
+from .pipeline import STEPS, RunSummary, build_rare_dataset, check_inputs, plan_steps
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _STEP_ALIASES = {
@@ -243,20 +243,30 @@ def _load_local(path: Path, split: str) -> datasets.Dataset:
     return datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
 
 
+_FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", "answer_key": "--answer-column"}
+
+
 def _check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
-    """Fail before any request when a column the chosen steps read is missing."""
-    needed = [("--text-column", args.text_column)]
-    if "questions" not in steps:
-        needed.append(("question column (from an earlier run)", "question"))
-        if "reasoning" in steps:
-            needed.append(("scenario column (from an earlier run)", "scenario"))
-    if "reasoning" in steps and "hard_negatives" not in steps:
-        needed.append(("hard_negatives column (from an earlier run)", "hard_negatives"))
-    if args.answer_column:
-        needed.append(("--answer-column", args.answer_column))
-    for what, column in needed:
-        if column not in ds.column_names:
-            raise CliError(f"column '{column}' ({what}) not found; the input has columns {ds.column_names}.")
+    """Fail before any request when a column the chosen steps read is missing (the pipeline's own check,
+    naming our flags, or saying the column must come from an earlier run)."""
+    plan = plan_steps(
+        steps,
+        text_key=args.text_column,
+        num_neg=args.num_neg,
+        num_questions=args.num_questions,
+        answer_key=args.answer_column,
+        seed=args.seed,
+    )
+    names = {
+        "input_question_key": "a question column from an earlier run",
+        "input_scenario_key": "a scenario column from an earlier run",
+        "input_hardneg_key": "a hard negatives column from an earlier run",
+        **_FLAG_NAMES,
+    }
+    try:
+        check_inputs(ds, plan, names)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _hub_token() -> str:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import datasets
 
 from . import _steps
 from .llm import LLM
-from .negatives import add_hard_negatives
+from .negatives import add_hard_negatives, negative_columns
 from .prompts import PROMPTS
-from .questions import add_questions
-from .reasoning import add_reasoning
+from .questions import QuestionStep, add_questions
+from .reasoning import ReasoningStep, add_reasoning
 from .summary import StepSummary
 
-__all__ = ["build_rare_dataset", "RunSummary", "STEPS"]
+__all__ = ["build_rare_dataset", "RunSummary", "STEPS", "plan_steps", "check_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,40 +115,34 @@ def build_rare_dataset(
         >>> ds, summary = rare_hf.build_rare_dataset(docs, rare_hf.LLM("gpt-4o-mini"), return_summary=True)
         >>> print(summary.table())
     """
-    unknown = [s for s in steps if s not in STEPS]
-    if unknown:
-        raise ValueError(f"Unknown step(s) {unknown}; choose from {list(STEPS)}.")
-    for split in ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]:
-        _check_inputs(split, steps, text_key, answer_key, question_kwargs or {}, negatives_kwargs or {})
-    needs_llm = any(s in steps for s in ("questions", "reasoning"))
+    plan = plan_steps(
+        steps,
+        text_key=text_key,
+        num_neg=num_neg,
+        num_questions=num_questions,
+        answer_key=answer_key,
+        seed=seed,
+        question_kwargs=question_kwargs,
+        negatives_kwargs=negatives_kwargs,
+        reasoning_kwargs=reasoning_kwargs,
+    )
+    for split in _steps.splits_of(ds):
+        check_inputs(split, plan)
+    needs_llm = any(s in plan for s in ("questions", "reasoning"))
     llm = llm or (LLM() if needs_llm else None)
     started = time.monotonic()
     rows_in = _num_rows(ds)
     summaries: list[StepSummary] = []
     common = {"show_progress": show_progress, "return_summary": True}
-    if "questions" in steps:
-        ds, summary = add_questions(
-            ds, llm, input_key=text_key, num_questions=num_questions, **common, **(question_kwargs or {})
-        )
-        summaries.append(summary)
-    if "hard_negatives" in steps:
-        ds, summary = add_hard_negatives(
-            ds, input_text_key=text_key, num_neg=num_neg, **common, **(negatives_kwargs or {})
-        )
-        summaries.append(summary)
-    if "reasoning" in steps:
-        ds, summary = add_reasoning(
-            ds, llm, input_text_key=text_key, answer_key=answer_key, seed=seed, **common, **(reasoning_kwargs or {})
-        )
+    for name, kwargs in plan.items():
+        if name == "hard_negatives":
+            ds, summary = add_hard_negatives(ds, **kwargs, **common)
+        else:
+            ds, summary = _STEP_FUNCTIONS[name](ds, llm, **kwargs, **common)
         summaries.append(summary)
     before = _num_rows(ds)
     if not keep_failed:
-        outputs = [
-            (question_kwargs or {}).get("output_question_key", "question"),
-            (negatives_kwargs or {}).get("output_negatives_key", "hard_negatives"),
-            (reasoning_kwargs or {}).get("output_key", "reasoning"),
-        ]
-        ds = _drop_failed(ds, [f"{key}_error" for key in outputs])
+        ds = _drop_failed(ds, [_error_column(name, kwargs) for name, kwargs in plan.items()])
     run = RunSummary(
         rows_in=rows_in,
         rows_out=_num_rows(ds),
@@ -176,32 +171,135 @@ def build_rare_dataset(
     return (ds, run) if return_summary else ds
 
 
-def _check_inputs(
-    ds: datasets.Dataset,
+_STEP_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "questions": add_questions,
+    "hard_negatives": add_hard_negatives,
+    "reasoning": add_reasoning,
+}
+# Set by the pipeline for every step; not accepted in the *_kwargs.
+_RESERVED = ("ds", "llm", "show_progress", "return_summary")
+
+
+def plan_steps(
     steps: Sequence[str],
-    text_key: str,
-    answer_key: str | None,
-    question_kwargs: dict[str, Any],
-    negatives_kwargs: dict[str, Any],
-) -> None:
-    """Every column a later step reads must exist before the first step spends anything."""
-    _steps.require_string_column(ds, "text_key", text_key)
-    if answer_key is not None:
-        _steps.require_columns(ds, answer_key=answer_key)
-    if "questions" not in steps and ("hard_negatives" in steps or "reasoning" in steps):
-        _steps.require_string_column(
-            ds, "a question column (no questions step)", question_kwargs.get("output_question_key", "question")
+    *,
+    text_key: str = "text",
+    num_neg: int = 3,
+    num_questions: int = 1,
+    answer_key: str | None = None,
+    seed: int = 0,
+    question_kwargs: dict[str, Any] | None = None,
+    negatives_kwargs: dict[str, Any] | None = None,
+    reasoning_kwargs: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The keyword arguments of every chosen step, in order, each step reading the columns the one before
+    it writes (a custom ``output_question_key`` is the next steps' ``input_question_key``). The ``*_kwargs``
+    override the pipeline's own values. Raises ``ValueError`` for an unknown step or argument."""
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown or not steps:
+        raise ValueError(f"Unknown step(s) {unknown}; choose from {list(STEPS)}.")
+    questions = {"input_key": text_key, "num_questions": num_questions, **(question_kwargs or {})}
+    question_key = questions.get("output_question_key", "question")
+    scenario_key = questions.get("output_scenario_key", "scenario")
+    negatives = {
+        "input_question_key": question_key,
+        "input_text_key": text_key,
+        "num_neg": num_neg,
+        **(negatives_kwargs or {}),
+    }
+    reasoning = {
+        "input_text_key": text_key,
+        "input_question_key": question_key,
+        "input_scenario_key": scenario_key,
+        "input_hardneg_key": negatives.get("output_negatives_key", "hard_negatives"),
+        "answer_key": answer_key,
+        "seed": seed,
+        **(reasoning_kwargs or {}),
+    }
+    everything = {"questions": questions, "hard_negatives": negatives, "reasoning": reasoning}
+    plan = {name: everything[name] for name in STEPS if name in steps}
+    for name, argument in (
+        ("questions", question_kwargs),
+        ("hard_negatives", negatives_kwargs),
+        ("reasoning", reasoning_kwargs),
+    ):
+        _check_kwargs(name, argument or {})
+    return plan
+
+
+def _check_kwargs(step: str, kwargs: dict[str, Any]) -> None:
+    function = _STEP_FUNCTIONS[step]
+    accepted = [p for p in inspect.signature(function).parameters if p not in _RESERVED]
+    wrong = [k for k in kwargs if k not in accepted]
+    if wrong:
+        argument = {"questions": "question_kwargs", "hard_negatives": "negatives_kwargs"}.get(step, "reasoning_kwargs")
+        raise ValueError(f"{argument}: {function.__name__} takes no argument {wrong}; it takes {accepted}.")
+
+
+_PIPELINE_NAMES = {
+    "input_key": "text_key",
+    "input_text_key": "text_key",
+    "input_question_key": "a question column (no questions step)",
+    "input_scenario_key": "a scenario column (no questions step)",
+    "input_hardneg_key": "a hard negatives column (no hard_negatives step)",
+}
+
+
+def check_inputs(ds: datasets.Dataset, plan: dict[str, dict[str, Any]], names: dict[str, str] | None = None) -> None:
+    """Every column a step reads must exist, with the right type, before the first step spends anything:
+    either in the input or written by an earlier step. ``names`` says how to call an argument in messages
+    (the CLI names its flags)."""
+    names = {**_PIPELINE_NAMES, **(names or {})}
+    written: set[str] = set()
+    for step, kwargs in plan.items():
+        for argument, column, kind in _reads(step, kwargs):
+            if column in written:
+                continue
+            label = names.get(argument, argument)
+            if kind == "list":
+                _steps.require_string_list_column(ds, label, column)
+            elif kind == "string":
+                _steps.require_string_column(ds, label, column)
+            else:
+                _steps.require_columns(ds, **{label: column})
+        written |= set(_writes(step, kwargs))
+
+
+def _reads(step: str, kwargs: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if step == "questions":
+        return [("input_key", kwargs["input_key"], "string")]
+    if step == "hard_negatives":
+        return [
+            ("input_question_key", kwargs["input_question_key"], "string"),
+            ("input_text_key", kwargs["input_text_key"], "string"),
+        ]
+    reads = [
+        ("input_text_key", kwargs["input_text_key"], "string"),
+        ("input_question_key", kwargs["input_question_key"], "string"),
+        ("input_scenario_key", kwargs["input_scenario_key"], "string"),
+        ("input_hardneg_key", kwargs["input_hardneg_key"], "list"),
+    ]
+    if kwargs.get("answer_key") is not None:
+        reads.append(("answer_key", kwargs["answer_key"], "any"))
+    return reads
+
+
+def _writes(step: str, kwargs: dict[str, Any]) -> list[str]:
+    if step == "questions":
+        columns = QuestionStep.columns_for(
+            kwargs.get("output_question_key", "question"), kwargs.get("output_scenario_key", "scenario")
         )
-    if "reasoning" in steps and "questions" not in steps:
-        _steps.require_string_column(
-            ds, "a scenario column (no questions step)", question_kwargs.get("output_scenario_key", "scenario")
+    elif step == "hard_negatives":
+        columns = negative_columns(kwargs.get("output_negatives_key", "hard_negatives"))
+    else:
+        columns = ReasoningStep.columns_for(
+            kwargs.get("output_key", "reasoning"), kwargs.get("output_answer_key", "answer")
         )
-    if "reasoning" in steps and "hard_negatives" not in steps:
-        _steps.require_string_list_column(
-            ds,
-            "a hard negatives column (no hard_negatives step)",
-            negatives_kwargs.get("output_negatives_key", "hard_negatives"),
-        )
+    return [c.name for c in columns]
+
+
+def _error_column(step: str, kwargs: dict[str, Any]) -> str:
+    return next(name for name in _writes(step, kwargs) if name.endswith("_error"))
 
 
 def _drop_failed(ds: datasets.Dataset | datasets.DatasetDict, error_columns: list[str]) -> Any:

@@ -75,6 +75,9 @@ def test_second_split_keeps_the_first_and_the_card(hub, built) -> None:
     meta, body = card_of(hub, "tester/two-splits")
     assert [s["split"] for s in meta["configs"][0]["data_files"]] == ["train", "test"]
     assert meta["license"] == "mit" and body.count("## How to load") == 1
+    # The card counts every split in the repo, not only the one pushed last.
+    assert "- Rows: 20 (train 15, test 5)" in body
+    assert meta["size_categories"] == ["n<1K"]
 
 
 def test_human_edited_card_keeps_its_text(hub, built) -> None:

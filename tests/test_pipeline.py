@@ -68,7 +68,7 @@ def test_failed_rows_are_dropped_by_default_and_counted(teacher: LocalTeacher, m
 def test_missing_inputs_of_later_steps_fail_before_any_request(teacher: LocalTeacher, make_llm, docs) -> None:
     with pytest.raises(ValueError, match="question"):
         rare_hf.build_rare_dataset(docs, make_llm(), steps=["hard_negatives", "reasoning"])
-    with pytest.raises(ValueError, match=r"'hard_negatives' \(from a hard negatives column"):
+    with pytest.raises(ValueError, match=r"'hard_negatives' \(a hard negatives column \(no hard_negatives step\)\)"):
         rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "reasoning"])
     with pytest.raises(ValueError, match=r"'gold' \(from answer_key=\)"):
         rare_hf.build_rare_dataset(docs, make_llm(), answer_key="gold")
@@ -170,10 +170,10 @@ def test_cli_demo_runs_with_no_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "extra, env, message",
     [
-        (["--text-column", "body"], {"K": "x"}, "column 'body' (--text-column) not found"),
-        (["--answer-column", "gold"], {"K": "x"}, "column 'gold' (--answer-column) not found"),
+        (["--text-column", "body"], {"K": "x"}, "Column 'body' (--text-column) not found"),
+        (["--answer-column", "gold"], {"K": "x"}, "Column 'gold' (--answer-column) not found"),
         ([], {}, "no API key: set the environment variable K"),
-        (["--steps", "negatives,reasoning"], {"K": "x"}, "column 'question'"),
+        (["--steps", "negatives,reasoning"], {"K": "x"}, "Column 'question' (a question column from an earlier run)"),
         (["--steps", "summaries"], {"K": "x"}, "--steps: unknown step"),
         (["--format", "messages", "--steps", "questions,negatives"], {"K": "x"}, "needs the reasoning step"),
         (["--push-to-hub", "me/data"], {"K": "x", "HF_HOME": "/nonexistent-hf-home"}, "needs a Hugging Face token"),

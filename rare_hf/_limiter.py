@@ -1,15 +1,15 @@
 """Adaptive concurrency limit of one endpoint: tells sustained overload from noise.
 
-The limit is judged once per *window* (about one limit's worth of finished requests, so roughly one
-round trip), the way TCP and Netflix's concurrency-limits judge congestion, never per single reply:
+The limit is judged once per *window* (about one limit's worth of finished requests, at least 32, so
+roughly one round trip), the way TCP and Netflix's concurrency-limits judge congestion, never per reply:
 
-- slow start: the limit opens at a modest value and doubles each clean window until the first sign of
-  congestion, then grows by one per clean window;
-- sustained 429/503s or timeouts (a quarter of a window) shrink it; an isolated 429 only delays the
-  request it hit (that request sleeps its ``Retry-After`` without holding a slot);
-- latency: the window's median latency is compared with the best window median seen in this epoch
-  (the server's unloaded latency). Two windows in a row over ``_LATENCY_TOLERANCE`` times that shrink
-  it: self-hosted servers (vLLM, SGLang) signal overload by queueing, not by status codes.
+- slow start: the limit opens at 16 and doubles each clean window, until the first sign of congestion
+  or latency half as high again as at the start (TCP's HyStart); then it grows by one per clean window;
+- 429/503s or timeouts in a quarter of two windows in a row (or in a window with no success) shrink it;
+  an isolated 429 only delays the request it hit (which sleeps its ``Retry-After`` without a slot);
+- latency: the window's median is compared with the best window median of this epoch (the server's
+  unloaded latency); two windows in a row over ``_LATENCY_TOLERANCE`` times that shrink it: self-hosted
+  servers (vLLM, SGLang) signal overload by queueing, not by status codes.
 
 A new step starts a new epoch (:meth:`AdaptiveLimiter.new_epoch`): its prompts have another latency
 profile, and a limit shrunk by the previous step's trouble starts healthy again.
@@ -28,10 +28,15 @@ from typing import Literal
 Outcome = Literal["ok", "overload", "timeout", "error", "cancelled"]
 
 _INITIAL_LIMIT = 16
-_MIN_WINDOW = 16
+# A window is at least this many replies: the median of fewer is too noisy under heavy-tailed generation
+# lengths, and a quarter of fewer is too few 429s to call overload.
+_MIN_WINDOW = 32
 _OVERLOAD_FRACTION = 0.25
 _OVERLOAD_DECREASE = 0.7
-_LATENCY_TOLERANCE = 2.0
+_LATENCY_TOLERANCE = 2.5
+# Slow start ends as soon as latency rises this much (as TCP's HyStart does): a doubled limit shows in
+# the latencies only a round later, so doubling until the tolerance is crossed would overshoot it.
+_SLOW_START_EXIT = 1.5
 _LATENCY_DECREASE = 0.8
 
 
@@ -65,7 +70,7 @@ class AdaptiveLimiter:
         self.limit = max(self.limit, self.initial)
         self._slow_start = True
         self._baseline: float | None = None
-        self._slow_windows = 0
+        self._slow_windows = self._overloaded_windows = 0
         self._reset_window()
         self._wake()
 
@@ -123,32 +128,34 @@ class AdaptiveLimiter:
 
     def _end_window(self) -> None:
         total = sum(self._outcomes.values())
-        if (self._outcomes["overload"] + self._outcomes["timeout"]) / total >= _OVERLOAD_FRACTION:
+        overloaded = (self._outcomes["overload"] + self._outcomes["timeout"]) / total >= _OVERLOAD_FRACTION
+        ratio = self._latency_ratio()
+        # One bad window may be noise (random 429s, heavy-tailed generation lengths): hold the limit. Two in
+        # a row is sustained overload or a queue building up at the server: shrink. A window without a
+        # single success shrinks at once.
+        self._overloaded_windows = self._overloaded_windows + 1 if overloaded else 0
+        self._slow_windows = self._slow_windows + 1 if ratio > _LATENCY_TOLERANCE else 0
+        if overloaded and (self._overloaded_windows >= 2 or not self._outcomes["ok"]):
             self._decrease(_OVERLOAD_DECREASE)
-        elif self._latency_slow():
-            # One slow window may be noise (heavy-tailed generation lengths): hold the limit. Two in a row
-            # is a queue building up at the server: shrink.
+        elif self._slow_windows >= 2:
+            self._decrease(_LATENCY_DECREASE)
+        elif overloaded or self._slow_windows or (self._slow_start and ratio > _SLOW_START_EXIT):
             self._slow_start = False
-            self._slow_windows += 1
-            if self._slow_windows >= 2:
-                self._decrease(_LATENCY_DECREASE)
         elif self._outcomes["ok"] * 2 >= total:  # growth is earned by successes, not by fast errors
-            self._slow_windows = 0
-            grown = self.limit * 2 if self._slow_start else self.limit + 1
-            self.limit = min(self.max_limit, grown)
+            self.limit = min(self.max_limit, self.limit * 2 if self._slow_start else self.limit + 1)
         self._reset_window()
 
-    def _latency_slow(self) -> bool:
-        """Is this window's median latency over ``_LATENCY_TOLERANCE`` times the epoch's best?"""
+    def _latency_ratio(self) -> float:
+        """This window's median latency over the epoch's best window median (1.0 when too few replies)."""
         if len(self._latencies) < _MIN_WINDOW // 2:
-            return False
+            return 1.0
         median = statistics.median(self._latencies)
         if self._baseline is None or median < self._baseline:
             self._baseline = median
-        return median > _LATENCY_TOLERANCE * self._baseline
+        return median / self._baseline if self._baseline > 0 else 1.0
 
     def _decrease(self, factor: float) -> None:
         self.limit = max(1, int(self.limit * factor))
         self._slow_start = False
-        self._slow_windows = 0
+        self._slow_windows = self._overloaded_windows = 0
         self.decreases += 1

@@ -143,11 +143,7 @@ def _run(args: argparse.Namespace) -> int:
             ds, summary = build_rare_dataset(
                 ds,
                 llm,
-                text_key=args.text_column,
-                num_neg=args.num_neg,
-                num_questions=args.num_questions,
-                answer_key=args.answer_column,
-                seed=args.seed,
+                **_pipeline_kwargs(args),
                 steps=steps,
                 keep_failed=args.keep_failed,
                 return_summary=True,
@@ -243,20 +239,23 @@ def _load_local(path: Path, split: str) -> datasets.Dataset:
     return datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
 
 
+def _pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "text_key": args.text_column,
+        "num_neg": args.num_neg,
+        "num_questions": args.num_questions,
+        "answer_key": args.answer_column,
+        "seed": args.seed,
+    }
+
+
 _FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", "answer_key": "--answer-column"}
 
 
 def _check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
     """Fail before any request when a column the chosen steps read is missing (the pipeline's own check,
     naming our flags, or saying the column must come from an earlier run)."""
-    plan = plan_steps(
-        steps,
-        text_key=args.text_column,
-        num_neg=args.num_neg,
-        num_questions=args.num_questions,
-        answer_key=args.answer_column,
-        seed=args.seed,
-    )
+    plan = plan_steps(steps, **_pipeline_kwargs(args))
     names = {
         "input_question_key": "a question column from an earlier run",
         "input_scenario_key": "a scenario column from an earlier run",

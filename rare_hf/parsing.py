@@ -1,4 +1,5 @@
-"""Turning teacher replies into fields, robustly: JSON after free reasoning, think/answer tags, answers.
+"""Turning the questions step's replies into fields, robustly: JSON after free reasoning, then validation.
+(Answers and the think/answer split are in :mod:`rare_hf.answers`.)
 
 Replies reason first and answer last, so every extractor prefers the LAST well-formed match; braces in
 the reasoning (set notation, code, LaTeX) are skipped, not fatal.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import string
-import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +17,6 @@ __all__ = [
     "iter_json_objects",
     "parse_questions",
     "validate_question",
-    "split_reasoning",
-    "extract_answer",
-    "normalize_answer",
-    "answers_match",
 ]
 
 
@@ -108,77 +103,3 @@ def validate_question(question: str, scenario: str, document: str) -> str | None
 
 def _squash(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
-
-
-_THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL | re.IGNORECASE)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_ANSWER_LINE = re.compile(r"^\W*(?:final\s+answer|answer)\s*(?:is)?\s*[:：]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
-
-
-def split_reasoning(text: str) -> tuple[str | None, str | None]:
-    """Split a reply into ``(reasoning, answer)``; either is ``None`` when absent.
-
-    The answer is the last ``<answer>...</answer>``, else the last ``Answer: ...`` line. The reasoning is
-    the ``<think>`` block, else everything before the answer.
-    """
-    answers = _ANSWER.findall(text)
-    answer = answers[-1].strip() if answers else None
-    answer_start = text.rfind("<answer>") if answers else -1
-    if answer is None and (lines := list(_ANSWER_LINE.finditer(text))):
-        answer, answer_start = lines[-1].group(1).strip(), lines[-1].start()
-    think = _THINK.search(text)
-    if think:
-        reasoning = think.group(1).strip()
-    else:
-        reasoning = (text[:answer_start] if answer_start >= 0 else text).strip()
-    return reasoning or None, answer or None
-
-
-_OPTION = re.compile(r"^\(?([A-J])(?:[\).:]|\s|$)")
-_OPTION_ANYWHERE = re.compile(r"\b(?:answer|option)\s*(?:is)?\s*:?\s*\(?([A-J])\b\)?", re.IGNORECASE)
-
-
-def extract_answer(text: str) -> str | None:
-    """The teacher's final answer: the answer tag first, then an ``Answer: X`` line."""
-    return split_reasoning(text)[1]
-
-
-def option_letter(answer: str) -> str | None:
-    """The option letter an answer starts with (``"B"``, ``"(B)"``, ``"B. text"``), if any."""
-    answer = answer.strip()
-    if match := _GOLD_LETTER_ONLY.fullmatch(answer):
-        return match.group(1).upper()
-    if match := _OPTION.match(answer):
-        return match.group(1)
-    if match := _OPTION_ANYWHERE.search(answer):
-        return match.group(1).upper()
-    return None
-
-
-def normalize_answer(answer: str) -> str:
-    """Lower case, no accents, no punctuation, no articles, single spaces."""
-    text = unicodedata.normalize("NFKD", answer).encode("ascii", "ignore").decode().lower()
-    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
-
-
-def answers_match(predicted: str | None, gold: str) -> bool:
-    """Whether a predicted answer agrees with a gold one: the same option letter when the gold names one
-    (``"B"``, ``"(B) aspirin"``), else equal normalised text (``"B. Aspirin"`` matches ``"aspirin"``)."""
-    if not predicted:
-        return False
-    gold = gold.strip()
-    bare_letter = _GOLD_LETTER_ONLY.fullmatch(gold)
-    gold_letter = bare_letter or _GOLD_LETTER_PREFIX.match(gold)
-    if gold_letter and option_letter(predicted) == gold_letter.group(1).upper():
-        return True
-    if bare_letter:
-        return False
-    reference = normalize_answer(_OPTION_PREFIX.sub("", gold))
-    candidates = {normalize_answer(predicted), normalize_answer(_OPTION_PREFIX.sub("", predicted.strip()))}
-    return bool(reference) and reference in candidates
-
-
-_GOLD_LETTER_ONLY = re.compile(r"\(?([A-Ja-j])\)?[.:]?")
-_GOLD_LETTER_PREFIX = re.compile(r"\(?([A-J])[\).:]\s")
-_OPTION_PREFIX = re.compile(r"^\(?[A-J][\).:]\s*")

@@ -12,7 +12,7 @@ from . import _steps
 from ._step import Column, LLMStep
 from .errors import LLMRequestError
 from .llm import LLM, Completion, LLMRun
-from .parsing import answers_match, split_reasoning
+from .answers import answers_match, split_reasoning
 from .prompts import REASONING_PROMPT, reasoning_messages
 
 __all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]

@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from rare_hf.parsing import (
-    ParseError,
-    answers_match,
-    iter_json_objects,
-    parse_questions,
-    split_reasoning,
-    validate_question,
-)
+from rare_hf.answers import answers_match, split_reasoning
+from rare_hf.parsing import ParseError, iter_json_objects, parse_questions, validate_question
 
 GOOD = {"hard_queries": [{"scenario": "A team must pick a storage engine.", "question": "Which engine and why?"}]}
 
@@ -93,21 +87,79 @@ def test_split_reasoning_variants() -> None:
     assert split_reasoning("") == (None, None)
 
 
-@pytest.mark.parametrize(
-    "predicted, gold, expected",
-    [
-        ("B", "B", True),
-        ("(b)", "B", True),
-        ("B) because it slows the rate", "B", True),
-        ("The answer is C", "B", False),
-        ("Answer: B", "B", True),
-        ("C", "(B) beta blockers", False),
-        ("B. Beta blockers", "(B) beta blockers", True),
-        ("beta-blockers!", "Beta blockers", True),
-        ("The Paris", "paris", True),
-        ("Lyon", "Paris", False),
-        (None, "Paris", False),
-    ],
-)
+# (predicted answer, gold answer, match?) in both directions: every row of the data-correctness issue and
+# the forms teachers really write for multiple choice, yes/no/maybe and short free text.
+ANSWER_TABLE = [
+    # multiple choice, bare gold letter
+    ("B", "B", True),
+    ("(b)", "B", True),
+    ("B.", "B", True),
+    ("**C**", "C", True),
+    ("[D]", "D", True),
+    ("B) because it slows the rate", "B", True),
+    ("C. Aspirin", "C", True),
+    ("(C) aspirin", "C", True),
+    ("Answer: C", "C", True),
+    ("Final answer: (C)", "C", True),
+    ("The answer is C", "C", True),
+    ("the answer is c.", "C", True),
+    ("I think the answer is B", "B", True),
+    ("Therefore, the correct option is D.", "D", True),
+    ("Option E", "E", True),
+    ("The answer is A because it is the safest", "A", True),
+    ("The best choice would be (A), given the renal function", "A", True),
+    ("The answer is C", "B", False),
+    ("A beta blocker is the first choice.", "A", False),
+    ("The answer is a combination of both drugs (option C)", "A", False),
+    ("The answer is a combination of both drugs (option C)", "C", True),
+    ("I would avoid A and B.", "A", False),
+    ("C", "(B) beta blockers", False),
+    ("B", "(B) beta blockers", True),
+    ("B. Beta blockers", "(B) beta blockers", True),
+    ("beta blockers", "(B) beta blockers", True),
+    ("calcium channel blockers", "(B) beta blockers", False),
+    ("C. Beta blockers", "(B) beta blockers", False),
+    ("", "B", False),
+    (None, "B", False),
+    # short free text
+    ("The answer is Paris.", "Paris", True),
+    ("Paris.", "paris", True),
+    ("The Paris", "paris", True),
+    ("beta-blockers!", "Beta blockers", True),
+    ("Lyon", "Paris", False),
+    ("Paris or Lyon", "Paris", False),
+    ("Not Paris", "Paris", False),
+    ("Answer: 42", "42", True),
+    ("42 mg", "42", False),
+    ("Metformin", "metformin.", True),
+    ("Café", "cafe", True),
+    # yes / no / maybe
+    ("Yes", "yes", True),
+    ("Yes, because the trial showed a benefit.", "yes", True),
+    ("yes.", "Yes", True),
+    ("No.", "yes", False),
+    ("No, the evidence is too weak", "no", True),
+    ("Maybe", "maybe", True),
+    ("Maybe yes", "yes", False),
+    ("Yes or no, it depends", "yes", False),
+    ("The answer is no.", "no", True),
+]
+
+
+@pytest.mark.parametrize("predicted, gold, expected", ANSWER_TABLE)
 def test_answers_match(predicted: str | None, gold: str, expected: bool) -> None:
     assert answers_match(predicted, gold) is expected
+
+
+def test_the_answer_table_covers_both_directions() -> None:
+    assert len(ANSWER_TABLE) >= 40
+    assert sum(e for *_, e in ANSWER_TABLE) >= 15 and sum(not e for *_, e in ANSWER_TABLE) >= 15
+
+
+def test_answer_tags_quoted_inside_the_thinking_are_ignored() -> None:
+    reply = (
+        "<think>Document 2 says: 'the trial form had <answer>X</answer> in its template'. Document 1 "
+        "supports beta blockers.</think>\n<answer>draft</answer>\n<answer>Beta blockers.</answer>"
+    )
+    assert split_reasoning(reply)[1] == "Beta blockers."
+    assert split_reasoning("<think>quoted <answer>X</answer> only</think>") == ("quoted <answer>X</answer> only", None)

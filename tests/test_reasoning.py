@@ -144,3 +144,26 @@ def test_bad_columns_are_refused_before_any_request(teacher: LocalTeacher, make_
     with pytest.raises(ValueError, match=r"Column 'gold' \(from answer_key=\) not found"):
         rare_hf.add_reasoning(dataset(2), llm, answer_key="gold")
     assert teacher.http_request_count == 0
+
+
+def test_gold_answers_are_matched_as_teachers_write_them(teacher: LocalTeacher, make_llm) -> None:
+    replies = {
+        0: "<think>Rate control first.</think>\n<answer>I think the answer is B</answer>",
+        1: "<think>Doc 3 quotes a form: <answer>A</answer>. Doc 1 favours B.</think>\n<answer>(B) beta blockers</answer>",
+        2: "<think>A beta blocker is usual, but here calcium.</think>\n<answer>A beta blocker</answer>",
+    }
+    teacher.responder = lambda r: replies[int(question_of(r).split()[1].rstrip(":"))]
+    ds = dataset(3, gold=["B", "B", "C"])
+    out, summary = rare_hf.add_reasoning(
+        ds,
+        make_llm(),
+        answer_key="gold",
+        output_answer_key="teacher_answer",
+        max_attempts=2,
+        show_progress=False,
+        return_summary=True,
+    )
+    assert out["reasoning_correct"] == [True, True, False]
+    assert out["teacher_answer"] == ["I think the answer is B", "(B) beta blockers", None]
+    assert out["reasoning_attempts"] == [1, 1, 2]  # only the wrong one was resampled
+    assert summary.stats["first_try_correct"] == 2 and teacher.request_count == 4

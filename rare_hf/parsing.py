@@ -75,9 +75,20 @@ def parse_questions(text: str, num_questions: int = 1) -> list[dict[str, str]]:
     return pairs[:num_questions]
 
 
+# A reference to the document the teacher was given ("according to the passage", "the text provided",
+# "this excerpt"), not an ordinary use of those words: "in the context of", "this article of the treaty"
+# and "the text of the constitution" name something else, so a noun followed by "of" is never a reference.
+_SOURCE_NOUN = r"(?:document|passage|text|article|excerpt|paper|context|source(?:\s+material)?|reading)s?"
+_NOT_OF = r"(?!\s+(?:of|on|about|that|which|in)\b)"
 _REFERS_TO_SOURCE = re.compile(
-    r"\b(?:the|this|that|above|given|provided|following|attached|aforementioned)\s+"
-    r"(?:document|passage|text|article|excerpt|paper|context|source\s+material)s?\b",
+    r"\b(?:"
+    rf"(?:the|this|that)\s+(?:above|given|provided|following|attached|aforementioned|preceding|accompanying|"
+    rf"supplied|original)\s+{_SOURCE_NOUN}"
+    rf"|(?:according\s+to|based\s+on|as\s+(?:stated|described|mentioned|discussed|shown|noted)\s+in|"
+    rf"in\s+light\s+of)\s+(?:the|this)\s+{_SOURCE_NOUN}{_NOT_OF}"
+    rf"|the\s+{_SOURCE_NOUN}\s+(?:above|provided|given|below|you\s+(?:read|were\s+given))"
+    rf"|(?:this|that|above)\s+(?:document|passage|excerpt|text|context|source){_NOT_OF}"
+    r")\b",
     re.IGNORECASE,
 )
 _MIN_QUESTION_CHARS = 15

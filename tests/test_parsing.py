@@ -60,6 +60,11 @@ def test_iter_json_objects_skips_non_json_braces() -> None:
             "refers to its source",
         ),
         ("Which engine and why would you choose it?", "", "scenario is empty"),
+        ("Based on the document provided, which dose is safest?", "A ward with renal patients.", "its source"),
+        ("What does the passage above imply for dosing?", "A ward with renal patients.", "its source"),
+        ("Which option fits best here?", "In this excerpt, a nurse must choose a dose.", "its source"),
+        ("Why does the author favour beta blockers in the given text?", "A ward of patients.", "its source"),
+        ("Given the context provided, what should the team do?", "A ward of patients.", "its source"),
     ],
 )
 def test_validate_question_rejects(question: str, scenario: str, reason: str) -> None:
@@ -163,3 +168,17 @@ def test_answer_tags_quoted_inside_the_thinking_are_ignored() -> None:
     )
     assert split_reasoning(reply)[1] == "Beta blockers."
     assert split_reasoning("<think>quoted <answer>X</answer> only</think>") == ("quoted <answer>X</answer> only", None)
+
+
+@pytest.mark.parametrize(
+    "question, scenario",
+    [
+        ("In the context of chronic kidney disease, which anticoagulant dose is safest?", "An elderly patient."),
+        ("Under this article of the treaty, can a state suspend the transfer?", "Two states dispute a dam."),
+        ("How does the text of the constitution constrain emergency powers here?", "A sudden flood hits the capital."),
+        ("Which paper mill process explains the pollution pattern downstream?", "A river turns brown each spring."),
+        ("What context would make a beta blocker the wrong first choice?", "A patient with asthma and fast AF."),
+    ],
+)
+def test_validate_question_accepts_ordinary_uses_of_those_words(question: str, scenario: str) -> None:
+    assert validate_question(question, scenario, "Unrelated document text.") is None

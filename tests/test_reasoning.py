@@ -149,7 +149,8 @@ def test_bad_columns_are_refused_before_any_request(teacher: LocalTeacher, make_
 def test_gold_answers_are_matched_as_teachers_write_them(teacher: LocalTeacher, make_llm) -> None:
     replies = {
         0: "<think>Rate control first.</think>\n<answer>I think the answer is B</answer>",
-        1: "<think>Doc 3 quotes a form: <answer>A</answer>. Doc 1 favours B.</think>\n<answer>(B) beta blockers</answer>",
+        1: "<think>Doc 3 quotes a form: <answer>A</answer>. Doc 1 favours B.</think>\n"
+        "<answer>(B) beta blockers</answer>",
         2: "<think>A beta blocker is usual, but here calcium.</think>\n<answer>A beta blocker</answer>",
     }
     teacher.responder = lambda r: replies[int(question_of(r).split()[1].rstrip(":"))]

@@ -22,6 +22,7 @@ import Stemmer
 from bm25s.tokenization import Tokenizer
 from tqdm.auto import tqdm
 
+from ._shingles import passage_csr
 from ._steps import doc_id_for, quiet_datasets_progress
 
 __all__ = ["BM25Index", "normalized_key"]
@@ -68,6 +69,7 @@ class BM25Index:
         token_indptr: np.ndarray,
         token_ids: np.ndarray,
         params: dict[str, Any],
+        passages: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.retriever = retriever
         self.tokenizer = tokenizer
@@ -76,6 +78,8 @@ class BM25Index:
         self.token_indptr = token_indptr  # CSR of each document's sorted distinct token ids
         self.token_ids = token_ids
         table = corpus.with_format("arrow")
+        # Winnowed hashes of every document's runs of words (see _shingles), to find shared passages.
+        self.passage_indptr, self.passage_ids = passages or passage_csr(table["text"].to_pylist())
         self.text_array = _string_array(table["text"])
         self.id_array = _string_array(table["doc_id"])
         self.doc_ids: list[str] = self.id_array.to_pylist()
@@ -153,7 +157,7 @@ class BM25Index:
         indptr, flat = _unique_token_csr(token_lists)
         del token_lists
         corpus = datasets.Dataset.from_dict({"text": keep_texts, "doc_id": keep_ids, "key": keep_keys})
-        return cls(retriever, tokenizer, corpus, indptr, flat, params)
+        return cls(retriever, tokenizer, corpus, indptr, flat, params, passage_csr(keep_texts))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to a folder (reload it with :meth:`load`)."""
@@ -164,6 +168,8 @@ class BM25Index:
         self.tokenizer.save_stopwords(str(path / "tokenizer"))
         np.save(path / "token_indptr.npy", self.token_indptr)
         np.save(path / "token_ids.npy", self.token_ids)
+        np.save(path / "passage_indptr.npy", self.passage_indptr)
+        np.save(path / "passage_ids.npy", self.passage_ids)
         with quiet_datasets_progress():
             self.corpus.save_to_disk(str(path / "corpus"))
         (path / _META).write_text(
@@ -189,7 +195,13 @@ class BM25Index:
         indptr = np.load(path / "token_indptr.npy", mmap_mode=mode)
         flat = np.load(path / "token_ids.npy", mmap_mode=mode)
         corpus = datasets.load_from_disk(str(path / "corpus"))
-        return cls(retriever, tokenizer, corpus, indptr, flat, params)
+        passages = None  # indexes saved before passage hashes existed get them computed now
+        if (path / "passage_ids.npy").exists():
+            passages = (
+                np.load(path / "passage_indptr.npy", mmap_mode=mode),
+                np.load(path / "passage_ids.npy", mmap_mode=mode),
+            )
+        return cls(retriever, tokenizer, corpus, indptr, flat, params, passages)
 
     # -- queries -----------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> list[list[int]]:

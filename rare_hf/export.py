@@ -116,12 +116,13 @@ def to_retrieval_triples(
     has_scenario = include_scenario and input_scenario_key in ds.column_names
     with _steps.quiet_datasets_progress():
         usable = ds.filter(
-            lambda q, n: q is not None and n is not None, input_columns=[input_question_key, input_hardneg_key]
+            lambda q, n: q is not None and bool(n), input_columns=[input_question_key, input_hardneg_key]
         )
     _log_dropped(len(ds), len(usable), "retrieval triples")
 
     def record(row: dict[str, Any], index: int) -> dict[str, Any]:
-        doc_id = row.get(_steps.DOC_ID) or _steps.doc_id_for(row[input_text_key])
+        doc_id = row.get(_steps.DOC_ID)
+        doc_id = _steps.doc_id_for(row[input_text_key]) if doc_id is None else str(doc_id)
         neg_ids = row.get(ids_key) or [_steps.doc_id_for(t) for t in row[input_hardneg_key]]
         scenario = row[input_scenario_key] if has_scenario else None
         query = f"{scenario}\n{row[input_question_key]}" if scenario else row[input_question_key]

@@ -300,8 +300,15 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: di
 
 
 def _sample(ds: datasets.Dataset) -> dict[str, Any]:
+    """The first complete row (no step failed, negatives present) among the first thousand, else row 0."""
     if not len(ds):
         return {}
+    head = ds.select(range(min(len(ds), 1000)))
+    errors = [c for c in head.column_names if c.endswith("_error")]
+    lists = [c for c, f in head.features.items() if isinstance(f, (datasets.List, datasets.Sequence))]
+    for row in head:
+        if all(row[c] is None for c in errors) and all(row[c] for c in lists):
+            return {k: _shorten(v) for k, v in row.items()}
     return {k: _shorten(v) for k, v in ds[0].items()}
 
 

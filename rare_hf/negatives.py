@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from . import _steps
 from ._step import Column, column_docs
+from ._shingles import passage_csr
 from .bm25 import _HAS_NUMBA, BM25Index
 from .summary import StepSummary
 
@@ -24,9 +25,11 @@ __all__ = ["add_hard_negatives"]
 @dataclasses.dataclass(frozen=True)
 class _Filters:
     num_neg: int
+    min_neg: int
     skip_top: int
     max_score_ratio: float | None
     max_overlap: float | None
+    exclude_shared_passages: bool
 
 
 def add_hard_negatives(
@@ -36,10 +39,12 @@ def add_hard_negatives(
     input_text_key: str = "text",
     output_negatives_key: str = "hard_negatives",
     num_neg: int = 3,
+    min_neg: int = 1,
     corpus: datasets.Dataset | list[str] | BM25Index | str | os.PathLike[str] | None = None,
     skip_top: int = 0,
     max_score_ratio: float | None = 0.95,
     max_overlap: float | None = 0.6,
+    exclude_shared_passages: bool = True,
     k1: float = 0.9,
     b: float = 0.4,
     language: str | None = "english",
@@ -57,6 +62,8 @@ def add_hard_negatives(
         input_text_key: Column of the positive documents.
         output_negatives_key: Column to write (a list of document texts per row).
         num_neg: Negatives per question.
+        min_neg: Rows with fewer negatives than this fail (``short: ...`` in ``{key}_error``); rows with at
+            least ``min_neg`` but fewer than ``num_neg`` are kept and counted as short in the summary.
         corpus: Where negatives come from. ``None``: the split's own unique documents. Otherwise a
             ``Dataset`` (with ``input_text_key`` and optionally ``doc_id``), a list of texts, a
             :class:`BM25Index`, or the folder of a saved index (loaded memory-mapped).
@@ -64,8 +71,12 @@ def add_hard_negatives(
             unlabelled positives.
         max_score_ratio: Drop candidates scoring above this fraction of the positive's own score
             (positive-aware false-negative filter); ``None`` disables it.
-        max_overlap: Drop candidates sharing more than this fraction of their distinct terms with the
-            positive (overlapping chunks, near-duplicates); ``None`` disables it.
+        max_overlap: Drop candidates whose distinct terms overlap the positive's by more than this (Jaccard:
+            shared terms over all terms of both, so a short document is not penalised for being short);
+            ``None`` disables it.
+        exclude_shared_passages: Drop candidates that share a passage with the positive: a run of 13 or
+            more words (any shared run of 16 words is always found). Overlapping chunks of one document
+            share passages even when they share few terms, and the sibling chunk holds the answer.
         k1, b, language, stopwords: BM25 and tokenisation settings when an index is built here.
         batch_size: Questions retrieved per batch (bounds memory).
         overwrite: Replace output columns that already exist instead of raising.
@@ -84,6 +95,8 @@ def add_hard_negatives(
         >>> ds[0]["hard_negatives"]
     """
     _check_numbers(num_neg, skip_top, max_score_ratio, max_overlap)
+    if not 0 <= min_neg <= num_neg:
+        raise ValueError(f"min_neg must be between 0 and num_neg ({num_neg}), got {min_neg}.")
     key = output_negatives_key
     outputs = [c.name for c in negative_columns(key)]
     for split in _steps.splits_of(ds):
@@ -91,7 +104,7 @@ def add_hard_negatives(
         _steps.require_string_column(split, "input_text_key", input_text_key)
         _steps.free_output_columns(split, outputs, overwrite)
     shared_index = _external_index(corpus, input_text_key, k1, b, language, stopwords, show_progress)
-    filters = _Filters(num_neg, skip_top, max_score_ratio, max_overlap)
+    filters = _Filters(num_neg, min_neg, skip_top, max_score_ratio, max_overlap, exclude_shared_passages)
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
@@ -109,9 +122,11 @@ def add_hard_negatives(
             miner.close()
         params = {
             "num_neg": num_neg,
+            "min_neg": min_neg,
             "skip_top": skip_top,
             "max_score_ratio": max_score_ratio,
             "max_overlap": max_overlap,
+            "exclude_shared_passages": exclude_shared_passages,
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
             "corpus_size": len(index) if index is not None else 0,
             **(index.params if index is not None else {}),
@@ -189,24 +204,45 @@ def _own_index(
     )
 
 
+def _count_shared(ids_a: np.ndarray, a: int, a_end: int, ids_b: np.ndarray, b: int, b_end: int) -> int:
+    """How many values two sorted, distinct runs ``ids_a[a:a_end]`` and ``ids_b[b:b_end]`` share."""
+    shared = 0
+    while a < a_end and b < b_end:
+        if ids_a[a] == ids_b[b]:
+            shared += 1
+            a += 1
+            b += 1
+        elif ids_a[a] < ids_b[b]:
+            a += 1
+        else:
+            b += 1
+    return shared
+
+
 def _pick_kernel(
     docs: np.ndarray,
     keep: np.ndarray,
     pos_doc: np.ndarray,
     indptr: np.ndarray,
     token_ids: np.ndarray,
+    passage_indptr: np.ndarray,
+    passage_ids: np.ndarray,
+    pos_passage_indptr: np.ndarray,
+    pos_passage_ids: np.ndarray,
     max_overlap: float,
     num_neg: int,
     skip_top: int,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, int]:
     """Per row, the columns of the first ``num_neg`` kept candidates after ``skip_top``, dropping those
-    whose distinct terms overlap the positive's by more than ``max_overlap`` (< 0: no overlap check).
+    that share a passage with the positive (a winnowed run of words, see ``_shingles``) and those whose
+    distinct terms overlap the positive's by more than ``max_overlap`` (Jaccard; < 0: no overlap check).
 
     Written in the numpy subset numba compiles; without numba the same code runs as Python.
     """
     rows, width = docs.shape
     chosen = np.full((rows, num_neg), -1, dtype=np.int64)
     overlapping = 0
+    sharing = 0
     for r in range(rows):
         found, skipped, p = 0, 0, pos_doc[r]
         for c in range(width):
@@ -214,21 +250,22 @@ def _pick_kernel(
                 break
             if not keep[r, c]:
                 continue
+            d = docs[r, c]
+            if _count_shared(
+                passage_ids,
+                passage_indptr[d],
+                passage_indptr[d + 1],
+                pos_passage_ids,
+                pos_passage_indptr[r],
+                pos_passage_indptr[r + 1],
+            ):
+                sharing += 1
+                continue
             if max_overlap >= 0 and p >= 0:
-                a, a_end = indptr[docs[r, c]], indptr[docs[r, c] + 1]
-                b, b_end = indptr[p], indptr[p + 1]
-                smaller = max(1, min(a_end - a, b_end - b))
-                shared = 0
-                while a < a_end and b < b_end:  # both term lists are sorted: count the intersection
-                    if token_ids[a] == token_ids[b]:
-                        shared += 1
-                        a += 1
-                        b += 1
-                    elif token_ids[a] < token_ids[b]:
-                        a += 1
-                    else:
-                        b += 1
-                if shared > max_overlap * smaller:
+                a, a_end, b, b_end = indptr[d], indptr[d + 1], indptr[p], indptr[p + 1]
+                shared = _count_shared(token_ids, a, a_end, token_ids, b, b_end)
+                union = max(1, (a_end - a) + (b_end - b) - shared)
+                if shared > max_overlap * union:
                     overlapping += 1
                     continue
             if skipped < skip_top:
@@ -236,12 +273,13 @@ def _pick_kernel(
                 continue
             chosen[r, found] = c
             found += 1
-    return chosen, overlapping
+    return chosen, overlapping, sharing
 
 
 if _HAS_NUMBA:
     import numba
 
+    _count_shared = numba.njit(cache=True)(_count_shared)
     _pick_kernel = numba.njit(cache=True)(_pick_kernel)
 
 
@@ -262,6 +300,7 @@ class _Miner:
         self.index, self.f = index, filters
         self.question_key, self.text_key, self.key = question_key, text_key, key
         self.dropped: collections.Counter[str] = collections.Counter()
+        self.short = 0  # rows with fewer than num_neg negatives, failed or not
         self.total = total
         self.bar = tqdm(total=total, desc="Mining hard negatives", unit="question", disable=not show_progress)
 
@@ -305,6 +344,13 @@ class _Miner:
                 errors[i] = "skipped: the question has no term in the corpus vocabulary"
         rows = [i for i in range(n) if errors[i] is None]
         picks, pos_scores = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows])
+        for i, (found, _) in zip(rows, picks):
+            self.short += len(found) < self.f.num_neg
+            if len(found) < self.f.min_neg:
+                errors[i] = (
+                    f"short: {len(found)} of {self.f.num_neg} negatives found (min_neg={self.f.min_neg}); too few "
+                    "candidates pass the filters: use a larger corpus= or loosen max_score_ratio/max_overlap"
+                )
         self.bar.update(n)
         for name, column in self._arrow_columns(n, rows, picks, pos_scores, errors).items():
             table = table.append_column(name, column)
@@ -338,17 +384,25 @@ class _Miner:
             keep = self._keep_mask(docs, scores, pos_doc[pending], pos_by_id[pending], pos_scores[pending])
             exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
             max_overlap = -1.0 if self.f.max_overlap is None else self.f.max_overlap
-            chosen, overlapping = _pick_kernel(
+            if self.f.exclude_shared_passages:
+                pos_passages = passage_csr([positives[i] for i in pending.tolist()])
+            else:
+                pos_passages = np.zeros(len(pending) + 1, dtype=np.int64), np.empty(0, dtype=np.uint32)
+            chosen, overlapping, sharing = _pick_kernel(
                 docs.astype(np.int64),
                 keep,
                 pos_doc[pending],
                 self.index.token_indptr,
                 self.index.token_ids,
+                self.index.passage_indptr,
+                self.index.passage_ids,
+                *pos_passages,
                 max_overlap,
                 self.f.num_neg,
                 self.f.skip_top,
             )
             self.dropped["overlaps the positive"] += int(overlapping)
+            self.dropped["shares a passage with the positive"] += int(sharing)
             retry = []
             for row, i in enumerate(pending.tolist()):
                 cols = chosen[row][chosen[row] >= 0]
@@ -382,7 +436,9 @@ class _Miner:
         self.dropped["positive or exact duplicate"] += int((positive & live).sum())
         keep = live & ~positive
         if self.f.max_score_ratio is not None:
-            close = keep & (scores > self.f.max_score_ratio * pos_score[:, None])  # NaN (no positive) -> False
+            # A positive scoring 0 (its question shares no term with it) gives no margin to compare with.
+            comparable = (pos_score > 0)[:, None]  # NaN (positive not in the index) -> False too
+            close = keep & comparable & (scores > self.f.max_score_ratio * pos_score[:, None])
             self.dropped["scores too close to the positive"] += int(close.sum())
             keep &= ~close
         return keep
@@ -417,21 +473,23 @@ class _Miner:
     def summary(self, out: datasets.Dataset, params: dict[str, Any], seconds: float) -> StepSummary:
         errors = _steps.column_values(out, f"{self.key}_error")
         counts = [len(n) for n in _steps.column_values(out, self.key) if n is not None]
-        skipped = sum(e is not None for e in errors)
+        skipped = sum(map(_steps.is_skip, errors))
+        failed = sum(map(_steps.is_failure, errors))
         histogram = collections.Counter(counts)
         return StepSummary(
             step="hard_negatives",
             rows_in=len(out),
             rows_out=len(out),
-            ok=len(out) - skipped,
+            ok=len(out) - skipped - failed,
+            failed=failed,
             skipped=skipped,
             failure_reasons=_steps.count_reasons(errors),
             seconds=seconds,
             params=params,
             columns=column_docs(negative_columns(self.key)),
             stats={
-                "short": sum(c < self.f.num_neg for c in counts),
-                "without_negatives": histogram.get(0, 0),
+                "short": self.short,
+                "without_negatives": histogram.get(0, 0) + sum(1 for e in errors if e and e.startswith("short: 0 ")),
                 "negatives_per_row": {str(k): v for k, v in sorted(histogram.items())},
                 "mean_negatives": round(sum(counts) / len(counts), 3) if counts else 0.0,
                 "dropped_candidates": dict(self.dropped),

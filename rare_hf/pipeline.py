@@ -60,13 +60,14 @@ class RunSummary:
     def table(self) -> str:
         """A plain-text table of the per-step counts."""
         lines = [
-            f"{'step':<16}{'rows':>8}{'ok':>8}{'failed':>8}{'skipped':>9}{'requests':>10}{'cached':>8}"
+            f"{'step':<16}{'rows':>8}{'ok':>8}{'failed':>8}{'skipped':>9}{'short':>7}{'requests':>10}{'cached':>8}"
             f"{'tokens paid':>13}{'data tokens':>13}{'seconds':>9}"
         ]
         for s in self.steps:
             u = s.usage
             lines.append(
-                f"{s.step:<16}{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{u.get('requests', 0):>10}"
+                f"{s.step:<16}{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{s.stats.get('short', ''):>7}"
+                f"{u.get('requests', 0):>10}"
                 f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>13,}{u.get('data_tokens', 0):>13,}"
                 f"{s.seconds:>9.1f}"
             )

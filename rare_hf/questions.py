@@ -159,7 +159,7 @@ class QuestionStep(LLMStep):
         text = row[self.input_key]
         base = {
             **row,
-            _steps.DOC_ID: row.get(_steps.DOC_ID) or _steps.doc_id_for(text),
+            _steps.DOC_ID: _steps.doc_id_for(text) if row.get(_steps.DOC_ID) is None else str(row[_steps.DOC_ID]),
             f"{self.q}_prompt_version": QUESTION_PROMPT.version,
             f"{self.q}_attempts": 0,
             f"{self.q}_input_truncated": False,

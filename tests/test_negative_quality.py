@@ -1,0 +1,112 @@
+"""Hard negatives that are really negative: overlapping chunks, short documents, unscorable positives,
+rows short of negatives — on real bm25s indexes."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+
+import rare_hf
+
+CHUNK = 120
+
+
+def chunked_corpus(stride: int, num_docs: int = 100, words_per_doc: int = 420, seed: int = 0) -> datasets.Dataset:
+    """Documents of Zipf-distributed common words plus their own topical words, cut into chunks of 120
+    words every ``stride`` words (66: chunks overlap by 45 %; 120: no overlap). Each chunk's question
+    uses its topical words, so its sibling chunks are its most BM25-like neighbours."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"term{k}" for k in range(3000)])
+    zipf = 1 / np.arange(1, 3001)
+    zipf /= zipf.sum()
+    rows: dict[str, list] = {"text": [], "source": [], "start": [], "question": []}
+    for d in range(num_docs):
+        topic = rng.choice(vocab[300:], 40, replace=False)
+        words = np.where(
+            rng.random(words_per_doc) < 0.35, rng.choice(topic, words_per_doc), rng.choice(vocab, words_per_doc, p=zipf)
+        )
+        for start in range(0, words_per_doc - CHUNK + 1, stride):
+            chunk = words[start : start + CHUNK]
+            rows["text"].append(" ".join(chunk))
+            rows["source"].append(d)
+            rows["start"].append(start)
+            rows["question"].append(" ".join(rng.choice(chunk[np.isin(chunk, topic)], 6)) + "?")
+    return datasets.Dataset.from_dict(rows)
+
+
+def sibling_hits(ds: datasets.Dataset, **kwargs) -> tuple[int, rare_hf.StepSummary]:
+    """Rows whose negatives include a chunk overlapping their own positive."""
+    out, summary = rare_hf.add_hard_negatives(ds, num_neg=3, show_progress=False, return_summary=True, **kwargs)
+    where = {t: (s, st) for t, s, st in zip(ds["text"], ds["source"], ds["start"])}
+    hits = sum(
+        any(where[n][0] == row["source"] and abs(where[n][1] - row["start"]) < CHUNK for n in row["hard_negatives"])
+        for row in out
+        if row["hard_negatives"]
+    )
+    return hits, summary
+
+
+@pytest.mark.parametrize("stride", [66, 72])  # chunks overlapping by 45 % and by 40 %
+def test_overlapping_sibling_chunks_are_never_negatives(stride: int) -> None:
+    ds = chunked_corpus(stride)
+    before, _ = sibling_hits(ds, exclude_shared_passages=False)
+    after, summary = sibling_hits(ds)
+    assert before >= 0.2 * len(ds)  # the term-overlap and score filters let most siblings through
+    assert after <= 0.01 * len(ds)
+    assert summary.stats["dropped_candidates"]["shares a passage with the positive"] >= before
+    assert summary.failed == 0 and summary.stats["short"] == 0
+
+
+def test_no_different_document_is_dropped_for_sharing_a_passage() -> None:
+    ds = chunked_corpus(stride=CHUNK)  # chunks of different documents, and of one document without overlap
+    _, summary = rare_hf.add_hard_negatives(ds, num_neg=3, show_progress=False, return_summary=True)
+    assert summary.stats["dropped_candidates"].get("shares a passage with the positive", 0) == 0
+
+
+def test_a_short_document_is_not_penalised_for_being_short() -> None:
+    positive = " ".join(f"word{i}" for i in range(200)) + " warfarin bleeding"
+    short = "warfarin bleeding word3 word7 word9"  # all its terms are in the long positive
+    ds = datasets.Dataset.from_dict(
+        {"text": [positive, short, "unrelated gardening notes about roses"], "question": ["warfarin bleeding?"] * 3}
+    )
+    out = rare_hf.add_hard_negatives(ds, num_neg=1, max_score_ratio=None, show_progress=False)
+    assert out[0]["hard_negatives"] == [short]  # containment would have dropped it: 5 of 5 terms shared
+
+
+def test_a_positive_scoring_zero_still_gets_negatives() -> None:
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": ["Roses need pruning in spring.", "Warfarin raises bleeding risk.", "Heparin bridges warfarin."],
+            "question": ["How is warfarin bleeding managed?", "x", "y"],
+        }
+    )
+    out, summary = rare_hf.add_hard_negatives(ds, num_neg=2, show_progress=False, return_summary=True)
+    assert out[0]["hard_negatives_positive_score"] == 0
+    assert sorted(out[0]["hard_negatives"]) == sorted(ds["text"][1:]) and out[0]["hard_negatives_error"] is None
+
+
+def test_rows_short_of_negatives_fail_below_min_neg_and_are_counted() -> None:
+    texts = ["warfarin bleeding risk", "warfarin dosing in renal failure", "roses and tulips", "tulips in spring"]
+    ds = datasets.Dataset.from_dict({"text": texts, "question": ["warfarin?", "warfarin?", "roses?", "spring?"]})
+    out, summary = rare_hf.add_hard_negatives(
+        ds, num_neg=3, max_score_ratio=None, show_progress=False, return_summary=True
+    )
+    errors = out["hard_negatives_error"]
+    assert all(e is None for e in errors[:2]) and summary.stats["short"] == 4  # 1 of 3 found: kept, counted
+    strict, strict_summary = rare_hf.add_hard_negatives(
+        ds, num_neg=3, min_neg=2, max_score_ratio=None, show_progress=False, return_summary=True
+    )
+    assert strict["hard_negatives_error"][0].startswith("short: 1 of 3 negatives found (min_neg=2)")
+    assert strict["hard_negatives"][0] is None and strict_summary.failed == 4 and strict_summary.ok == 0
+    assert strict_summary.failure_reasons == {"short": 4}
+    assert len(rare_hf.to_retrieval_triples(strict)) == 0  # never exported without negatives
+
+
+def test_doc_id_zero_is_an_id_not_a_missing_one() -> None:
+    ds = datasets.Dataset.from_dict(
+        {"doc_id": [0, 1], "text": ["warfarin bleeding risk", "warfarin dosing"], "question": ["warfarin?"] * 2}
+    )
+    out = rare_hf.add_hard_negatives(ds, num_neg=1, max_score_ratio=None, show_progress=False)
+    triples = rare_hf.to_retrieval_triples(out)
+    assert [t["positive_passages"][0]["docid"] for t in triples] == ["0", "1"]

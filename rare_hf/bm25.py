@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +112,7 @@ class BM25Index:
         k1: float = 0.9,
         b: float = 0.4,
         method: str = "lucene",
-        language: str | None = "english",
+        language: str | None = "auto",
         stopwords: str | list[str] | None = "en",
         show_progress: bool = True,
     ) -> BM25Index:
@@ -121,7 +122,11 @@ class BM25Index:
             texts: The documents.
             doc_ids: One id per text; default: a hash of the text (the same id ``add_questions`` gives).
             k1, b, method: BM25 parameters (defaults: Lucene variant, k1=0.9, b=0.4, as Pyserini).
-            language: Snowball stemmer language (PyStemmer), ``None`` for no stemming.
+            language: ``"auto"`` (default): character bigrams when the corpus is mostly Chinese, Japanese,
+                Korean or Thai, else English stemming. ``"chinese"``/``"zh"``, ``"japanese"``/``"ja"``,
+                ``"korean"``/``"ko"``, ``"thai"``/``"th"``: character bigrams (the usual BM25 practice for
+                scripts without spaces; no stemming or stopwords). Any other name: that Snowball stemmer
+                (PyStemmer); ``None``: no stemming.
             stopwords: A bm25s stopword list name (``"en"``, ``"de"``, ...), a list, or ``None``.
             show_progress: Show tokenisation and indexing progress bars.
 
@@ -143,6 +148,7 @@ class BM25Index:
                 keep_keys.append(key)
         if not keep_texts:
             raise ValueError("The corpus is empty: it has no non-empty document to mine negatives from.")
+        language = resolve_language(language, keep_texts)
         params = {"k1": k1, "b": b, "method": method, "language": language, "stopwords": stopwords}
         tokenizer = _make_tokenizer(language, stopwords)
         # One int32 array per document instead of a list of Python ints: a tenth of the memory (about
@@ -255,7 +261,42 @@ def _string_array(column: pa.ChunkedArray) -> pa.Array:
     return array.cast(pa.string()) if array.type != pa.string() else array
 
 
+_NO_SPACE = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+BIGRAMS = "cjk-bigrams"
+_NO_SPACE_LANGUAGES = {"chinese", "zh", "japanese", "ja", "korean", "ko", "thai", "th", BIGRAMS}
+_NO_SPACE_CHAR = re.compile(f"[{_NO_SPACE}]")
+_RUN = re.compile(f"[{_NO_SPACE}]+|[^\\W_{_NO_SPACE}]{{2,}}")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def resolve_language(language: str | None, texts: Sequence[str]) -> str | None:
+    """``"cjk-bigrams"`` for scripts written without spaces (named, or detected with ``"auto"`` from a
+    sample of the texts), else the stemmer language."""
+    if language is None or language.lower() in _NO_SPACE_LANGUAGES:
+        return language and BIGRAMS
+    if language != "auto":
+        return language
+    sample = "".join(t for t in texts[:: max(1, len(texts) // 2000)][:2000] if isinstance(t, str))
+    letters = len(_LETTER.findall(sample))
+    no_space = len(_NO_SPACE_CHAR.findall(sample))
+    return BIGRAMS if letters and no_space / letters > 0.3 else "english"
+
+
+def _bigrams(text: str) -> list[str]:
+    """Character bigrams of every run of a script without spaces (a lone character stays a unigram), and
+    whole words elsewhere (mixed text keeps its Latin terms)."""
+    tokens: list[str] = []
+    for run in _RUN.findall(text):
+        if _NO_SPACE_CHAR.match(run):
+            tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+        else:
+            tokens.append(run)
+    return tokens
+
+
 def _make_tokenizer(language: str | None, stopwords: str | list[str] | None) -> Tokenizer:
+    if language == BIGRAMS:
+        return Tokenizer(splitter=_bigrams, stopwords=[], stemmer=None, lower=True)
     stemmer = Stemmer.Stemmer(language) if language else None
     return Tokenizer(stemmer=stemmer, stopwords=stopwords or [], lower=True)
 

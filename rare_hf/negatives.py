@@ -47,7 +47,7 @@ def add_hard_negatives(
     exclude_shared_passages: bool = True,
     k1: float = 0.9,
     b: float = 0.4,
-    language: str | None = "english",
+    language: str | None = "auto",
     stopwords: str | list[str] | None = "en",
     batch_size: int = 10_000,
     overwrite: bool = False,
@@ -77,7 +77,9 @@ def add_hard_negatives(
         exclude_shared_passages: Drop candidates that share a passage with the positive: a run of 13 or
             more words (any shared run of 16 words is always found). Overlapping chunks of one document
             share passages even when they share few terms, and the sibling chunk holds the answer.
-        k1, b, language, stopwords: BM25 and tokenisation settings when an index is built here.
+        k1, b, language, stopwords: BM25 and tokenisation settings when an index is built here. ``language``
+            is ``"auto"`` by default: Chinese, Japanese, Korean and Thai corpora are detected and indexed as
+            character bigrams, others with English stemming; see :meth:`BM25Index.build`.
         batch_size: Questions retrieved per batch (bounds memory).
         overwrite: Replace output columns that already exist instead of raising.
         show_progress: Show progress bars.

@@ -110,3 +110,41 @@ def test_doc_id_zero_is_an_id_not_a_missing_one() -> None:
     out = rare_hf.add_hard_negatives(ds, num_neg=1, max_score_ratio=None, show_progress=False)
     triples = rare_hf.to_retrieval_triples(out)
     assert [t["positive_passages"][0]["docid"] for t in triples] == ["0", "1"]
+
+
+CHINESE = [
+    "华法林是一种口服抗凝药，会增加出血风险，需要定期监测国际标准化比值。",
+    "肝素通过增强抗凝血酶的作用来抗凝，常用于华法林起效前的桥接治疗。",
+    "房颤患者的卒中风险可以用评分来估计，评分高的患者通常需要抗凝治疗。",
+    "肾功能不全时，许多抗凝药需要减量，否则出血风险会明显升高。",
+    "阿司匹林抑制血小板聚集，和抗凝药合用时出血风险更高。",
+    "胰岛素剂量应根据血糖监测结果调整，夜间低血糖需要特别注意。",
+    "哮喘急性发作时常用吸入型支气管扩张剂，严重时需要全身使用糖皮质激素。",
+    "脓毒症早期需要积极补液，并在一小时内使用广谱抗生素。",
+]
+CHINESE_QUESTIONS = [
+    "华法林治疗期间如何降低出血风险？",
+    "桥接治疗中肝素起什么作用？",
+    "房颤患者何时需要抗凝治疗？",
+    "肾功能不全的患者如何调整抗凝药剂量？",
+    "阿司匹林与抗凝药合用有什么风险？",
+    "如何根据血糖调整胰岛素剂量？",
+    "哮喘急性发作如何处理？",
+    "脓毒症早期的治疗重点是什么？",
+]
+
+
+def test_a_chinese_corpus_is_mined_with_character_bigrams() -> None:
+    ds = datasets.Dataset.from_dict({"text": CHINESE, "question": CHINESE_QUESTIONS})
+    out, summary = rare_hf.add_hard_negatives(
+        ds, num_neg=2, max_score_ratio=None, show_progress=False, return_summary=True
+    )
+    assert summary.params["language"] == "cjk-bigrams" and summary.skipped == 0  # before: all 8 skipped
+    assert all(n for n in out["hard_negatives"][:5])  # the five anticoagulation documents find negatives
+    assert set(summary.failure_reasons) <= {"short"}  # a topic alone in the corpus has no negative
+    assert all(row["text"] not in (row["hard_negatives"] or []) for row in out)
+    # The anticoagulation documents find each other, not the diabetes or asthma ones.
+    assert CHINESE[3] in out[0]["hard_negatives"] or CHINESE[4] in out[0]["hard_negatives"]
+    assert CHINESE[5] not in out[0]["hard_negatives"] and CHINESE[6] not in out[0]["hard_negatives"]
+    named = rare_hf.add_hard_negatives(ds, num_neg=2, max_score_ratio=None, language="zh", show_progress=False)
+    assert named["hard_negatives"] == out["hard_negatives"]

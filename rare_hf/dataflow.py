@@ -45,7 +45,8 @@ class FileStorage:
         first_entry_file_name: The input file (json, jsonl, parquet or csv, by extension).
         cache_path: Folder of the step files.
         file_name_prefix: Step files are ``{cache_path}/{prefix}_step{k}.{cache_type}``.
-        cache_type: Format of the step files: ``"json"``, ``"jsonl"``, ``"parquet"`` or ``"csv"``.
+        cache_type: Format of the step files: ``"jsonl"`` (the original's default), ``"json"``,
+            ``"parquet"`` or ``"csv"``.
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class FileStorage:
         first_entry_file_name: str,
         cache_path: str = "./cache",
         file_name_prefix: str = "dataflow_cache_step",
-        cache_type: CacheType = "json",
+        cache_type: CacheType = "jsonl",
     ) -> None:
         if cache_type not in ("json", "jsonl", "parquet", "csv"):
             raise ValueError(f"cache_type must be json, jsonl, parquet or csv, got {cache_type!r}.")
@@ -67,6 +68,15 @@ class FileStorage:
         """Advance to the next operator and return a snapshot of the storage for it."""
         self.operator_step += 1
         return copy.copy(self)
+
+    def reset(self) -> FileStorage:
+        """Back to before the first operator (the next :meth:`step` reads the entry file again)."""
+        self.operator_step = -1
+        return self
+
+    def get_keys_from_dataframe(self) -> list[str]:
+        """The column names of this step's input."""
+        return list(self.read("dataframe").columns)
 
     def _step_file(self, step: int) -> Path:
         return Path(self.cache_path) / f"{self.file_name_prefix}_step{step}.{self.cache_type}"
@@ -243,8 +253,10 @@ class BM25HardNeg:
 class ReasonDistill:
     """Step 3 of RARE: the teacher's reasoning over the positive and the shuffled hard negatives.
 
-    ``output_key`` gets the reasoning, ``{output_key}_answer`` the final answer and ``{output_key}_raw`` the
-    teacher's full reply (what the original operator stored in ``output_key``).
+    ``output_key`` gets the teacher's full reply, as in the original operator (``None`` when the row failed,
+    never a failed reply). Beside it: ``{output_key}_think`` (the reasoning), ``{output_key}_answer`` (the
+    final answer), ``{output_key}_raw`` (the last reply, failed or not) and the columns
+    :func:`rare_hf.add_reasoning` documents (document order, attempts, error).
     """
 
     def __init__(self, llm_serving: APILLMServing_request) -> None:
@@ -271,5 +283,8 @@ class ReasonDistill:
             output_answer_key=f"{output_key}_answer",
             overwrite=True,
         )
+        out = out.rename_column(output_key, f"{output_key}_think")
+        raw, errors = out[f"{output_key}_raw"], out[f"{output_key}_error"]
+        out = out.add_column(output_key, [r if e is None else None for r, e in zip(raw, errors)])
         storage.write(out)
         return [output_key]

@@ -79,10 +79,21 @@ def test_seed_pipeline_runs_end_to_end(teacher, tmp_path: Path, monkeypatch: pyt
         assert row["question"].startswith("[placeholder") and row["scenario"]
         assert isinstance(row["hard_negatives"], list) and len(row["hard_negatives"]) == 3
         assert all(isinstance(n, str) and n != row["text"] for n in row["hard_negatives"])
-        assert row["reasoning"].startswith("[placeholder") and row["reasoning_answer"]
+        # As the original: the teacher's full reply in output_key; its parts beside it.
+        assert row["reasoning"].startswith("<think>[placeholder") and row["reasoning"].endswith("</answer>")
+        assert row["reasoning_think"].startswith("[placeholder") and row["reasoning_answer"]
     step1 = FileStorage(str(entry), cache_path=str(cache), cache_type=cache_type)
     step1.operator_step = 1
     assert set(step1.read().columns) >= {"text", "question", "scenario", "doc_id"}
+    assert step1.get_keys_from_dataframe() == list(step1.read().columns)
+    assert step1.reset().operator_step == -1 and step1.step().read("dict")[0]["text"] == docs["text"][0]
+
+
+def test_file_storage_defaults_to_jsonl_as_the_original(tmp_path: Path) -> None:
+    storage = FileStorage(str(tmp_path / "in.json"), cache_path=str(tmp_path / "c"))
+    assert storage.cache_type == "jsonl"
+    storage.step()
+    assert storage.write(pd.DataFrame({"text": ["a"]})).endswith("dataflow_cache_step_step1.jsonl")
 
 
 def test_list_columns_round_trip_in_every_format(tmp_path: Path) -> None:

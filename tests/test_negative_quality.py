@@ -148,3 +148,16 @@ def test_a_chinese_corpus_is_mined_with_character_bigrams() -> None:
     assert CHINESE[5] not in out[0]["hard_negatives"] and CHINESE[6] not in out[0]["hard_negatives"]
     named = rare_hf.add_hard_negatives(ds, num_neg=2, max_score_ratio=None, language="zh", show_progress=False)
     assert named["hard_negatives"] == out["hard_negatives"]
+
+
+def test_the_card_shows_a_complete_row_as_its_sample() -> None:
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": ["first document", "second document"],
+            "hard_negatives": [[], ["a negative"]],
+            "hard_negatives_error": [None, None],
+        }
+    )
+    card = rare_hf.hub.build_card(rare_hf.hub.DatasetCard("---\n---\n"), ds, num_rows=2, repo_id="me/x")
+    sample = str(card).split("## Sample record", 1)[1]
+    assert '"text": "second document"' in sample and "first document" not in sample

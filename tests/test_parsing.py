@@ -167,6 +167,7 @@ def test_answer_tags_quoted_inside_the_thinking_are_ignored() -> None:
         "supports beta blockers.</think>\n<answer>draft</answer>\n<answer>Beta blockers.</answer>"
     )
     assert split_reasoning(reply)[1] == "Beta blockers."
+    assert split_reasoning("<think>The form reads <answer>X</answer>.</think>\nAnswer: B")[1] == "B"
     assert split_reasoning("<think>quoted <answer>X</answer> only</think>") == ("quoted <answer>X</answer> only", None)
 
 

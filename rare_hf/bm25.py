@@ -159,7 +159,7 @@ class BM25Index:
             for token_ids in tqdm(stream, total=len(keep_texts), desc="Tokenizing corpus", disable=not show_progress)
         ]
         retriever = bm25s.BM25(k1=k1, b=b, method=method, backend="numpy")
-        retriever.index((token_lists, tokenizer.get_vocab_dict()), show_progress=show_progress)
+        retriever.index((token_lists, tokenizer.get_vocab_dict()), show_progress=False)  # one bar per step: ours
         indptr, flat = _unique_token_csr(token_lists)
         del token_lists
         corpus = datasets.Dataset.from_dict({"text": keep_texts, "doc_id": keep_ids, "key": keep_keys})

@@ -6,19 +6,24 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from .errors import LLMConfigError, LLMFatalError
-from .llm import LLM
-from .pipeline import STEPS, RunSummary, build_rare_dataset, check_inputs, plan_steps
+
+if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --help stays instant
+    import datasets
+
+    from .llm import LLM
+    from .pipeline import RunSummary
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+_EXPORTS = ("messages", "rare", "triples")
+_STEPS = ("questions", "hard_negatives", "reasoning")  # pipeline.STEPS, without importing the pipeline
 _STEP_ALIASES = {
     "questions": "questions",
     "negatives": "hard_negatives",
@@ -34,9 +39,10 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="build_rare_dataset",
+        prog="rare-hf",
         description="Build a RARE training set from documents: questions, BM25 hard negatives, distilled reasoning.",
-        epilog="Responses are cached on disk: re-running the same command after a crash resumes where it stopped.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
     )
     src = parser.add_argument_group("input")
     src.add_argument(
@@ -79,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="questions,negatives,reasoning",
         help="comma-separated subset of questions,negatives,reasoning (default: all)",
     )
-    steps.add_argument("--num-neg", type=int, default=3)
-    steps.add_argument("--num-questions", type=int, default=1)
+    steps.add_argument("--num-neg", type=int, default=3, help="hard negatives per question (default: 3)")
+    steps.add_argument("--num-questions", type=int, default=1, help="questions per document (default: 1)")
     steps.add_argument("--answer-column", default=None, help="gold answers: verify and resample the teacher's answers")
-    steps.add_argument("--seed", type=int, default=0)
+    steps.add_argument("--seed", type=int, default=0, help="seed of the per-row document shuffles (default: 0)")
     steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed")
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -90,14 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument(
         "--format",
-        choices=["messages", "rare", "triples"],
         default=None,
-        help="training export (default: messages when reasoning runs, else triples)",
+        help="training exports, comma-separated: messages, rare, triples (default: messages when reasoning runs, "
+        "else triples)",
     )
+    out.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     out.add_argument("--push-to-hub", metavar="REPO", default=None, help="also publish the dataset to this Hub repo")
     out.add_argument("--private", action="store_true", help="make the Hub repo private")
+    out.add_argument("--license", default=None, help="license of the pushed dataset, e.g. cc-by-4.0 (never guessed)")
+    out.add_argument("--pretty-name", default=None, help="title of the pushed dataset's card")
+    out.add_argument("--language", default=None, help="language code(s) for the card, comma-separated, e.g. en,zh")
     out.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
     return parser
+
+
+_EPILOG = """examples:
+  rare-hf --demo                                       offline, on the bundled sample documents
+  rare-hf docs.jsonl --model gpt-4o-mini --output out
+  rare-hf docs/ --text-column body --model Qwen/Qwen2.5-7B-Instruct --base-url http://localhost:8000/v1 \\
+      --api-key-env VLLM_KEY --max-concurrency 128
+  rare-hf out/dataset --steps negatives --format triples --output out-neg    (a folder this command wrote)
+
+Responses are cached on disk: after a crash or Ctrl-C, run the same command again to resume."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,20 +134,31 @@ def main(argv: list[str] | None = None) -> int:
     except LLMFatalError as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        where = f" in {args.cache_path}" if getattr(args, "cache_path", None) else ""
+        print(
+            f"\ninterrupted: the replies received so far are cached{where}; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
     steps = _parse_steps(args.steps)
-    export = args.format or ("messages" if "reasoning" in steps else "triples" if "hard_negatives" in steps else None)
-    if export in ("messages", "rare") and "reasoning" not in steps:
-        raise CliError(f"--format {export} needs the reasoning step; add it to --steps or choose --format triples.")
+    exports = _parse_formats(args.format, steps)
     output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
+    if output.exists() and not args.overwrite:
+        raise CliError(f"--output {output} already exists; pass --overwrite to replace it, or choose another folder.")
+    _quiet_libraries()
+    from .pipeline import build_rare_dataset
+
     with _teacher_endpoint(args) as (base_url, api_key, model, cache_dir):
         ds = _load_input(args)
         _check_columns(ds, args, steps)
         token = _hub_token() if args.push_to_hub else None
         needs_llm = "questions" in steps or "reasoning" in steps
         llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
+        args.cache_path = llm.cache_path if llm is not None else None
         try:
             if llm is not None:
                 llm.check_connection()
@@ -151,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             if llm is not None:
                 llm.close()
-    _write_outputs(ds, summary, output, export, args)
+    _write_outputs(ds, summary, output, exports, args)
     print(summary.table())
     cached = sum(s.usage.get("cached", 0) for s in summary.steps)
     if cached:
@@ -172,29 +203,59 @@ def _parse_steps(text: str) -> list[str]:
     if unknown or not names:
         raise CliError(f"--steps: unknown step(s) {unknown}; choose from questions, negatives, reasoning.")
     chosen = {_STEP_ALIASES[s] for s in names}
-    return [s for s in STEPS if s in chosen]
+    return [s for s in _STEPS if s in chosen]
+
+
+def _parse_formats(text: str | None, steps: list[str]) -> list[str]:
+    if text is None:
+        return ["messages"] if "reasoning" in steps else ["triples"] if "hard_negatives" in steps else []
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in _EXPORTS]
+    if unknown or not formats:
+        raise CliError(f"--format: unknown export(s) {unknown}; choose from {', '.join(_EXPORTS)}.")
+    for export in formats:
+        if export in ("messages", "rare") and "reasoning" not in steps:
+            raise CliError(f"--format {export} needs the reasoning step; add it to --steps or choose --format triples.")
+    return list(dict.fromkeys(formats))
+
+
+def _quiet_libraries() -> None:
+    """One progress bar per step (ours): the libraries' own bars and repeated warnings off while we run."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+
+    datasets.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    disable_progress_bars()
 
 
 @contextlib.contextmanager
 def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None, str | None, Any]]:
-    """The teacher's (base_url, api_key, model, cache_dir); with --demo, a local server for the run."""
+    """The teacher's (base_url, api_key, model, cache_dir); with --demo, a local server for the run. The demo
+    caches in a folder of its own that outlives the run (cache keys do not depend on the server's port), so
+    re-running the demo resumes like any other run."""
     if not args.demo:
         yield args.base_url, os.environ.get(args.api_key_env), args.model, args.cache_dir
         return
+    from .cache import default_cache_dir
     from .testing import LocalTeacher
 
-    with LocalTeacher() as teacher, tempfile.TemporaryDirectory() as cache:
-        yield teacher.url, "EMPTY", DEMO_MODEL, cache
+    with LocalTeacher() as teacher:
+        yield teacher.url, "EMPTY", DEMO_MODEL, args.cache_dir or default_cache_dir() / "demo"
 
 
 def _make_llm(
     args: argparse.Namespace, base_url: str | None, api_key: str | None, model: str | None, cache_dir: Any
 ) -> LLM:
+    from .llm import LLM
+
     if not api_key:
         raise CliError(
             f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
             "local servers without auth accept any value, e.g. EMPTY."
         )
+    if model is None and not os.environ.get("RARE_HF_MODEL"):
+        raise CliError("no teacher model: pass --model or set RARE_HF_MODEL.")
     return LLM(
         model,
         base_url=base_url,
@@ -209,6 +270,8 @@ def _make_llm(
 
 
 def _load_input(args: argparse.Namespace) -> datasets.Dataset:
+    import datasets
+
     if args.demo:
         from .samples import load_sample_documents
 
@@ -216,27 +279,47 @@ def _load_input(args: argparse.Namespace) -> datasets.Dataset:
     elif not args.input:
         raise CliError("give an input file, folder or Hub dataset id, or --demo.")
     elif Path(args.input).exists():
-        ds = _load_local(Path(args.input), args.split)
+        ds = _load_local(Path(args.input))
     else:
         try:
             ds = datasets.load_dataset(args.input, args.config, split=args.split)
         except Exception as exc:  # noqa: BLE001 - any loading failure is a configuration error here
             raise CliError(f"cannot load '{args.input}' as a local path or Hub dataset: {exc}") from exc
     if isinstance(ds, datasets.DatasetDict):
-        raise CliError("the input has several splits; choose one with --split.")
+        if args.split not in ds:
+            raise CliError(f"the input has splits {list(ds)}; choose one with --split.")
+        ds = ds[args.split]
     if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
     return ds
 
 
-def _load_local(path: Path, split: str) -> datasets.Dataset:
+def _load_local(path: Path) -> Any:
+    """Data files (one type per folder), or a folder written by ``save_to_disk`` (this command's
+    ``--output``/dataset, or the output folder itself)."""
+    import datasets
+
+    for folder in (path, path / "dataset"):
+        if (folder / "dataset_info.json").exists() or (folder / "dataset_dict.json").exists():
+            return datasets.load_from_disk(str(folder))
     files = sorted(p for p in path.iterdir() if p.suffix in _FORMATS) if path.is_dir() else [path]
     kinds = {_FORMATS.get(p.suffix) for p in files}
     if not files or None in kinds:
-        raise CliError(f"{path}: expected .jsonl, .json, .parquet or .csv files.")
+        raise CliError(f"{path}: expected .jsonl, .json, .parquet or .csv files, or a save_to_disk folder.")
     if len(kinds) > 1:
         raise CliError(f"{path}: mixes file types {sorted(kinds)}; keep one type per folder.")
-    return datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+    empty = [p for p in files if p.stat().st_size == 0]
+    if empty:
+        raise CliError(f"{empty[0]} is empty: there are no documents to read.")
+    try:
+        ds = datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+    except Exception as exc:  # noqa: BLE001 - a file datasets cannot read is the user's input problem
+        if "corresponds to no data" in str(exc):  # datasets' words for a file without rows
+            raise CliError(f"{path} has no rows: there are no documents to read.") from exc
+        raise CliError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    if len(ds) == 0:
+        raise CliError(f"{path} has no rows: there are no documents to read.")
+    return ds
 
 
 def _pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -255,6 +338,8 @@ _FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", 
 def _check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
     """Fail before any request when a column the chosen steps read is missing (the pipeline's own check,
     naming our flags, or saying the column must come from an earlier run)."""
+    from .pipeline import check_inputs, plan_steps
+
     plan = plan_steps(steps, **_pipeline_kwargs(args))
     names = {
         "input_question_key": "a question column from an earlier run",
@@ -278,26 +363,44 @@ def _hub_token() -> str:
 
 
 def _write_outputs(
-    ds: datasets.Dataset, summary: RunSummary, output: Path, export: str | None, args: argparse.Namespace
+    ds: datasets.Dataset, summary: RunSummary, output: Path, exports: list[str], args: argparse.Namespace
 ) -> None:
+    """Write everything into a sibling folder, then move it into place: an interrupted run leaves no
+    half-written output, and --overwrite replaces the old folder only once the new one is complete."""
     from .export import to_retrieval_triples, to_sft
 
-    output.mkdir(parents=True, exist_ok=True)
-    ds.save_to_disk(str(output / "dataset"))
-    (output / "summary.json").write_text(summary.to_json())
-    if export is None:
-        return
-    text_key = {"input_text_key": args.text_column}
-    records = to_retrieval_triples(ds, **text_key) if export == "triples" else to_sft(ds, export, **text_key)
-    records.to_parquet(str(output / f"{export}.parquet"))
-    records.to_json(str(output / f"{export}.jsonl"), lines=True, force_ascii=False)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        ds.save_to_disk(str(partial / "dataset"))
+        (partial / "summary.json").write_text(summary.to_json())
+        text_key = {"input_text_key": args.text_column}
+        for export in exports:
+            records = to_retrieval_triples(ds, **text_key) if export == "triples" else to_sft(ds, export, **text_key)
+            records.to_parquet(str(partial / f"{export}.parquet"))
+            records.to_json(str(partial / f"{export}.jsonl"), lines=True, force_ascii=False)
+        if output.exists():
+            shutil.rmtree(output)
+        partial.rename(output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None, output: Path) -> int:
     from .hub import push_to_hub
 
+    language = [code.strip() for code in args.language.split(",")] if args.language else None
     try:
-        url = push_to_hub(ds, args.push_to_hub, private=args.private, token=token, summary=summary)
+        url = push_to_hub(
+            ds,
+            args.push_to_hub,
+            private=args.private,
+            token=token,
+            summary=summary,
+            license=args.license,
+            pretty_name=args.pretty_name,
+            language=language,
+        )
     except Exception as exc:  # noqa: BLE001 - the data is safe on disk; say how to retry only the push
         print(
             f"error: the push to {args.push_to_hub} failed ({exc}). The data is saved in {output}/dataset; "

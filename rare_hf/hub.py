@@ -162,6 +162,10 @@ def _merge_text(text: str, section: str) -> str:
     return f"{human}\n\n{block}\n" if human else f"\n{block}\n"
 
 
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
 def _split_rows(card: DatasetCard, config_name: str) -> dict[str, int]:
     infos = card.data.get("dataset_info") or []
     for info in infos if isinstance(infos, list) else [infos]:
@@ -230,8 +234,9 @@ def _generation(summary: RunSummary | None) -> str:
     if summary is None:
         return "No run summary was given when this dataset was pushed."
     prompts = "\n\n".join(
-        f"<details><summary>Prompt <code>{p.version}</code></summary>\n\n**System:**\n\n```text\n{p.system}\n```\n\n"
-        f"**User template:**\n\n```text\n{p.user}\n```\n</details>"
+        f"<details><summary>Prompt <code>{p.version}</code></summary>\n\n"
+        + (f"**System:**\n\n```text\n{p.system}\n```\n\n" if p.system.strip() else "")
+        + f"**User template:**\n\n```text\n{p.user}\n```\n</details>"
         for p in PROMPTS.values()
     )
     return "\n".join(
@@ -255,7 +260,7 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: di
     if summary is not None:
         lines.append(
             f"- Last run: {summary.rows_out:,} rows from {summary.rows_in:,} input rows; "
-            f"{summary.dropped_failed:,} failed rows dropped"
+            f"{_rows(summary.dropped_failed)} that failed a step dropped"
         )
         lines.append("")
         lines.append(

@@ -278,11 +278,24 @@ def _pick_kernel(
     return chosen, overlapping, sharing
 
 
+# Candidate cells from which the compiled kernel pays for its one-off compilation (about 3 s cold); below
+# that the same code runs as Python.
+_NUMBA_MIN_CELLS = 200_000
+_compiled_pick_kernel = None
+
 if _HAS_NUMBA:
+    import types
+
     import numba
 
-    _count_shared = numba.njit(cache=True)(_count_shared)
-    _pick_kernel = numba.njit(cache=True)(_pick_kernel)
+    # The compiled kernel calls the compiled helper; the Python one keeps calling the Python helper.
+    _compiled_pick_kernel = numba.njit(cache=True)(
+        types.FunctionType(
+            _pick_kernel.__code__,
+            {**globals(), "_count_shared": numba.njit(cache=True)(_count_shared)},
+            "_pick_kernel",
+        )
+    )
 
 
 class _Miner:
@@ -390,7 +403,9 @@ class _Miner:
                 pos_passages = passage_csr([positives[i] for i in pending.tolist()])
             else:
                 pos_passages = np.zeros(len(pending) + 1, dtype=np.int64), np.empty(0, dtype=np.uint32)
-            chosen, overlapping, sharing = _pick_kernel(
+            compiled = _compiled_pick_kernel is not None and docs.size >= _NUMBA_MIN_CELLS
+            kernel = _compiled_pick_kernel if compiled else _pick_kernel
+            chosen, overlapping, sharing = kernel(
                 docs.astype(np.int64),
                 keep,
                 pos_doc[pending],

@@ -121,9 +121,12 @@ def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> 
         "HF_HOME": str(tmp_path / "hf"),
     }
     args = [str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K", "--limit", "8"]
-    ok = _cli(*args, "--output", str(tmp_path / "out"), "--push-to-hub", "tester/from-cli", env=env)
+    card_flags = ["--license", "cc-by-4.0", "--pretty-name", "Cardio RARE", "--language", "en,zh"]
+    ok = _cli(*args, "--output", str(tmp_path / "out"), "--push-to-hub", "tester/from-cli", *card_flags, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "Pushed to" in ok.stdout
+    meta, _ = card_of(hub, "tester/from-cli")
+    assert meta["license"] == "cc-by-4.0" and meta["pretty_name"] == "Cardio RARE" and meta["language"] == ["en", "zh"]
     assert datasets.load_dataset("tester/from-cli", split="train", download_mode="force_redownload").num_rows == 8
     assert json.loads(hub.file("tester/from-cli", RUN_CONFIG_FILENAME))["summary"]["rows_out"] == 8
     dead = _cli(

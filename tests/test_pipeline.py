@@ -152,9 +152,14 @@ def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path
     export = datasets.load_dataset("json", data_files=str(tmp_path / "out" / "messages.jsonl"), split="train")
     assert len(export) == 12 and export[0]["messages"][2]["role"] == "assistant"
     assert len(datasets.Dataset.from_parquet(str(tmp_path / "out" / "messages.parquet"))) == 12
-    # Running it again resumes from the cache: no request is sent.
-    again = _cli(*args, env=env)
+    # The same command again refuses to overwrite the output folder; with --overwrite it resumes from the
+    # cache (no request is sent) and replaces the folder only when the new one is complete.
+    refused = _cli(*args, env=env)
+    assert refused.returncode == 2 and "pass --overwrite" in refused.stderr and teacher.request_count == 24
+    again = _cli(*args, "--overwrite", "--format", "messages,triples", env=env)
     assert again.returncode == 0 and teacher.request_count == 24
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"messages.jsonl", "triples.jsonl", "dataset"}
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
     assert "24 responses came from the cache" in again.stdout
 
 

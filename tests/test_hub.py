@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -139,3 +141,30 @@ def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> 
     )
     assert dead.returncode == 1
     assert "retry only the push" in dead.stderr and (tmp_path / "out2" / "dataset").exists()
+
+
+def test_the_card_shows_figures_uploaded_beside_it(hub, built) -> None:
+    ds, summary = built
+    rare_hf.push_to_hub(ds, "tester/figures", summary=summary)
+    _, body = card_of(hub, "tester/figures")
+    figures = ["question_words", "negatives_per_row", "negative_vs_positive_score", "positive_position"]
+    for name in figures:
+        assert f"(plots/{name}.png)" in body
+        assert hub.file("tester/figures", f"plots/{name}.png").startswith(b"\x89PNG")
+    assert "teacher_accuracy" not in body  # no gold answers in this run: no accuracy figure
+
+
+_NO_MATPLOTLIB = """
+import sys; sys.modules["matplotlib"] = None  # as on a machine without the plot extra
+import datasets, rare_hf
+ds = datasets.Dataset.from_dict({"text": ["a"], "question": ["q words"], "hard_negatives": [["n"]]})
+print(rare_hf.hub._plots.available(), rare_hf.push_to_hub(ds, "tester/no-figures"))
+"""
+
+
+def test_without_the_plot_extra_the_card_keeps_its_tables(hub) -> None:
+    result = subprocess.run([sys.executable, "-c", _NO_MATPLOTLIB], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("False ")
+    _, body = card_of(hub, "tester/no-figures")
+    assert "## Statistics" in body and "## Figures" not in body and "plots/" not in body

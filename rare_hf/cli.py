@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index internals at DEBUG
     try:
         return _run(args)
     except (CliError, LLMConfigError, ValueError) as exc:
@@ -221,9 +220,11 @@ def _parse_formats(text: str | None, steps: list[str]) -> list[str]:
 
 def _quiet_libraries() -> None:
     """One progress bar per step (ours): the libraries' own bars and repeated warnings off while we run."""
+    import bm25s  # noqa: F401 - imported first: it sets its logger's level when imported
     import datasets
     from huggingface_hub.utils import disable_progress_bars
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index internals at DEBUG
     datasets.utils.logging.disable_progress_bar()
     datasets.utils.logging.set_verbosity_error()
     disable_progress_bars()

@@ -22,7 +22,7 @@ import collections
 import contextlib
 import dataclasses
 import statistics
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 Outcome = Literal["ok", "overload", "timeout", "error", "cancelled"]
@@ -62,8 +62,14 @@ class AdaptiveLimiter:
         self.limit = self.initial
         self.in_flight = 0
         self.decreases = 0
+        self.on_free: Callable[[], None] | None = None
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.new_epoch()
+
+    @property
+    def waiting(self) -> int:
+        """Holders queued for a slot."""
+        return len(self._waiters)
 
     def new_epoch(self) -> None:
         """Forget the latency baseline and restart slow start from a healthy limit."""
@@ -78,6 +84,12 @@ class AdaptiveLimiter:
     async def slot(self) -> AsyncIterator[Slot]:
         """Hold one slot for a request; fill in the yielded :class:`Slot` with the outcome."""
         await self._acquire()
+        async with self.held() as slot:
+            yield slot
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[Slot]:
+        """Release, with its outcome, a slot already taken (by :meth:`try_acquire`)."""
         slot = Slot()
         try:
             yield slot
@@ -86,9 +98,15 @@ class AdaptiveLimiter:
             self._record(slot)
             self._wake()
 
-    async def _acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now (and nobody queues here); never waits."""
         if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
+            return True
+        return False
+
+    async def _acquire(self) -> None:
+        if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -105,12 +123,15 @@ class AdaptiveLimiter:
             raise
 
     def _wake(self) -> None:
-        """Give every free slot to a waiter (not just one), so a grown limit is used at once."""
+        """Give every free slot to a waiter (not just one), so a grown limit is used at once; then tell
+        whoever routes between endpoints that slots are free here."""
         while self._waiters and self.in_flight < self.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self.in_flight += 1
                 waiter.set_result(None)
+        if self.on_free is not None and self.in_flight < self.limit:
+            self.on_free()
 
     # -- the controller -----------------------------------------------------------------------------
     def _reset_window(self) -> None:

@@ -45,7 +45,7 @@ def stream_map(
     """
     if len(ds) == 0:  # datasets' map drops every column of an empty table
         return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-    feeder = _Feeder(ds, row_fn, window=max(_MIN_WINDOW, _WINDOW_PER_SLOT * llm.max_concurrency))
+    feeder = _Feeder(ds, row_fn, window=max(_MIN_WINDOW, _WINDOW_PER_SLOT * llm.total_concurrency))
     columns = list(features)
 
     def write_batch(_: list[Any], indices: list[int]) -> dict[str, list[Any]]:

@@ -117,6 +117,9 @@ class LLMStep(abc.ABC):
         finally:
             progress.close()
         errors = _steps.column_values(out, self.error_column)
+        stats = self.stats(out)
+        if len(self.llm.base_urls) > 1:
+            stats["requests_per_endpoint"] = dict(run.endpoints)
         summary = _steps.llm_step_summary(
             self.name,
             len(ds),
@@ -125,7 +128,7 @@ class LLMStep(abc.ABC):
             time.monotonic() - started,
             self.params,
             self.prompt_version,
-            self.stats(out),
+            stats,
         )
         summary.columns = column_docs(self.columns())
         return out, summary

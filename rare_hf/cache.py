@@ -154,3 +154,4 @@ def _create_private(path: Path) -> None:
                 f"The response cache {path} belongs to another user (uid {owner}); rare_hf only reads a cache "
                 "it created. Pass cache_dir= (CLI: --cache-dir) to use a folder of your own."
             ) from None
+        os.chmod(path, 0o600)  # a cache written by rare_hf 0.1 was created 0644

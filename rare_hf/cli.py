@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     teacher = parser.add_argument_group("teacher (any OpenAI-compatible endpoint)")
     teacher.add_argument("--model", default=None, help="teacher model (default: $RARE_HF_MODEL)")
     teacher.add_argument(
-        "--base-url", default=None, help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL or OpenAI)"
+        "--base-url",
+        action="append",
+        default=None,
+        help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL or OpenAI); give it several times, "
+        "or comma-separated, for replicas of one model",
     )
     teacher.add_argument(
         "--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key"
@@ -231,12 +235,13 @@ def _quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None, str | None, Any]]:
+def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[Any, str | None, str | None, Any]]:
     """The teacher's (base_url, api_key, model, cache_dir); with --demo, a local server for the run. The demo
     caches in a folder of its own that outlives the run (cache keys do not depend on the server's port), so
     re-running the demo resumes like any other run."""
     if not args.demo:
-        yield args.base_url, os.environ.get(args.api_key_env), args.model, args.cache_dir
+        urls = [u.strip() for given in args.base_url or [] for u in given.split(",") if u.strip()]
+        yield urls or None, os.environ.get(args.api_key_env), args.model, args.cache_dir
         return
     from .cache import default_cache_dir
     from .testing import LocalTeacher
@@ -245,9 +250,7 @@ def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, st
         yield teacher.url, "EMPTY", DEMO_MODEL, args.cache_dir or default_cache_dir() / "demo"
 
 
-def _make_llm(
-    args: argparse.Namespace, base_url: str | None, api_key: str | None, model: str | None, cache_dir: Any
-) -> LLM:
+def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None, cache_dir: Any) -> LLM:
     from .llm import LLM
 
     if not api_key:

@@ -21,10 +21,12 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import openai
 
+from ._endpoint import Endpoint, Fleet
 from ._limiter import AdaptiveLimiter, Slot
 from ._loop import LoopThread
 from ._replies import (
@@ -37,7 +39,7 @@ from ._replies import (
     retry_after,
     status_kind,
 )
-from ._urls import redact_url, split_credentials
+from ._urls import redact_url
 from .cache import ResponseCache, cache_key, default_cache_dir
 from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError
 
@@ -119,6 +121,7 @@ class LLMRun:
         default_factory=lambda: collections.deque(maxlen=_BREAKER_WINDOW)
     )
     rejections: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    endpoints: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)  # attempts sent
 
     def check(self) -> None:
         if self.fatal is not None:
@@ -153,12 +156,14 @@ class LLM:
 
     Args:
         model: Model name. Defaults to ``$RARE_HF_MODEL``.
-        base_url: Endpoint, e.g. ``http://localhost:8000/v1``. Defaults to ``$OPENAI_BASE_URL``, then OpenAI.
-            Credentials in it (``http://user:password@host/v1``, for a proxy with basic auth) are sent as
-            basic auth in place of the API key, and never printed or written.
+        base_url: Endpoint, e.g. ``http://localhost:8000/v1``, or a list of replicas serving the same model
+            (``["http://gpu1:8000/v1", "http://gpu2:8000/v1"]``): each attempt goes to the one with the most
+            spare capacity, and a failing one rests while the others carry on. Defaults to
+            ``$OPENAI_BASE_URL``, then OpenAI. Credentials in a URL (``http://user:password@host/v1``, for a
+            proxy with basic auth) are sent as basic auth in place of the API key, and never shown.
         api_key: Defaults to ``$OPENAI_API_KEY``. Local servers without auth accept any value, e.g. ``"EMPTY"``.
-        max_concurrency: Most requests in flight at once, across every step using this object. The engine
-            starts lower and probes upward while the endpoint stays healthy.
+        max_concurrency: Most requests in flight at once per endpoint, across every step using this object.
+            The engine starts lower and probes upward while the endpoint stays healthy.
         temperature: Default sampling temperature (steps may override it per call).
         max_tokens: Default completion budget; ``None`` leaves it to the server.
         timeout: Seconds one attempt may take from connecting to the last byte of the reply; then it is
@@ -181,7 +186,7 @@ class LLM:
         self,
         model: str | None = None,
         *,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
         max_concurrency: int = 64,
         temperature: float | None = 0.0,
@@ -203,9 +208,15 @@ class LLM:
                 "No API key: pass LLM(api_key=...) or set OPENAI_API_KEY. Local servers without "
                 "authentication (vLLM, Ollama, llama.cpp) accept any value, e.g. api_key='EMPTY'."
             )
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise LLMConfigError(f"base_url must start with http:// or https://, got {self.display_url!r}.")
+        urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+        urls = [(u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/") for u in urls]
+        for url in urls or [""]:
+            if not url.startswith(("http://", "https://")):
+                raise LLMConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}.")
+        if len(set(urls)) < len(urls):
+            raise LLMConfigError(f"base_url lists an endpoint twice: {[redact_url(u) for u in urls]}.")
+        self.base_urls = urls
+        self.base_url = urls[0]
         if max_concurrency < 1:
             raise LLMConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
         if timeout <= 0 or max_retries < 0:
@@ -222,8 +233,8 @@ class LLM:
         self.usage = Usage()
         self._cache = ResponseCache(self.cache_path) if self.cache_path else None
         self._loop = LoopThread(name=f"rare_hf-llm-{self.model}")
-        self._client: openai.AsyncOpenAI | None = None
-        self._limiter: AdaptiveLimiter | None = None
+        self._endpoints = [Endpoint(u, max_concurrency, rests=len(urls) > 1) for u in urls]
+        self._fleet = Fleet(self._endpoints) if len(urls) > 1 else None
         self._closed = False
         # Closes the HTTP session on the loop that owns it even when close() is never called (a notebook
         # that drops the object, or interpreter exit), instead of leaving aiohttp to complain at teardown.
@@ -233,8 +244,17 @@ class LLM:
 
     @property
     def display_url(self) -> str:
-        """``base_url`` without credentials: the form every message, summary and card shows."""
-        return redact_url(self.base_url) or ""
+        """The endpoint URL(s) without credentials: the form every message, summary and card shows."""
+        return ", ".join(e.display_url for e in self._endpoints)
+
+    @property
+    def total_concurrency(self) -> int:
+        """Most requests in flight over all endpoints."""
+        return self.max_concurrency * len(self._endpoints)
+
+    @property
+    def _limiter(self) -> AdaptiveLimiter:
+        return self._endpoints[0].limiter
 
     def __repr__(self) -> str:
         return f"LLM(model={self.model!r}, base_url={self.display_url!r}, max_concurrency={self.max_concurrency})"
@@ -311,7 +331,6 @@ class LLM:
         afterwards raises :class:`LLMClosedError`."""
         self._closed = True
         self._finalizer()
-        self._client = None
         self._cache = None
 
     def __enter__(self) -> LLM:
@@ -366,40 +385,45 @@ class LLM:
             self.usage.add(completion)
         return completion
 
-    def _ensure_client(self) -> tuple[openai.AsyncOpenAI, AdaptiveLimiter]:
+    def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
         self._check_open()
-        if self._client is None or self._limiter is None:
-            # Retries are ours (they must go through the limiter and honour Retry-After).
-            url, basic_auth = split_credentials(self.base_url)
-            self._client = openai.AsyncOpenAI(
-                api_key=self.api_key,
-                base_url=url,
-                timeout=self.timeout,
-                max_retries=0,
-                http_client=_http_client(),
-                default_headers={"Authorization": basic_auth} if basic_auth else None,
-            )
-            self._limiter = AdaptiveLimiter(self.max_concurrency)
-            self._clients.append(self._client)
-        return self._client, self._limiter
+        if endpoint.client is None:
+            self._clients.append(endpoint.client_for(self.api_key, self.timeout, _http_client()))
+        assert endpoint.client is not None
+        return endpoint.client
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[tuple[Endpoint, Slot]]:
+        """A slot at one endpoint: the only one's (in its queue), or the fleet's pick."""
+        if self._fleet is None:
+            endpoint = self._endpoints[0]
+            async with endpoint.limiter.slot() as slot:
+                yield endpoint, slot
+        else:
+            endpoint = await self._fleet.acquire()
+            async with endpoint.limiter.held() as slot:
+                yield endpoint, slot
 
     async def _request(self, body: dict[str, Any], options: dict[str, Any], key: str, run: LLMRun) -> Completion:
-        client, limiter = self._ensure_client()
         if not run.started:
             run.started = True
-            limiter.new_epoch()
+            for endpoint in self._endpoints:
+                endpoint.limiter.new_epoch()
         error = "no attempt"
         for attempt in range(self.max_retries + 1):
             run.check()
             delay: float | None = None
             throttled = False
-            async with limiter.slot() as slot:  # released even when this task is cancelled
+            async with self._slot() as (endpoint, slot):  # released even when this task is cancelled
                 run.check()  # a fatal stop may have come while this request waited for its slot
+                client = self._client(endpoint)
+                endpoint.sent += 1
+                run.endpoints[endpoint.display_url] += 1
                 sent_at = time.monotonic()
                 try:
                     completion = await self._attempt(client, body, options)
                 except openai.APIStatusError as exc:
-                    error, delay = self._status_error(exc, key, run, slot)
+                    error, delay = self._status_error(exc, key, run, slot, endpoint)
                     throttled = exc.status_code == 429
                 except (asyncio.TimeoutError, openai.APITimeoutError):
                     slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
@@ -411,9 +435,11 @@ class LLM:
                     slot.outcome, error = "error", f"malformed response: {_short(str(exc))}"
                 else:
                     slot.outcome, slot.latency = "ok", time.monotonic() - sent_at
+                    endpoint.succeeded()
                     run.attempt(True)
                     return completion
                 if not throttled:  # a throttling endpoint is alive: that is the limiter's business
+                    endpoint.failed()
                     run.attempt(False, error)
             if attempt < self.max_retries:
                 run.usage.retries += 1
@@ -433,13 +459,15 @@ class LLM:
         )
         return parse_reply(reply)
 
-    def _status_error(self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Slot) -> tuple[str, float | None]:
+    def _status_error(
+        self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Slot, endpoint: Endpoint
+    ) -> tuple[str, float | None]:
         """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run."""
         status, message = exc.status_code, _short(_error_message(exc))
         error = f"HTTP {status}: {message}"
         kind = status_kind(status, _error_code(exc))
         if kind == "fatal":
-            run.stop(f"the endpoint {self.display_url} answered {error}. {fix_hint(status)}")
+            run.stop(f"the endpoint {endpoint.display_url} answered {error}. {fix_hint(status)}")
             run.check()
         if kind == "rejected":
             slot.outcome = "error"
@@ -456,19 +484,25 @@ class LLM:
             self.usage.add_paid(prompt_tokens, completion_tokens)
 
     async def _check_connection(self) -> None:
-        client, _ = self._ensure_client()
+        problems = [await self._check_endpoint(e) for e in self._endpoints]
+        if all(problems):
+            raise LLMConfigError(problems[0])
+        for problem in filter(None, problems):
+            logger.warning("%s The other endpoints carry the run.", problem)
+
+    async def _check_endpoint(self, endpoint: Endpoint) -> str | None:
+        """Why this endpoint cannot serve (one line), or None."""
         try:
-            await asyncio.wait_for(client.models.list(), self.timeout)
+            await asyncio.wait_for(self._client(endpoint).models.list(), self.timeout)
         except openai.APIStatusError as exc:
             if exc.status_code in (401, 403):
-                raise LLMConfigError(
-                    f"{self.display_url} refused the API key (HTTP {exc.status_code}). {fix_hint(401)}"
-                ) from exc
+                return f"{endpoint.display_url} refused the API key (HTTP {exc.status_code}). {fix_hint(401)}"
         except (asyncio.TimeoutError, openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise LLMConfigError(
-                f"Cannot reach the teacher at {self.display_url} ({type(exc).__name__}). "
+            return (
+                f"Cannot reach the teacher at {endpoint.display_url} ({type(exc).__name__}). "
                 "Check --base-url / OPENAI_BASE_URL and that the server is running."
-            ) from exc
+            )
+        return None
 
 
 def _single_call_run() -> LLMRun:

@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ class ResponseCache:
 
     Args:
         path: The SQLite file (created, with its parent folders, if missing).
+        also_read: Other cache files to look replies up in, read-only (the files of other workers in a
+            shared folder: SQLite must never be written by several hosts over a network file system).
 
     Raises:
         CacheError: the file is not a readable SQLite cache, or belongs to another user.
@@ -81,11 +84,12 @@ class ResponseCache:
         {'text': 'hi'}
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], also_read: Sequence[str | os.PathLike[str]] = ()) -> None:
         self.path = Path(path)
         self.writable = True
         self._lock = threading.Lock()
         _create_private(self.path)
+        self._readers = [_open_read_only(Path(p)) for p in also_read if Path(p) != self.path]
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -104,7 +108,11 @@ class ResponseCache:
     def get(self, key: str) -> dict[str, Any] | None:
         try:
             with self._lock:
-                row = self._conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+                row = None
+                for conn in (self._conn, *self._readers):
+                    row = conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+                    if row:
+                        break
         except sqlite3.Error as exc:
             logger.warning("Reading the response cache %s failed (%s); treating it as a miss.", self.path, exc)
             return None
@@ -136,7 +144,19 @@ class ResponseCache:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            for conn in (self._conn, *self._readers):
+                conn.close()
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    if path.stat().st_uid != os.geteuid():
+        raise CacheError(f"The response cache {path} belongs to another user; rare_hf only reads its own caches.")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+        conn.execute("SELECT COUNT(*) FROM responses").fetchone()
+    except sqlite3.Error as exc:
+        raise CacheError(f"The response cache {path} is unreadable ({exc}). Delete it or use another folder.") from exc
+    return conn
 
 
 def _create_private(path: Path) -> None:

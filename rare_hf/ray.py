@@ -91,26 +91,24 @@ def build_rare_dataset_ray(
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same row order as the input
     table = _read(data)
     for name, kwargs in plan.items():
+        actor: type = _Teacher
+        step_args: dict[str, Any] = {
+            "step": name,
+            "kwargs": kwargs,
+            "llm_kwargs": llm_kwargs,
+            "cache_dir": str(cache_dir),
+        }
         if name == "hard_negatives":
             index_path = Path(index_dir or Path(output_dir) / "_bm25_index")
             _build_index(table, kwargs["input_text_key"], index_path)
-            step_args: dict[str, Any] = {"corpus": str(index_path), "kwargs": kwargs}
-            table = table.map_batches(
-                _Miner,
-                fn_constructor_kwargs=step_args,
-                batch_format="pyarrow",
-                batch_size=batch_size,
-                concurrency=num_actors,
-            )
-        else:
-            step_args = {"step": name, "kwargs": kwargs, "llm_kwargs": llm_kwargs, "cache_dir": str(cache_dir)}
-            table = table.map_batches(
-                _Teacher,
-                fn_constructor_kwargs=step_args,
-                batch_format="pyarrow",
-                batch_size=batch_size,
-                concurrency=num_actors,
-            )
+            actor, step_args = _Miner, {"corpus": str(index_path), "kwargs": kwargs}
+        table = table.map_batches(
+            actor,
+            fn_constructor_kwargs=step_args,
+            batch_format="pyarrow",
+            batch_size=batch_size,
+            concurrency=num_actors,
+        )
     if not keep_failed:
         errors = [_error_column(name, kwargs) for name, kwargs in plan.items()]
         table = table.filter(lambda row: all(row.get(column) is None for column in errors))

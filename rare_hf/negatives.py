@@ -298,6 +298,15 @@ if _HAS_NUMBA:
     )
 
 
+def _csr_rows(indptr: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR of only these rows, in this order."""
+    starts, ends = indptr[rows], indptr[rows + 1]
+    out = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=out[1:])
+    picked = [ids[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
+    return out, np.concatenate(picked) if picked else ids[:0]
+
+
 class _Miner:
     """Retrieves a batch of questions at once, filters candidates with array operations, and writes
     Arrow arrays directly (negative texts are taken from the corpus table, never copied through Python)."""
@@ -390,6 +399,12 @@ class _Miner:
         picks: list[Any] = [([], [])] * len(queries)
         pending = np.arange(len(queries))
         depth = self.f.num_neg + self.f.skip_top + 10
+        # Hashed once per batch; a deeper retry round takes its rows' share.
+        passages = (
+            passage_csr(positives)
+            if self.f.exclude_shared_passages
+            else (np.zeros(len(queries) + 1, dtype=np.int64), np.empty(0, dtype=np.uint32))
+        )
         while len(pending):
             k = min(depth, len(self.index))
             docs, scores = self.index.search([queries[i] for i in pending], k, expected_queries=self.total)
@@ -399,10 +414,7 @@ class _Miner:
             keep = self._keep_mask(docs, scores, pos_doc[pending], pos_by_id[pending], pos_scores[pending])
             exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
             max_overlap = -1.0 if self.f.max_overlap is None else self.f.max_overlap
-            if self.f.exclude_shared_passages:
-                pos_passages = passage_csr([positives[i] for i in pending.tolist()])
-            else:
-                pos_passages = np.zeros(len(pending) + 1, dtype=np.int64), np.empty(0, dtype=np.uint32)
+            pos_passages = _csr_rows(*passages, pending)
             compiled = _compiled_pick_kernel is not None and docs.size >= _NUMBA_MIN_CELLS
             kernel = _compiled_pick_kernel if compiled else _pick_kernel
             chosen, overlapping, sharing = kernel(

@@ -89,7 +89,7 @@ class ResponseCache:
         self.writable = True
         self._lock = threading.Lock()
         _create_private(self.path)
-        self._readers = [_open_read_only(Path(p)) for p in also_read if Path(p) != self.path]
+        self._readers = {Path(p): _open_read_only(Path(p)) for p in also_read if Path(p) != self.path}
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -105,11 +105,27 @@ class ResponseCache:
                 "replies are lost), or pass cache_dir= (CLI: --cache-dir) to use another folder."
             ) from exc
 
+    def read_also(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Look replies up in these cache files too (read-only), from now on.
+
+        For the files of other workers that appear during a run: a file not readable yet (another worker is
+        creating it) is left for a later call.
+        """
+        for path in map(Path, paths):
+            if path != self.path and path not in self._readers:
+                try:
+                    connection = _open_read_only(path)
+                except CacheError as exc:
+                    logger.debug("Not reading %s yet: %s", path, exc)
+                    continue
+                with self._lock:
+                    self._readers[path] = connection
+
     def get(self, key: str) -> dict[str, Any] | None:
         try:
             with self._lock:
                 row = None
-                for conn in (self._conn, *self._readers):
+                for conn in (self._conn, *self._readers.values()):
                     row = conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
                     if row:
                         break
@@ -144,7 +160,7 @@ class ResponseCache:
 
     def close(self) -> None:
         with self._lock:
-            for conn in (self._conn, *self._readers):
+            for conn in (self._conn, *self._readers.values()):
                 conn.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--answer-column", default=None, help="gold answers: verify and resample the teacher's answers")
     steps.add_argument("--seed", type=int, default=0, help="seed of the per-row document shuffles (default: 0)")
     steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed")
+    scale = parser.add_argument_group("scale-out (pip install 'rare-hf[ray]')")
+    scale.add_argument("--ray", action="store_true", help="run the steps on a Ray cluster (a local one if none runs)")
+    scale.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one)"
+    )
+    scale.add_argument("--ray-actors", type=int, default=2, help="actors per step on Ray (default: 2)")
     out = parser.add_argument_group("output")
     out.add_argument(
         "--output", default=None, help="output folder (default: rare_output, or rare_demo_output with --demo)"
@@ -120,6 +127,7 @@ _EPILOG = """examples:
   rare-hf docs/ --text-column body --model Qwen/Qwen2.5-7B-Instruct --base-url http://localhost:8000/v1 \\
       --api-key-env VLLM_KEY --max-concurrency 128
   rare-hf out/dataset --steps negatives --format triples --output out-neg    (a folder this command wrote)
+  rare-hf docs.jsonl --model M --base-url http://gpu1:8000/v1,http://gpu2:8000/v1 --ray --ray-actors 8
 
 Responses are cached on disk: after a crash or Ctrl-C, run the same command again to resume."""
 
@@ -148,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     steps = _parse_steps(args.steps)
+    if args.ray and importlib.util.find_spec("ray") is None:
+        raise CliError("--ray needs the ray extra: pip install 'rare-hf[ray]'")
+    if args.ray_actors < 1:
+        raise CliError(f"--ray-actors must be at least 1, got {args.ray_actors}.")
     exports = _parse_formats(args.format, steps)
     output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
     if output.exists() and not args.overwrite:
@@ -174,18 +186,17 @@ def _run(args: argparse.Namespace) -> int:
                     "DEMO: the built-in offline teacher writes PLACEHOLDER questions and reasoning, "
                     "not real model output. Use --model/--base-url for real data."
                 )
-            ds, summary = build_rare_dataset(
-                ds,
-                llm,
-                **_pipeline_kwargs(args),
-                steps=steps,
-                keep_failed=args.keep_failed,
-                return_summary=True,
-            )
+            if args.ray:
+                ds, summary = _build_on_ray(ds, args, steps, output, llm, (base_url, api_key, model, cache_dir))
+            else:
+                ds, summary = build_rare_dataset(
+                    ds, llm, **_pipeline_kwargs(args), steps=steps, keep_failed=args.keep_failed, return_summary=True
+                )
         finally:
             if llm is not None:
                 llm.close()
     _write_outputs(ds, summary, output, exports, args)
+    shutil.rmtree(output.parent / f".{output.name}.ray", ignore_errors=True)
     print(summary.table())
     cached = sum(s.usage.get("cached", 0) for s in summary.steps)
     if cached:
@@ -260,17 +271,59 @@ def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, mode
         )
     if model is None and not os.environ.get("RARE_HF_MODEL"):
         raise CliError("no teacher model: pass --model or set RARE_HF_MODEL.")
-    return LLM(
-        model,
-        base_url=base_url,
-        api_key=api_key,
-        max_concurrency=args.max_concurrency,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        cache_dir=cache_dir,
-    )
+    return LLM(**_llm_kwargs(args, base_url, api_key, model), cache_dir=cache_dir)
+
+
+def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None) -> dict[str, Any]:
+    return {
+        "model": model,
+        "base_url": base_url,
+        "api_key": api_key,
+        "max_concurrency": args.max_concurrency,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+    }
+
+
+def _build_on_ray(
+    ds: datasets.Dataset,
+    args: argparse.Namespace,
+    steps: list[str],
+    output: Path,
+    llm: LLM | None,
+    teacher: tuple[Any, str | None, str | None, Any],
+) -> tuple[datasets.Dataset, RunSummary]:
+    """The pipeline on Ray: the actors cache beside the single-machine cache (each its own file, all read by
+    all), and the shards go to a work folder next to --output that is removed once the output is written."""
+    import ray
+
+    from .ray import build_rare_dataset_ray
+
+    base_url, api_key, model, _ = teacher
+    llm_kwargs = _llm_kwargs(args, base_url, api_key, model)
+    if llm is not None:
+        llm_kwargs["model"] = llm.model  # resolved here: the actors may not see $RARE_HF_MODEL
+    owns_cluster = not ray.is_initialized()
+    if owns_cluster:
+        ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=args.verbose)
+    work = output.parent / f".{output.name}.ray"
+    try:
+        return build_rare_dataset_ray(
+            ds,
+            output_dir=work,
+            cache_dir=llm.cache_path.parent if llm is not None and llm.cache_path else work / "cache",
+            llm_kwargs=llm_kwargs,
+            **_pipeline_kwargs(args),
+            steps=steps,
+            keep_failed=args.keep_failed,
+            num_actors=args.ray_actors,
+            return_summary=True,
+        )
+    finally:
+        if owns_cluster:
+            ray.shutdown()
 
 
 def _load_input(args: argparse.Namespace) -> datasets.Dataset:

@@ -144,14 +144,12 @@ def build_rare_dataset(
     before = _num_rows(ds)
     if not keep_failed:
         ds = _drop_failed(ds, [_error_column(name, kwargs) for name, kwargs in plan.items()])
-    run = RunSummary(
+    run = run_summary(
+        summaries,
         rows_in=rows_in,
+        rows_before_drop=before,
         rows_out=_num_rows(ds),
-        dropped_failed=before - _num_rows(ds),
-        steps=summaries,
-        model=llm.model if llm else None,
-        base_url=llm.display_url if llm else None,
-        prompt_versions={name: p.version for name, p in PROMPTS.items()},
+        llm=llm,
         params={
             "text_key": text_key,
             "num_neg": num_neg,
@@ -165,11 +163,35 @@ def build_rare_dataset(
             "reasoning_kwargs": reasoning_kwargs or {},
         },
         seconds=time.monotonic() - started,
-        rare_hf_version=_version(),
-        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
     logger.info("build_rare_dataset finished:\n%s", run.table())
     return (ds, run) if return_summary else ds
+
+
+def run_summary(
+    steps: list[StepSummary],
+    *,
+    rows_in: int,
+    rows_before_drop: int,
+    rows_out: int,
+    llm: LLM | None,
+    params: dict[str, Any],
+    seconds: float,
+) -> RunSummary:
+    """The :class:`RunSummary` of a finished run (shared by the single-machine and the Ray paths)."""
+    return RunSummary(
+        rows_in=rows_in,
+        rows_out=rows_out,
+        dropped_failed=rows_before_drop - rows_out,
+        steps=steps,
+        model=llm.model if llm else None,
+        base_url=llm.display_url if llm else None,
+        prompt_versions={name: p.version for name, p in PROMPTS.items()},
+        params=params,
+        seconds=seconds,
+        rare_hf_version=_version(),
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 _STEP_FUNCTIONS: dict[str, Callable[..., Any]] = {

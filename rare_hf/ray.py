@@ -21,7 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +34,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 
@@ -37,9 +43,10 @@ from .bm25 import BM25Index
 from .cache import ResponseCache
 from .llm import LLM
 from .negatives import add_hard_negatives
-from .pipeline import STEPS, _error_column, plan_steps
+from .pipeline import STEPS, _error_column, plan_steps, run_summary
 from .questions import add_questions
 from .reasoning import add_reasoning
+from .summary import StepSummary
 
 __all__ = ["build_rare_dataset_ray"]
 
@@ -62,59 +69,112 @@ def build_rare_dataset_ray(
     num_actors: int = 2,
     batch_size: int = 256,
     index_dir: str | os.PathLike[str] | None = None,
-) -> datasets.Dataset:
+    return_summary: bool = False,
+) -> Any:
     """:func:`rare_hf.build_rare_dataset` on the running Ray cluster (``ray.init()`` first).
 
     Args:
         data: Input: paths of ``.jsonl``/``.parquet`` files (a glob or a list), a ``datasets.Dataset`` or a
             ``ray.data.Dataset``.
-        output_dir: Folder (shared by the nodes) for the parquet shards of the result.
+        output_dir: Folder (shared by the nodes) for the result's parquet shards (``data/``), the batches'
+            summaries (``_summaries/``) and the BM25 index.
         cache_dir: Folder (shared by the nodes) of the actors' response caches; run the same call again
             with it to resume.
         llm_kwargs: Keyword arguments of :class:`rare_hf.LLM` for every actor (``model``, ``base_url``, a list
             for a fleet, ``api_key``, ``max_concurrency`` per actor and endpoint, ...).
         text_key, num_neg, num_questions, answer_key, seed, steps, keep_failed: As in
             :func:`rare_hf.build_rare_dataset`.
-        num_actors: Actors per LLM step (and mining actors).
-        batch_size: Rows an actor takes at a time.
+        num_actors: Actors per step (the steps run one after the other; a teacher actor asks for half a CPU,
+            a mining actor for one, and a pool never asks for more than the cluster has, less one CPU).
+        batch_size: Rows an actor takes at a time (the input is cut into blocks of this size).
         index_dir: Shared folder for the BM25 index (default: ``{output_dir}/_bm25_index``).
+        return_summary: Also return the :class:`rare_hf.RunSummary`, merged from every batch's.
 
     Returns:
-        The result, read back from ``output_dir`` with ``datasets``.
+        The result, read back from ``output_dir`` with ``datasets`` (and the summary when ``return_summary``).
     """
+    started = time.monotonic()
     plan = plan_steps(
         steps, text_key=text_key, num_neg=num_neg, num_questions=num_questions, answer_key=answer_key, seed=seed
     )
     llm_kwargs = dict(llm_kwargs or {})
+    llm = None
     if any(name in plan for name in _LLM_STEPS):
-        LLM(**{**llm_kwargs, "cache_dir": False}).close()  # a bad teacher configuration fails here, once
+        llm = LLM(**{**llm_kwargs, "cache_dir": False})  # a bad teacher configuration fails here, once
+        llm.close()
+    output = Path(output_dir)
+    summaries = output / "_summaries"
+    shutil.rmtree(summaries, ignore_errors=True)
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same row order as the input
-    table = _read(data)
+    # Streaming repartition (no all-to-all shuffle): blocks of one batch, so every actor gets work.
+    table = _read(data).repartition(target_num_rows_per_block=batch_size)
     for name, kwargs in plan.items():
         actor: type = _Teacher
-        step_args: dict[str, Any] = {
-            "step": name,
-            "kwargs": kwargs,
-            "llm_kwargs": llm_kwargs,
-            "cache_dir": str(cache_dir),
-        }
+        step_args: dict[str, Any] = {"step": name, "kwargs": kwargs, "llm_kwargs": llm_kwargs}
+        step_args |= {"cache_dir": str(cache_dir), "summaries": str(summaries / name)}
         if name == "hard_negatives":
-            index_path = Path(index_dir or Path(output_dir) / "_bm25_index")
+            index_path = Path(index_dir or output / "_bm25_index")
             _build_index(table, kwargs["input_text_key"], index_path)
-            actor, step_args = _Miner, {"corpus": str(index_path), "kwargs": kwargs}
+            actor = _Miner
+            step_args = {"corpus": str(index_path), "kwargs": kwargs, "summaries": str(summaries / name)}
         table = table.map_batches(
             actor,
             fn_constructor_kwargs=step_args,
             batch_format="pyarrow",
             batch_size=batch_size,
-            concurrency=num_actors,
+            compute=ray.data.ActorPoolStrategy(size=_pool_size(num_actors, actor.NUM_CPUS)),
+            num_cpus=actor.NUM_CPUS,
         )
+        # One step at a time, each with a fixed pool: pools of every step at once can ask for more CPUs than
+        # the cluster has (then nothing starts), and a pool that scales down kills actors mid-batch.
+        table = table.materialize()
     if not keep_failed:
         errors = [_error_column(name, kwargs) for name, kwargs in plan.items()]
-        table = table.filter(lambda row: all(row.get(column) is None for column in errors))
-    table.write_parquet(str(output_dir))
-    files = sorted(str(p) for p in Path(output_dir).glob("*.parquet"))
-    return datasets.load_dataset("parquet", data_files=files, split="train")
+        table = table.map_batches(_drop_failed, fn_kwargs={"errors": errors}, batch_format="pyarrow")
+    shutil.rmtree(output / "data", ignore_errors=True)  # an earlier run's shards
+    table.write_parquet(str(output / "data"))
+    files = sorted(str(p) for p in (output / "data").glob("*.parquet"))
+    out = datasets.load_dataset("parquet", data_files=files, split="train")
+    if not return_summary:
+        return out
+    merged = [_merged_summary(summaries / name, name) for name in plan]
+    params = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions, "answer_key": answer_key}
+    params |= {"seed": seed, "steps": list(steps), "keep_failed": keep_failed, "ray_actors": num_actors}
+    summary = run_summary(
+        merged,
+        rows_in=merged[0].rows_in,
+        rows_before_drop=merged[-1].rows_out,
+        rows_out=len(out),
+        llm=llm,
+        params=params,
+        seconds=time.monotonic() - started,
+    )
+    return out, summary
+
+
+def _pool_size(wanted: int, cpus_per_actor: float) -> int:
+    """At most ``wanted`` actors, leaving a CPU for reading and writing blocks."""
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    return max(1, min(wanted, int((cpus - 1) / cpus_per_actor)))
+
+
+def _merged_summary(folder: Path, step: str) -> StepSummary:
+    """One step's summary from its batches' (their seconds add up to actor-seconds, kept in stats)."""
+    parts = [StepSummary(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    merged = functools.reduce(StepSummary.merge, parts) if parts else StepSummary(step=step)
+    merged.stats["actor_seconds"] = round(merged.seconds, 1)
+    return merged
+
+
+def _save_summary(folder: str, batch: pa.Table, summary: StepSummary) -> None:
+    """A batch's summary, named by its rows: a batch retried after its actor died replaces, never adds."""
+    rows = batch.num_rows
+    ends = json.dumps([batch.slice(0, 1).to_pylist(), batch.slice(rows - 1, 1).to_pylist(), rows], default=str)
+    path = Path(folder) / f"{hashlib.sha1(ends.encode()).hexdigest()[:20]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{uuid.uuid4().hex[:8]}.partial")
+    partial.write_text(json.dumps(summary.to_dict(), default=str))
+    partial.replace(path)
 
 
 def _read(data: Any) -> ray.data.Dataset:
@@ -139,29 +199,48 @@ def _build_index(table: ray.data.Dataset, text_key: str, path: Path) -> None:
 class _Teacher:
     """An actor running one LLM step on its batches, with its own LLM and its own cache file."""
 
-    def __init__(self, step: str, kwargs: dict[str, Any], llm_kwargs: dict[str, Any], cache_dir: str) -> None:
-        folder = Path(cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        earlier = sorted(str(p) for p in folder.glob("responses-*.sqlite"))
+    NUM_CPUS = 0.5  # it mostly waits on the network
+
+    def __init__(
+        self, step: str, kwargs: dict[str, Any], llm_kwargs: dict[str, Any], cache_dir: str, summaries: str
+    ) -> None:
+        self.folder = Path(cache_dir)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.llm = LLM(**{**llm_kwargs, "cache_dir": False})
-        self.llm._cache = ResponseCache(folder / f"responses-{uuid.uuid4().hex[:12]}.sqlite", also_read=earlier)
-        self.step, self.kwargs = _LLM_STEPS[step], kwargs
+        self.llm._cache = ResponseCache(self.folder / f"responses-{uuid.uuid4().hex[:12]}.sqlite")
+        self.step, self.kwargs, self.summaries = _LLM_STEPS[step], kwargs, summaries
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = self.step(_dataset(batch), self.llm, **self.kwargs, show_progress=False)
+        # Read every other actor's file, new ones too: a batch retried after its actor died (a lost node, a
+        # pool scaling down) then resends only the requests that actor had not completed.
+        self.llm._cache.read_also(sorted(self.folder.glob("responses*.sqlite")))  # with a single machine's
+        out, summary = self.step(_dataset(batch), self.llm, **self.kwargs, show_progress=False, return_summary=True)
+        _save_summary(self.summaries, batch, summary)
         return out.with_format("arrow")[:]
 
 
 class _Miner:
     """An actor mining hard negatives from the shared, memory-mapped index."""
 
-    def __init__(self, corpus: str, kwargs: dict[str, Any]) -> None:
+    NUM_CPUS = 1.0
+
+    def __init__(self, corpus: str, kwargs: dict[str, Any], summaries: str) -> None:
         self.index = BM25Index.load(corpus, mmap=True)
-        self.kwargs = kwargs
+        self.kwargs, self.summaries = kwargs, summaries
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = add_hard_negatives(_dataset(batch), corpus=self.index, **self.kwargs, show_progress=False)
+        out, summary = add_hard_negatives(
+            _dataset(batch), corpus=self.index, **self.kwargs, show_progress=False, return_summary=True
+        )
+        _save_summary(self.summaries, batch, summary)
         return out.with_format("arrow")[:]
+
+
+def _drop_failed(batch: pa.Table, errors: list[str]) -> pa.Table:
+    ok = pa.array([True] * batch.num_rows)
+    for column in errors:
+        ok = pc.and_(ok, pc.is_null(batch[column]))
+    return batch.filter(ok)
 
 
 def _dataset(batch: pa.Table) -> datasets.Dataset:

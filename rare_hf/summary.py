@@ -80,7 +80,7 @@ def _merge_stat(a: Any, b: Any, rows_a: int, rows_b: int) -> Any:
     if a is None or b is None:
         return a if b is None else b
     if isinstance(a, dict):
-        return dict(collections.Counter(a) + collections.Counter(b))
+        return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}  # Counter's + would drop the zeros
     if isinstance(a, float) or isinstance(b, float):
         return round((a * rows_a + b * rows_b) / max(1, rows_a + rows_b), 3)
     return a + b

@@ -62,7 +62,7 @@ def main() -> None:
             f"mining, Ray, {actors} actor(s), one mmap index: {rate:8.1f} questions/s   "
             f"efficiency {rate / (mining[1] * actors):.2f}"
         )
-    per_actor = questions[max(questions)] / max(questions)
+    per_actor = max(rate / actors for actors, rate in questions.items())  # more actors than cores cap the others
     hours = 10_000_000 / per_actor / 3600
     print(
         f"a 10M-document questions step at {per_actor:.1f} rows/s per actor: {hours:,.0f} actor-hours "

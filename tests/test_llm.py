@@ -233,3 +233,17 @@ def test_killed_run_resumes_with_only_the_missing_requests(teacher: LocalTeacher
         [sys.executable, "-c", _CHILD, teacher.url, str(cache)], capture_output=True, text=True, check=True
     )
     assert teacher.request_count == 200 - stored == int(rerun.stdout)
+
+
+def test_cache_reads_other_workers_files_that_appear_during_a_run(tmp_path: Path) -> None:
+    mine = ResponseCache(tmp_path / "responses-a.sqlite")
+    assert mine.get("k") is None
+    other = ResponseCache(tmp_path / "responses-b.sqlite")  # a worker that started after this one
+    other.put("k", {"text": "from b"})
+    (tmp_path / "responses-c.sqlite").touch()  # a worker still creating its file
+    mine.read_also(sorted(tmp_path.glob("responses-*.sqlite")))
+    assert mine.get("k") == {"text": "from b"}
+    assert sorted(p.name for p in mine._readers) == ["responses-b.sqlite"]  # c is left for a later call
+    ResponseCache(tmp_path / "responses-c.sqlite").put("k2", {"text": "from c"})
+    mine.read_also(sorted(tmp_path.glob("responses-*.sqlite")))
+    assert mine.get("k2") == {"text": "from c"} and mine.get("missing") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -31,10 +32,10 @@ def documents(n: int) -> datasets.Dataset:
 def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTeacher, tmp_path: Path) -> None:
     docs = documents(200)
     llm = rare_hf.LLM("teacher-test", base_url=teacher.url, api_key="EMPTY", cache_dir=tmp_path / "single")
-    single = rare_hf.build_rare_dataset(docs, llm, num_neg=2, show_progress=False)
+    single, single_summary = rare_hf.build_rare_dataset(docs, llm, num_neg=2, show_progress=False, return_summary=True)
     llm.close()
     teacher.reset()
-    out = rare_ray.build_rare_dataset_ray(
+    out, summary = rare_ray.build_rare_dataset_ray(
         docs,
         output_dir=tmp_path / "out",
         cache_dir=tmp_path / "ray-cache",
@@ -42,12 +43,24 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
         num_neg=2,
         num_actors=2,
         batch_size=50,
+        return_summary=True,
     )
     assert len(out) == len(single) == 200 and teacher.request_count == 400
     for column in COMPARED:
         assert out[column] == single[column], column
     assert len(list((tmp_path / "ray-cache").glob("responses-*.sqlite"))) >= 2  # a file per actor, none shared
-    assert len(list((tmp_path / "out").glob("*.parquet"))) >= 1
+    assert len(list((tmp_path / "out" / "data").glob("*.parquet"))) >= 1
+    # The summary merged from the batches' is the single machine's, counts and tokens alike.
+    assert [s.step for s in summary.steps] == ["questions", "hard_negatives", "reasoning"]
+    assert (summary.rows_in, summary.rows_out) == (200, 200)
+    for ours, theirs in zip(summary.steps, single_summary.steps):
+        assert (ours.rows_in, ours.ok, ours.failed) == (theirs.rows_in, theirs.ok, theirs.failed), ours.step
+        for key in ("requests", "prompt_tokens", "completion_tokens"):
+            assert ours.usage.get(key) == theirs.usage.get(key), (ours.step, key)
+    assert summary.step("hard_negatives").stats == {
+        **single_summary.step("hard_negatives").stats,
+        "actor_seconds": summary.step("hard_negatives").stats["actor_seconds"],
+    }
 
 
 def test_a_rerun_sends_only_what_no_actor_completed(cluster, teacher: LocalTeacher, tmp_path: Path) -> None:
@@ -61,6 +74,26 @@ def test_a_rerun_sends_only_what_no_actor_completed(cluster, teacher: LocalTeach
     rare_ray.build_rare_dataset_ray(documents(100), output_dir=tmp_path / "part", steps=["questions"], **settings)
     assert teacher.request_count == 100
     teacher.reset()
-    out = rare_ray.build_rare_dataset_ray(documents(200), output_dir=tmp_path / "all", num_neg=2, **settings)
+    out, summary = rare_ray.build_rare_dataset_ray(
+        documents(200), output_dir=tmp_path / "all", num_neg=2, return_summary=True, **settings
+    )
     assert len(out) == 200
     assert teacher.request_count == 100 + 200  # the other 100 questions, and every reasoning request
+    questions = summary.step("questions")
+    assert (questions.usage["requests"], questions.usage["cached"], questions.ok) == (100, 100, 200)
+
+
+def test_the_cli_with_ray_writes_what_it_writes_without(cluster, tmp_path: Path) -> None:
+    from rare_hf.cli import main
+
+    common = ["--demo", "--num-neg", "2", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*common, "--output", str(tmp_path / "single")]) == 0
+    assert main([*common, "--output", str(tmp_path / "ray"), "--ray", "--ray-actors", "2"]) == 0
+    single, on_ray = (datasets.load_from_disk(str(tmp_path / name / "dataset")) for name in ("single", "ray"))
+    assert len(on_ray) == len(single) == 20  # the bundled sample documents
+    for column in COMPARED:
+        assert on_ray[column] == single[column], column
+    steps = json.loads((tmp_path / "ray" / "summary.json").read_text())["steps"]
+    assert [(s["step"], s["ok"]) for s in steps] == [("questions", 20), ("hard_negatives", 20), ("reasoning", 20)]
+    assert sum(s["usage"].get("requests", 0) for s in steps) == 0  # every reply came from the first run's cache
+    assert not (tmp_path / ".ray.ray").exists()  # the work folder is gone

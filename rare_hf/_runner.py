@@ -15,6 +15,7 @@ from typing import Any
 
 import datasets
 
+from ._batch import MAX_REQUESTS as BATCH_MAX_REQUESTS
 from ._steps import quiet_datasets_progress
 from .llm import LLM
 
@@ -45,7 +46,9 @@ def stream_map(
     """
     if len(ds) == 0:  # datasets' map drops every column of an empty table
         return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-    feeder = _Feeder(ds, row_fn, window=max(_MIN_WINDOW, _WINDOW_PER_SLOT * llm.total_concurrency))
+    # In batch mode every row of a batch-sized window must be waiting at once, or a round holds fewer requests.
+    window = BATCH_MAX_REQUESTS if llm.batch else max(_MIN_WINDOW, _WINDOW_PER_SLOT * llm.total_concurrency)
+    feeder = _Feeder(ds, row_fn, window=window)
     columns = list(features)
 
     def write_batch(_: list[Any], indices: list[int]) -> dict[str, list[Any]]:

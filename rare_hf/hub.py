@@ -18,7 +18,7 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
 from . import _plots
-from .pipeline import RunSummary
+from .pipeline import RunSummary, describe_price
 from .summary import StepSummary
 from .prompts import PROMPTS
 
@@ -277,11 +277,12 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: di
             f"{_rows(summary.dropped_failed)} that failed a step dropped"
         )
         lines.append("")
+        priced = summary.price is not None
         lines.append(
             "| step | ok | failed | skipped | requests | cached replies | prompt tokens | completion tokens "
-            "| paid by the last run |"
+            "| paid by the last run |" + (" cost (USD) | paid by the last run (USD) |" if priced else "")
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|" + ("---|---|" if priced else ""))
         for s in summary.steps:
             u = s.usage
             prompt = u.get("prompt_tokens", 0) + u.get("cached_prompt_tokens", 0)
@@ -289,10 +290,13 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: di
             lines.append(
                 f"| {s.step} | {s.ok} | {s.failed} | {s.skipped} | {u.get('requests', 0)} | "
                 f"{u.get('cached', 0)} | {prompt:,} | {completion:,} | {u.get('total_tokens', 0):,} |"
+                + (f" {u.get('data_usd', 0):.4f} | {u.get('usd', 0):.4f} |" if priced else "")
             )
         lines.append(
             "\nToken counts are what the data cost, including replies a resumed run took from the response cache."
         )
+        if summary.price is not None:
+            lines.append(f"Dollars at {describe_price(summary.price)}.")
         negatives = summary.step("hard_negatives")
         if negatives is not None:
             lines.append(

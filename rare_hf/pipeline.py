@@ -43,6 +43,7 @@ class RunSummary:
     seconds: float
     rare_hf_version: str
     finished_at: str
+    price: dict[str, Any] | None = None  # the teacher's price per million tokens and discount, when given
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +64,8 @@ class RunSummary:
             f"{'step':<16}{'rows':>8}{'ok':>8}{'failed':>8}{'skipped':>9}{'short':>7}{'requests':>10}{'cached':>8}"
             f"{'tokens paid':>13}{'data tokens':>13}{'seconds':>9}"
         ]
+        if self.price is not None:
+            lines[0] += f"{'USD paid':>10}{'data USD':>10}"
         for s in self.steps:
             u = s.usage
             lines.append(
@@ -70,8 +73,11 @@ class RunSummary:
                 f"{u.get('requests', 0):>10}"
                 f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>13,}{u.get('data_tokens', 0):>13,}"
                 f"{s.seconds:>9.1f}"
+                + (f"{u.get('usd', 0):>10.4f}{u.get('data_usd', 0):>10.4f}" if self.price is not None else "")
             )
         lines.append("tokens paid: sent by this run; data tokens: what the data cost, cached replies included")
+        if self.price is not None:
+            lines.append(f"prices: {describe_price(self.price)}")
         lines.append(f"rows in: {self.rows_in}, rows out: {self.rows_out}, failed rows dropped: {self.dropped_failed}")
         return "\n".join(lines)
 
@@ -191,7 +197,14 @@ def run_summary(
         seconds=seconds,
         rare_hf_version=_version(),
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        price=dataclasses.asdict(llm.price) if llm is not None and llm.price is not None else None,
     )
+
+
+def describe_price(price: dict[str, Any]) -> str:
+    """``$0.15 / $0.60 per million input / output tokens, batch discount x0.5`` (the summary's and card's)."""
+    text = f"${price['input_usd']:g} / ${price['output_usd']:g} per million input / output tokens"
+    return text + (f", batch discount x{price['discount']:g}" if price.get("discount", 1.0) != 1.0 else "")
 
 
 _STEP_FUNCTIONS: dict[str, Callable[..., Any]] = {

@@ -1,7 +1,8 @@
 """A local OpenAI-compatible chat server for offline tests and demos (standard library only).
 
 It serves ``POST /v1/chat/completions`` and ``GET /v1/models`` on 127.0.0.1 with a pluggable responder,
-latency, fault injection, a request log and the peak number of requests in flight.
+latency, fault injection, a request log and the peak number of requests in flight, and the Batch API
+(``/v1/files``, ``/v1/batches``) with a controllable completion time, per-line errors and expiry.
 
 Example:
     >>> from rare_hf.testing import LocalTeacher, Reply
@@ -24,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ._batch_server import BatchAPI
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens"]
 
@@ -110,6 +113,9 @@ class LocalTeacher:
             accepts any model.
         api_key: When set, requests without ``Authorization: Bearer <api_key>`` get 401.
         keep_log: Keep every request body in :attr:`requests` (turn off for long benchmarks).
+        batch_seconds: Seconds a Batch API batch takes to complete. Its lines are answered like chat
+            requests (responder, queued and random faults, context limit; no latency): a line whose reply
+            is an error goes to the batch's error file. See :meth:`expire_next_batch`.
 
     Attributes:
         requests: Bodies of the chat requests received, in arrival order.
@@ -118,6 +124,8 @@ class LocalTeacher:
         request_count: Chat requests that reached the responder (or a queued fault).
         http_request_count: Every HTTP request, including ones refused for the key or the model.
         peak_in_flight: Most chat requests being handled at the same time.
+        batch_api: The Batch API's state: ``files``, ``batches`` and ``submitted_ids`` (the ``custom_id`` of
+            every line of every batch created, in order).
         prompt_tokens / completion_tokens: Usage totals the server reported.
     """
 
@@ -135,6 +143,7 @@ class LocalTeacher:
         models: list[str] | None = None,
         api_key: str | None = None,
         keep_log: bool = True,
+        batch_seconds: float = 0.2,
     ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
@@ -157,6 +166,7 @@ class LocalTeacher:
         self.completion_tokens = 0
         self._faults: list[Reply] = []
         self._lock = threading.Lock()
+        self.batch_api = BatchAPI(self._answer_line, batch_seconds)
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -176,6 +186,10 @@ class LocalTeacher:
         """Answer the next requests with these faults (each repeated ``times``), then the responder again."""
         with self._lock:
             self._faults.extend(fault for fault in faults for _ in range(times))
+
+    def expire_next_batch(self, after_lines: int) -> None:
+        """The next batch created answers only its first ``after_lines`` lines, then expires."""
+        self.batch_api.expire_next(after_lines)
 
     def reset(self) -> None:
         """Clear the log, the counters and pending faults."""
@@ -283,18 +297,16 @@ class LocalTeacher:
                 ).encode(),
                 None,
             )
+        if (routed := await self.batch_api.dispatch(method, path, headers, body)) is not None:
+            return routed
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return 404, (), _error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")
         if self.models is not None and request.get("model") not in self.models:
             message = f"The model '{request.get('model')}' does not exist"
             return 404, (), _error_body(message, "model_not_found"), None
+        fault = self._arrived(request)
         with self._lock:
-            self.request_count += 1
-            if self.keep_log:
-                self.requests.append(request)
-                self.arrivals.append(time.monotonic())
-            fault = self._faults.pop(0) if self._faults else self._random_fault()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -302,6 +314,22 @@ class LocalTeacher:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _arrived(self, request: dict[str, Any]) -> Reply | None:
+        """Count and log a chat request (online or a batch line); returns the fault it gets, if any."""
+        with self._lock:
+            self.request_count += 1
+            if self.keep_log:
+                self.requests.append(request)
+                self.arrivals.append(time.monotonic())
+            return self._faults.pop(0) if self._faults else self._random_fault()
+
+    async def _answer_line(self, request: dict[str, Any]) -> tuple[int, bytes]:
+        fault = self._arrived(request)
+        if fault is not None and (fault.hang or fault.drip is not None):
+            fault = Reply.error(500, message="the line's request did not complete")
+        status, _, payload, _ = await self._respond(request, fault, wait=False)
+        return status, payload
 
     def _random_fault(self) -> Reply | None:
         for probability, reply in self.random_faults:
@@ -315,7 +343,9 @@ class LocalTeacher:
         base = self.latency() if callable(self.latency) else self.latency
         return base + self.latency_per_in_flight * self.in_flight
 
-    async def _respond(self, request: dict[str, Any], fault: Reply | None) -> tuple[int, tuple, bytes, float | None]:
+    async def _respond(
+        self, request: dict[str, Any], fault: Reply | None, *, wait: bool = True
+    ) -> tuple[int, tuple, bytes, float | None]:
         prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in request.get("messages", []))
         if self.max_context_tokens is not None and prompt_tokens > self.max_context_tokens:
             message = (
@@ -326,7 +356,7 @@ class LocalTeacher:
         reply = fault or self.responder(request)
         if isinstance(reply, str):
             reply = Reply(content=reply)
-        delay = self._delay(reply)
+        delay = self._delay(reply) if wait else 0.0
         if delay:
             await asyncio.sleep(delay)
         if reply.hang:

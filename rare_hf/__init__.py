@@ -31,6 +31,9 @@ _LAZY = {
     "Completion": "llm",
     "LLMRun": "llm",
     "Usage": "llm",
+    "Price": "llm",
+    "estimate_run": "estimate",
+    "StepEstimate": "estimate",
     "ResponseCache": "cache",
     "CacheError": "cache",
     "default_cache_dir": "cache",
@@ -64,7 +67,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
     from .export import to_retrieval_triples, to_sft
     from .hub import push_to_hub
-    from .llm import LLM, Completion, LLMRun, Usage
+    from .estimate import StepEstimate, estimate_run
+    from .llm import LLM, Completion, LLMRun, Price, Usage
     from .negatives import add_hard_negatives
     from .pipeline import RunSummary, build_rare_dataset
     from .questions import add_questions

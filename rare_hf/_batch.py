@@ -71,6 +71,7 @@ class BatchQueue:
         self.quiet = quiet
         self.max_rounds = max_rounds
         self.show_progress = show_progress
+        self.max_requests, self.max_bytes = MAX_REQUESTS, MAX_BYTES
         self._waiting: dict[str, _Waiting] = {}
         self._last_added = 0.0
         self._runner: asyncio.Task[None] | None = None
@@ -112,7 +113,7 @@ class BatchQueue:
         for key in keys:
             line = {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": self._waiting[key].body}
             data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
-            if chunk and (len(chunk) == MAX_REQUESTS or size + len(data) > MAX_BYTES):
+            if chunk and (len(chunk) == self.max_requests or size + len(data) > self.max_bytes):
                 yield chunk
                 chunk, size = [], 0
             chunk.append((key, data))
@@ -146,6 +147,7 @@ class BatchQueue:
         the keys they hold, when known; one with no line in any output goes to the next round)."""
         batches = {i: await self.client.batches.retrieve(i) for i in ids}
         bars = {i: tqdm(total=0, desc=f"batch {i}", unit="req", disable=not self.show_progress) for i in ids}
+        interval = min(0.5, self.poll_interval)
         try:
             while True:
                 for batch_id, batch in batches.items():
@@ -157,7 +159,10 @@ class BatchQueue:
                     bar.set_postfix(status=batch.status, refresh=True)
                 if all(b.status in _DONE for b in batches.values()):
                     break
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(interval)
+                interval = min(
+                    self.poll_interval, interval * 1.5
+                )  # small test batches end in seconds, real ones in hours
                 batches = {i: await self.client.batches.retrieve(i) for i in ids}
         finally:
             for bar in bars.values():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -130,6 +131,8 @@ class BatchAPI:
             status, payload = await self.answer(line["body"])
             response = {"status_code": status, "request_id": f"req_{i}", "body": json.loads(payload)}
             (outputs if status == 200 else errors).append(_line(line, response, None))
+        # Like the real API, output order is not input order: clients must match lines by custom_id.
+        random.Random(batch.id).shuffle(outputs)
         batch.completed, batch.failed = len(outputs), len(errors)
         batch.output_file_id = self._store(outputs)
         batch.error_file_id = self._store(errors)

@@ -84,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument(
         "--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)"
     )
+    teacher.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the OpenAI Batch API: half the price, results within 24 h; re-run the "
+        "same command to collect batches a stopped run submitted",
+    )
+    teacher.add_argument(
+        "--price",
+        default=None,
+        metavar="IN,OUT",
+        help="USD per million input and output tokens, e.g. 0.15,0.60: dollars in the progress, summary and card",
+    )
+    teacher.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count the requests and estimate the tokens (and dollars, with --price) of the run; send nothing",
+    )
     steps = parser.add_argument_group("steps")
     steps.add_argument(
         "--steps",
@@ -160,6 +177,9 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("--ray needs the ray extra: pip install 'rare-hf[ray]'")
     if args.ray_actors < 1:
         raise CliError(f"--ray-actors must be at least 1, got {args.ray_actors}.")
+    if args.ray and args.batch:
+        raise CliError("--batch and --ray do not go together: the Batch API needs no cluster; drop --ray.")
+    args.price_per_million = _parse_price(args.price)
     exports = _parse_formats(args.format, steps)
     output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
     if output.exists() and not args.overwrite:
@@ -174,6 +194,8 @@ def _run(args: argparse.Namespace) -> int:
         needs_llm = "questions" in steps or "reasoning" in steps
         llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
         args.cache_path = llm.cache_path if llm is not None else None
+        if args.dry_run:
+            return _dry_run(ds, llm, args, steps)
         try:
             if llm is not None:
                 llm.check_connection()
@@ -274,6 +296,46 @@ def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, mode
     return LLM(**_llm_kwargs(args, base_url, api_key, model), cache_dir=cache_dir)
 
 
+def _parse_price(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        prices = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        prices = ()
+    if len(prices) != 2 or min(prices) < 0:
+        raise CliError(f"--price: expected two numbers IN,OUT (USD per million tokens), e.g. 0.15,0.60; got {text!r}.")
+    return prices  # type: ignore[return-value]
+
+
+def _dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, steps: list[str]) -> int:
+    """Print what the run would send and cost; nothing is sent."""
+    from .estimate import COMPLETION_TOKENS, estimate_run
+
+    try:
+        if llm is None:
+            print(f"dry run: {len(ds)} rows; no step asks the teacher, so the run costs nothing.")
+            return 0
+        estimates = estimate_run(
+            ds, llm, text_key=args.text_column, num_neg=args.num_neg, num_questions=args.num_questions, steps=steps
+        )
+    finally:
+        if llm is not None:
+            llm.close()
+    print(f"dry run: {len(ds)} rows; nothing was sent.")
+    print(f"{'step':<12}{'requests':>10}{'cached':>8}{'est. prompt tokens':>20}{'est. completion':>17}{'est. USD':>10}")
+    for e in estimates:
+        usd = f"{e.usd:>10.4f}" if e.usd is not None else f"{'-':>10}"
+        print(f"{e.step:<12}{e.requests:>10}{e.cached:>8}{e.prompt_tokens:>20,}{e.completion_tokens:>17,}{usd}")
+    assumed = ", ".join(f"{n} {step}" for step, n in COMPLETION_TOKENS.items())
+    print(
+        f"Completion tokens assume first-try replies of {assumed} tokens; repairs and resamples add to them. "
+        "Reasoning prompts are estimated (their questions do not exist yet)."
+        + (" Prices include the batch discount." if args.batch else "")
+    )
+    return 0
+
+
 def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None) -> dict[str, Any]:
     return {
         "model": model,
@@ -284,6 +346,8 @@ def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, mo
         "max_tokens": args.max_tokens,
         "timeout": args.timeout,
         "max_retries": args.max_retries,
+        "batch": args.batch,
+        "price_per_million": args.price_per_million,
     }
 
 

@@ -121,11 +121,10 @@ class Usage:
         counts = {k: v for k, v in dataclasses.asdict(self).items() if k != "price"}
         counts |= {"total_tokens": self.total_tokens, "data_tokens": self.data_tokens}
         if self.price is not None:
-            counts["usd"] = round(self.price.usd(self.prompt_tokens, self.completion_tokens), 6)
-            data = self.price.usd(
+            counts["usd"] = self.price.usd(self.prompt_tokens, self.completion_tokens)
+            counts["data_usd"] = self.price.usd(
                 self.prompt_tokens + self.cached_prompt_tokens, self.completion_tokens + self.cached_completion_tokens
             )
-            counts["data_usd"] = round(data, 6)
         return counts
 
 
@@ -200,7 +199,8 @@ class LLM:
             within 24 h) instead of one by one; the steps do not change. Needs the cache, which also keeps
             the submitted batch ids: a killed run re-run with the same cache collects its batches instead
             of submitting them again.
-        batch_poll_interval: Seconds between two status checks of a submitted batch.
+        batch_poll_interval: Most seconds between two status checks of a submitted batch (the first checks
+            come sooner, backing off from half a second).
         price_per_million: ``(input_usd, output_usd)`` per million tokens: summaries, progress bars and the
             dataset card then show dollars (the batch discount applied in batch mode).
         **extra_params: Sent with every request (``top_p``, ``seed``, ``response_format``, ...), and the
@@ -363,6 +363,13 @@ class LLM:
 
         return await gather_or_cancel([one(m) for m in prompts])
 
+    def is_cached(self, messages: Messages, *, sample_index: int = 0, **params: Any) -> bool:
+        """Whether :meth:`complete` with these arguments would be answered from the cache (nothing is sent)."""
+        self._check_open()
+        if self._cache is None:
+            return False
+        return self._cache.get(self._key(messages, sample_index, *self._split_params(params))) is not None
+
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is
         unreachable or refuses the key. Servers that do not implement ``/models`` pass."""
@@ -408,13 +415,7 @@ class LLM:
     async def _complete(self, messages: Messages, sample_index: int, run: LLMRun, params: dict[str, Any]) -> Completion:
         run.check()
         body, options = self._split_params(params)
-        key = cache_key(
-            model=self.model,
-            messages=messages,
-            params={**body, "extra_query": options.get("params")},
-            sample_index=sample_index,
-            namespace=self.cache_namespace,
-        )
+        key = self._key(messages, sample_index, body, options)
         hit = self._cache.get(key) if self._cache is not None else None
         if hit is not None:
             completion = Completion(**hit, cached=True)
@@ -444,6 +445,16 @@ class LLM:
                 max_rounds=self.max_retries,
             )
         return self._batches
+
+    def _key(self, messages: Messages, sample_index: int, body: dict[str, Any], options: dict[str, Any]) -> str:
+        params = {**body, "extra_query": options.get("params")}
+        return cache_key(
+            model=self.model,
+            messages=messages,
+            params=params,
+            sample_index=sample_index,
+            namespace=self.cache_namespace,
+        )
 
     def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
         self._check_open()

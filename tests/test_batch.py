@@ -131,3 +131,40 @@ def test_batch_mode_needs_the_cache_and_one_endpoint(tmp_path: Path) -> None:
         rare_hf.LLM("m", api_key="x", base_url="http://127.0.0.1:9/v1", cache_dir=False, batch=True)
     with pytest.raises(rare_hf.LLMConfigError, match="one base_url"):
         rare_hf.LLM("m", api_key="x", base_url=["http://a:1/v1", "http://b:1/v1"], cache_dir=tmp_path, batch=True)
+
+
+def test_the_cli_dry_run_sends_nothing_then_batch_mode_bills_in_dollars(teacher: LocalTeacher, tmp_path: Path) -> None:
+    from test_pipeline import _cli
+
+    src = tmp_path / "docs.jsonl"
+    documents(12).to_json(str(src), lines=True)
+    flags = [str(src), "--model", "teacher-test", "--base-url", teacher.url, "--num-neg", "2", "--price", "0.15,0.60"]
+    env = {"OPENAI_API_KEY": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
+    dry = _cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "dry"), env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert teacher.http_request_count == 0 and not (tmp_path / "dry").exists()
+    rows = {line.split()[0]: line.split() for line in dry.stdout.splitlines()[2:4]}
+    assert rows["questions"][1:3] == ["12", "0"] and rows["reasoning"][1:3] == ["12", "0"]
+    assert "Prices include the batch discount." in dry.stdout
+    run = _cli(*flags, "--batch", "--output", str(tmp_path / "out"), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "USD paid" in run.stdout and "re-run the same command later to collect" in run.stderr
+    steps = json.loads((tmp_path / "out" / "summary.json").read_text())["steps"]
+    usd = sum(s["usage"].get("usd", 0) for s in steps)
+    assert usd == pytest.approx((teacher.prompt_tokens * 0.15 + teacher.completion_tokens * 0.60) / 2e6, rel=1e-4)
+    assert len(teacher.batch_api.batches) == 2 and chat_posts(teacher) == 0
+    again = _cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "dry"), env=env)
+    assert again.stdout.splitlines()[2].split()[1:4] == ["12", "12", "0"]  # every question prompt is cached now
+
+
+def test_a_step_over_the_batch_limits_is_split_and_matched_back_by_custom_id(teacher: LocalTeacher, tmp_path) -> None:
+    llm = batch_llm(teacher, tmp_path / "cache")
+    llm._batch_queue().max_requests = 7  # the API's 50,000, scaled down
+    out = rare_hf.add_questions(documents(20), llm, show_progress=False)
+    assert [b.total for b in teacher.batch_api.batches.values()] == [7, 7, 6]
+    online = rare_hf.add_questions(
+        documents(20),
+        rare_hf.LLM("teacher-test", base_url=teacher.url, api_key="EMPTY", cache_dir=False),
+        show_progress=False,
+    )
+    assert out["question"] == online["question"]

@@ -7,6 +7,7 @@ the reasoning (set notation, code, LaTeX) are skipped, not fatal.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ __all__ = [
     "iter_json_objects",
     "parse_questions",
     "validate_question",
+    "prompt_echo",
+    "is_near_duplicate",
 ]
 
 
@@ -96,8 +99,12 @@ _MAX_QUESTION_CHARS = 2_000
 _MAX_SCENARIO_CHARS = 6_000
 
 
-def validate_question(question: str, scenario: str, document: str) -> str | None:
-    """Why this question/scenario pair is unusable, or ``None`` if it is fine."""
+def validate_question(question: str, scenario: str, document: str, prompt: str = "") -> str | None:
+    """Why this question/scenario pair is unusable, or ``None`` if it is fine.
+
+    ``prompt`` is the text of the prompt without the document: a field that repeats its placeholders or a
+    run of its instructions is an echo (small models copy the format they were shown), not a question.
+    """
     if len(question) < _MIN_QUESTION_CHARS:
         return f"the question is empty or shorter than {_MIN_QUESTION_CHARS} characters"
     if not scenario:
@@ -109,7 +116,46 @@ def validate_question(question: str, scenario: str, document: str) -> str | None
             return f'the {field} refers to its source ("{match.group(0)}"); it must stand alone'
     if _squash(question) in _squash(document):
         return "the question copies the document instead of asking something that needs reasoning"
+    for field, value in (("question", question), ("scenario", scenario)):
+        if echo := prompt_echo(value, prompt):
+            return f'the {field} echoes the prompt ("{echo}") instead of writing one'
     return None
+
+
+def is_near_duplicate(question: str, others: list[str], threshold: float = 0.8) -> bool:
+    """Whether ``question`` shares at least ``threshold`` of its words (Jaccard) with one of ``others``."""
+    words = set(_squash(question).split())
+    for other in others:
+        theirs = set(_squash(other).split())
+        if words and theirs and len(words & theirs) / len(words | theirs) >= threshold:
+            return True
+    return False
+
+
+_ECHO_WORDS = 6  # a run of this many of the prompt's words is copied, not written
+
+
+def prompt_echo(value: str, prompt: str) -> str | None:
+    """The part of the prompt ``value`` repeats: a whole ``<placeholder>``, or a run of its words."""
+    if not prompt:
+        return None
+    squashed = _squash(value)
+    for placeholder in re.findall(r"<([^<>{}/\n]{2,80})>", prompt):
+        if f"<{placeholder}>" in value or squashed == _squash(placeholder):
+            return f"<{placeholder}>"
+    runs = _word_runs(prompt)
+    words = squashed.split()
+    for i in range(len(words) - _ECHO_WORDS + 1):
+        run = " ".join(words[i : i + _ECHO_WORDS])
+        if run in runs:
+            return run
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _word_runs(prompt: str) -> frozenset[str]:
+    words = _squash(prompt).split()
+    return frozenset(" ".join(words[i : i + _ECHO_WORDS]) for i in range(len(words) - _ECHO_WORDS + 1))
 
 
 def _squash(text: str) -> str:

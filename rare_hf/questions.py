@@ -10,7 +10,7 @@ from . import _steps
 from ._step import Column, LLMStep
 from .llm import LLM, Completion, LLMRun
 from .errors import LLMRequestError
-from .parsing import ParseError, parse_questions, validate_question
+from .parsing import ParseError, is_near_duplicate, parse_questions, validate_question
 from .prompts import (
     QUESTION_PROMPT,
     QUESTION_REPAIR_PROMPT,
@@ -22,6 +22,10 @@ from .prompts import (
 __all__ = ["add_questions"]
 
 _RETRY_TEMPERATURE = 0.7
+# The question prompts' own text (the document slot left empty): what a field must not repeat.
+_PROMPT_TEXT = "\n".join(
+    (p.system + "\n" + p.user.replace("{document}", "")) for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT)
+)
 
 
 def add_questions(
@@ -228,14 +232,14 @@ class QuestionStep(LLMStep):
         except ParseError as exc:
             return f"parse: {exc}"
         problem = ""
-        seen = {pair["question"] for pair in kept}
         for pair in pairs:
-            reason = validate_question(pair["question"], pair["scenario"], document)
+            reason = validate_question(pair["question"], pair["scenario"], document, prompt=_PROMPT_TEXT)
+            if not reason and is_near_duplicate(pair["question"], [k["question"] for k in kept]):
+                reason = "a near-duplicate of another question of this document"
             if reason:
                 problem = problem or f"invalid: {reason}"
-            elif pair["question"] not in seen:
+            else:
                 kept.append(pair)
-                seen.add(pair["question"])
         if not problem and len(kept) < self.n:
             problem = f"parse: the reply has {len(kept)} usable question(s), {self.n} were asked for"
         return problem

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rare_hf.answers import answers_match, split_reasoning
-from rare_hf.parsing import ParseError, iter_json_objects, parse_questions, validate_question
+from rare_hf.parsing import ParseError, is_near_duplicate, iter_json_objects, parse_questions, validate_question
 
 GOOD = {"hard_queries": [{"scenario": "A team must pick a storage engine.", "question": "Which engine and why?"}]}
 
@@ -82,6 +82,42 @@ def test_validate_question_rejects_copies_and_accepts_good() -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "question, scenario, echoed",
+    [
+        (
+            "How should the team sequence the two migrations safely?",
+            "The situation and its constraints",
+            "<the situation",
+        ),
+        ("<the question> for this ward", "A ward of patients on two anticoagulants.", "<the question>"),
+        (
+            "What would a capable practitioner of this domain could face here?",
+            "A ward of patients on two anticoagulants.",
+            "a capable practitioner of this domain",
+        ),
+        (
+            "Which dose is safest for this patient?",
+            "Each question comes with a scenario and together they must stand alone.",
+            "each question comes with a scenario",
+        ),
+    ],
+)
+def test_a_field_that_echoes_the_prompt_is_rejected(question: str, scenario: str, echoed: str) -> None:
+    from rare_hf.questions import _PROMPT_TEXT
+
+    reason = validate_question(question, scenario, "Unrelated document text.", prompt=_PROMPT_TEXT)
+    assert reason is not None and "echoes the prompt" in reason and echoed in reason
+
+
+def test_near_duplicates_are_told_apart_from_different_questions() -> None:
+    first = "Which anticoagulant should the team stop first in a patient with renal failure?"
+    assert is_near_duplicate(
+        "Which anticoagulant should the team stop first in a patient with kidney failure?", [first]
+    )
+    assert not is_near_duplicate("How long after stopping warfarin can the surgery go ahead safely?", [first])
 
 
 def test_split_reasoning_variants() -> None:

@@ -206,3 +206,34 @@ def test_fatal_error_stops_the_step(teacher: LocalTeacher, make_llm) -> None:
     with pytest.raises(rare_hf.LLMFatalError, match="API key"):
         rare_hf.add_questions(ds, make_llm(max_concurrency=4), show_progress=False)
     assert teacher.request_count <= 4
+
+
+def test_a_small_model_echoing_the_format_makes_no_row(teacher: LocalTeacher, make_llm) -> None:
+    # What SmolLM2-135M did on llama.cpp: a plausible question, and the format's placeholder as the scenario.
+    teacher.responder = lambda r: good_reply(scenario="The situation and its constraints")
+    out = rare_hf.add_questions(dataset(2), make_llm(), show_progress=False)
+    assert out["question"] == [None, None] and teacher.request_count == 2 * 3
+    assert all(
+        'the scenario echoes the prompt ("<the situation and its constraints>")' in e for e in out["question_error"]
+    )
+
+
+def test_near_duplicate_questions_of_one_document_count_once(teacher: LocalTeacher, make_llm) -> None:
+    pairs = [
+        {
+            "scenario": "A patient starts amiodarone.",
+            "question": "How should the warfarin dose change when amiodarone starts?",
+        },
+        {
+            "scenario": "A patient starts amiodarone.",
+            "question": "How should the warfarin dose change once amiodarone starts?",
+        },
+    ]
+    distinct = {
+        "scenario": "A patient eats more greens.",
+        "question": "What INR drift follows a jump in vitamin K intake?",
+    }
+    replies = iter([json.dumps({"hard_queries": pairs}), json.dumps({"hard_queries": [distinct]})])
+    teacher.responder = lambda r: next(replies)
+    out = rare_hf.add_questions(dataset(1), make_llm(), num_questions=2, show_progress=False)
+    assert out["question"] == [pairs[0]["question"], distinct["question"]] and out["question_attempts"] == [2, 2]

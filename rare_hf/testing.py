@@ -434,23 +434,34 @@ def demo_responder(request: dict[str, Any]) -> str:
     digest = hashlib.sha1(prompt.encode()).hexdigest()[:6]
     if "# Retrieved Documents" in prompt:
         return _demo_reasoning(prompt, digest)
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(prompt.split("<document>")[-1])))[:60]
-    topic = ", ".join(words[10:13]) or "the domain"
+    document = prompt.split("<document>")[-1].split("</document>")[0]
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(document)))[:60]
     count = _requested_count(prompt)
-    queries = [
-        {
-            "scenario": f"[placeholder {digest}-{i}] A practitioner has to weigh {topic} against "
-            f"{words[(17 + i) % max(len(words), 1)] if words else 'competing constraints'} "
-            "before making a decision under real constraints.",
-            "question": f"[placeholder {digest}-{i}] Which course of action best balances {topic}, and what "
-            "trade-offs justify it?",
-        }
-        for i in range(count)
-    ]
+    queries = []
+    for i in range(count):  # distinct questions per document, as the steps' near-duplicate check demands
+        start = (10 + 3 * i + int(digest, 16)) % max(1, len(words) - 2)  # a resample picks other words
+        topic = ", ".join(words[start : start + 3]) or f"the domain's trade-off {i + 1}"
+        queries.append(
+            {
+                "scenario": f"[placeholder {digest}-{i}] A practitioner has to weigh {topic} against "
+                f"{words[(17 + i) % max(len(words), 1)] if words else 'competing constraints'} "
+                "before making a decision under real constraints.",
+                "question": f"[placeholder {digest}-{i}] "
+                + _DEMO_QUESTIONS[(i + int(digest, 16)) % len(_DEMO_QUESTIONS)].format(topic),
+            }
+        )
     return (
         "Reasoning about what a hard question needs {a set like {x, y}} before answering.\n"
         f"```json\n{json.dumps({'hard_queries': queries}, indent=2)}\n```"
     )
+
+
+_DEMO_QUESTIONS = (
+    "Which course of action best balances {}, and what trade-offs justify it?",
+    "What would go wrong first if {} were ignored, and how would you notice?",
+    "How would you convince a sceptical colleague that {} should change the plan?",
+    "Which single measurement would settle a dispute about {}, and why that one?",
+)
 
 
 def _requested_count(prompt: str) -> int:

@@ -3,6 +3,8 @@ or a configuration error that stops the run."""
 
 from __future__ import annotations
 
+import zlib
+
 import dataclasses
 import re
 from typing import Any, Literal
@@ -133,3 +135,14 @@ def fix_hint(status: int) -> str:
         "The server rejects the request itself: check the model's supported parameters "
         "(max_tokens, response_format, extra_body) and the prompt length (max_doc_chars).",
     )
+
+
+_LOOP_TAIL_CHARS = 4000
+_LOOP_MIN_CHARS = 600
+_LOOP_RATIO = 0.15  # prose compresses to ~0.35-0.5 of its size; a loop to a few percent
+
+
+def is_repetitive(text: str) -> bool:
+    """Whether the end of a reply is a loop (the same phrases over and over), judged by how well it compresses."""
+    tail = text[-_LOOP_TAIL_CHARS:].encode()
+    return len(tail) >= _LOOP_MIN_CHARS and len(zlib.compress(tail)) / len(tail) < _LOOP_RATIO

@@ -13,6 +13,7 @@ import datasets
 
 from . import _steps
 from ._runner import stream_map
+from ._replies import Completion, is_repetitive
 from .llm import LLM, LLMRun
 from .summary import StepSummary
 
@@ -40,10 +41,15 @@ class LLMStep(abc.ABC):
     progress_desc: ClassVar[str]
     prompt_version: ClassVar[str]
 
-    def __init__(self, llm: LLM, error_column: str) -> None:
+    default_budget: ClassVar[int]  # completion tokens a reply of this step needs, with room to spare
+
+    def __init__(self, llm: LLM, error_column: str, max_tokens: int | None = None) -> None:
         self.llm = llm
         self.error_column = error_column
         self.params: dict[str, Any] = {}
+        # The step's own argument, else the LLM's max_tokens, else the step's default: never unbounded, or a
+        # looping model generates until the server's context is full.
+        self.budget: int = max_tokens or llm.default_params.get("max_tokens") or self.default_budget
 
     # -- what a subclass says --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -66,6 +72,23 @@ class LLMStep(abc.ABC):
         return {}
 
     # -- shared ---------------------------------------------------------------------------------------------
+    async def ask(self, messages: list[dict[str, Any]], run: LLMRun, sample_index: int, **params: Any) -> Completion:
+        """One request within the budget. A reply cut off by the budget, not by a loop, is asked once more
+        with twice the budget; a looping reply is not (more room only buys more loop)."""
+        completion = await self.llm.acomplete(
+            messages, sample_index=sample_index, run=run, **params, max_tokens=self.budget
+        )
+        if completion.truncated and not is_repetitive((completion.reasoning or "") + completion.text):
+            completion = await self.llm.acomplete(
+                messages, sample_index=sample_index, run=run, **params, max_tokens=2 * self.budget
+            )
+        return completion
+
+    def truncation_problem(self, completion: Completion) -> str:
+        if is_repetitive((completion.reasoning or "") + completion.text):
+            return "truncated: repetitive output (the teacher repeated itself until max_tokens)"
+        return f"truncated: the reply was cut off at max_tokens={2 * self.budget}; raise max_tokens"
+
     def output_names(self) -> list[str]:
         return [c.name for c in self.columns() if c.name != _steps.DOC_ID]
 

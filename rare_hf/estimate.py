@@ -15,7 +15,8 @@ from typing import Any
 import datasets
 
 from .llm import LLM
-from .prompts import question_messages, reasoning_messages
+from .prompts import reasoning_messages
+from .questions import QuestionStep
 
 __all__ = ["StepEstimate", "estimate_run", "estimate_tokens"]
 
@@ -79,8 +80,9 @@ def estimate_run(
     texts = [t if isinstance(t, str) else "" for t in ds[text_key]]
     estimates = []
     if "questions" in steps:
-        prompts = [question_messages(t[:max_doc_chars], num_questions) for t in texts if t.strip()]
-        to_send = [m for m in prompts if not llm.is_cached(m)]
+        step = QuestionStep(llm, num_questions=num_questions, max_doc_chars=max_doc_chars)
+        prompts = [step.first_request(t) for t in texts if t.strip()]
+        to_send = [m for m, params in prompts if not llm.is_cached(m, **params)]
         estimates.append(
             _estimate(llm, "questions", len(prompts), to_send, COMPLETION_TOKENS["questions"] * num_questions)
         )

@@ -39,6 +39,7 @@ def add_questions(
     num_questions: int = 1,
     temperature: float | None = None,
     max_doc_chars: int = 20_000,
+    max_tokens: int | None = None,
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -57,6 +58,8 @@ def add_questions(
         num_questions: Questions per document; each becomes its own row (``{output_question_key}_index``).
         temperature: First-attempt temperature; ``None`` uses the LLM's default.
         max_doc_chars: Longer documents are cut to this many characters (``{output_question_key}_input_truncated``).
+        max_tokens: Completion budget per reply; default: the LLM's ``max_tokens``, else 1,024. A reply cut off
+            by it is asked once more with twice the budget, unless it was looping.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
@@ -86,6 +89,7 @@ def add_questions(
         num_questions=num_questions,
         temperature=temperature,
         max_doc_chars=max_doc_chars,
+        max_tokens=max_tokens,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -98,6 +102,7 @@ class QuestionStep(LLMStep):
     name = "questions"
     function = "add_questions"
     progress_desc = "Writing questions"
+    default_budget = 1024
     prompt_version = QUESTION_PROMPT.version
 
     def __init__(
@@ -111,8 +116,9 @@ class QuestionStep(LLMStep):
         num_questions: int = 1,
         temperature: float | None = None,
         max_doc_chars: int = 20_000,
+        max_tokens: int | None = None,
     ) -> None:
-        super().__init__(llm, f"{output_question_key}_error")
+        super().__init__(llm, f"{output_question_key}_error", max_tokens)
         self.input_key, self.q, self.s = input_key, output_question_key, output_scenario_key
         self.max_attempts, self.n, self.max_doc_chars = max_attempts, num_questions, max_doc_chars
         self.temperature = temperature
@@ -127,6 +133,7 @@ class QuestionStep(LLMStep):
             "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
             "retry_temperature": _RETRY_TEMPERATURE,
             "max_doc_chars": max_doc_chars,
+            "max_tokens": self.budget,
             "llm_params": llm.default_params,
             "prompt_version": QUESTION_PROMPT.version,
             "repair_prompt_version": QUESTION_REPAIR_PROMPT.version,
@@ -190,6 +197,11 @@ class QuestionStep(LLMStep):
             )
         return rows
 
+    def first_request(self, text: str) -> tuple[Messages, dict[str, Any]]:
+        """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
+        messages, _, params = self._plan(0, question_messages(text[: self.max_doc_chars], self.n), None, "")
+        return messages, {**params, "max_tokens": self.budget}
+
     async def _ask(self, document: str, run: LLMRun) -> tuple[list[dict[str, str]], int, str]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""
         first = question_messages(document, self.n)
@@ -199,7 +211,7 @@ class QuestionStep(LLMStep):
         for attempt in range(self.max_attempts):
             messages, sample_index, params = self._plan(attempt, first, previous, problem)
             try:
-                previous = await self.llm.acomplete(messages, sample_index=sample_index, run=run, **params)
+                previous = await self.ask(messages, run, sample_index, **params)
             except LLMRequestError as exc:
                 previous, problem = None, f"request: {exc.reason}"
                 continue
@@ -226,7 +238,7 @@ class QuestionStep(LLMStep):
     def _collect(self, completion: Completion, document: str, kept: list[dict[str, str]]) -> str:
         """Add the reply's valid, new questions to ``kept``; return what was wrong with the reply, if anything."""
         if completion.truncated:
-            return "truncated: the reply was cut off (finish_reason=length); raise max_tokens"
+            return self.truncation_problem(completion)
         try:
             pairs = parse_questions(completion.text, self.n)
         except ParseError as exc:

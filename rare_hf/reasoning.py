@@ -66,6 +66,7 @@ def add_reasoning(
     temperature: float | None = None,
     resample_temperature: float = 0.95,
     max_doc_chars: int = 20_000,
+    max_tokens: int | None = None,
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -90,6 +91,8 @@ def add_reasoning(
         max_doc_chars: Each shown document (the positive and every negative) is cut to this many characters,
             so one oversized document cannot make a request the model's context refuses
             (``{r}_input_truncated`` says where it happened).
+        max_tokens: Completion budget per reply; default: the LLM's ``max_tokens``, else 4,096. A reply cut off
+            by it is asked once more with twice the budget, unless it was looping.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per ``Dataset.map`` batch.
         show_progress: Show a progress bar.
@@ -128,6 +131,7 @@ def add_reasoning(
         temperature=temperature,
         resample_temperature=resample_temperature,
         max_doc_chars=max_doc_chars,
+        max_tokens=max_tokens,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -140,6 +144,7 @@ class ReasoningStep(LLMStep):
     name = "reasoning"
     function = "add_reasoning"
     progress_desc = "Distilling reasoning"
+    default_budget = 4096
     prompt_version = REASONING_PROMPT.version
 
     def __init__(
@@ -158,8 +163,9 @@ class ReasoningStep(LLMStep):
         temperature: float | None = None,
         resample_temperature: float = 0.95,
         max_doc_chars: int = 20_000,
+        max_tokens: int | None = None,
     ) -> None:
-        super().__init__(llm, f"{output_key}_error")
+        super().__init__(llm, f"{output_key}_error", max_tokens)
         self.k = dict(
             text=input_text_key,
             question=input_question_key,
@@ -178,6 +184,7 @@ class ReasoningStep(LLMStep):
             "output_key": output_key,
             "max_attempts": max_attempts,
             "max_doc_chars": max_doc_chars,
+            "max_tokens": self.budget,
             "seed": seed,
             "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
             "resample_temperature": resample_temperature,
@@ -286,14 +293,14 @@ class ReasoningStep(LLMStep):
             else:  # a resample: new sample index (not a cache hit), sampling temperature, reproducible seed
                 params = {"temperature": self.resample_temperature, "seed": attempt}
             try:
-                completion = await self.llm.acomplete(messages, sample_index=attempt, run=run, **params)
+                completion = await self.ask(messages, run, attempt, **params)
             except LLMRequestError as exc:
                 problem = f"request: {exc.reason}"
                 continue
             reasoning, answer = _reasoning_and_answer(completion)
             result = {f"{r}_raw": _raw_reply(completion), f"{r}_attempts": attempt + 1}
             if completion.truncated:
-                problem = "truncated: the reply was cut off (finish_reason=length); raise max_tokens"
+                problem = self.truncation_problem(completion)
             elif not answer or not reasoning:
                 problem = "incomplete: the reply has no " + ("final answer" if not answer else "reasoning")
             elif gold is not None and not answers_match(answer, gold):

@@ -459,7 +459,7 @@ def demo_responder(request: dict[str, Any]) -> str:
 _DEMO_QUESTIONS = (
     "Which course of action best balances {}, and what trade-offs justify it?",
     "What would go wrong first if {} were ignored, and how would you notice?",
-    "How would you convince a sceptical colleague that {} should change the plan?",
+    "How would you convince a sceptical colleague to change the plan because of {}?",
     "Which single measurement would settle a dispute about {}, and why that one?",
 )
 

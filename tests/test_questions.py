@@ -98,12 +98,29 @@ def test_copied_question_is_rejected(teacher: LocalTeacher, make_llm) -> None:
     assert out[0]["question"] is None and "copies the document" in out[0]["question_error"]
 
 
-def test_truncated_reply_is_retried_not_used(teacher: LocalTeacher, make_llm) -> None:
+def test_a_reply_cut_off_by_the_budget_is_asked_again_with_twice_the_budget(teacher: LocalTeacher, make_llm) -> None:
     teacher.fail_next(Reply.truncated('{"hard_queries": [{"scenario": "half'))
     teacher.responder = lambda r: good_reply()
     out = rare_hf.add_questions(dataset(1), make_llm(), show_progress=False)
-    assert teacher.request_count == 2 and out[0]["question_attempts"] == 2
-    assert "cut off" in teacher.requests[1]["messages"][3]["content"]
+    assert [r["max_tokens"] for r in teacher.requests] == [1024, 2048]  # the step's default budget, then twice it
+    assert teacher.requests[0]["messages"] == teacher.requests[1]["messages"]  # the same prompt, not a repair turn
+    assert out[0]["question"] == json.loads(good_reply())["hard_queries"][0]["question"]
+    assert out[0]["question_attempts"] == 1
+
+
+def test_a_looping_reply_is_not_given_more_room_and_says_why(teacher: LocalTeacher, make_llm) -> None:
+    teacher.responder = lambda r: Reply.truncated("Let me reconsider the dose once more. " * 200)
+    out = rare_hf.add_questions(dataset(1), make_llm(), show_progress=False)
+    assert [r["max_tokens"] for r in teacher.requests] == [1024, 1024, 1024]  # three attempts, none doubled
+    assert out[0]["question_error"].startswith("truncated: repetitive output")
+
+
+def test_budgets_default_per_step_and_yield_to_the_llms_and_the_callers(teacher: LocalTeacher, make_llm) -> None:
+    ds = rare_hf.add_questions(dataset(1), make_llm(), show_progress=False)
+    rare_hf.add_reasoning(ds.add_column("hard_negatives", [[DOCS[1]]]), make_llm(), show_progress=False)
+    rare_hf.add_questions(dataset(1), make_llm(max_tokens=300, cache_dir=False), show_progress=False)
+    rare_hf.add_questions(dataset(1), make_llm(max_tokens=300, cache_dir=False), max_tokens=77, show_progress=False)
+    assert [r["max_tokens"] for r in teacher.requests] == [1024, 4096, 300, 77]
 
 
 def test_order_and_input_columns_preserved(teacher: LocalTeacher, make_llm) -> None:

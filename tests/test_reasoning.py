@@ -104,9 +104,10 @@ def test_truncated_and_incomplete_replies_are_retried_then_marked(teacher: Local
     out, summary = rare_hf.add_reasoning(
         dataset(1), make_llm(), max_attempts=3, show_progress=False, return_summary=True
     )
-    assert teacher.request_count == 3
+    # Each attempt is asked once more with twice the budget (the cut is not a loop): 3 attempts, 6 requests.
+    assert [r["max_tokens"] for r in teacher.requests] == [4096, 8192] * 3
     assert out[0]["reasoning"] is None and out[0]["answer"] is None
-    assert out[0]["reasoning_error"].startswith("truncated:")
+    assert out[0]["reasoning_error"] == "truncated: the reply was cut off at max_tokens=8192; raise max_tokens"
     assert summary.failed == 1 and summary.failure_reasons == {"truncated": 1}
     teacher.reset()
     teacher.fail_next(Reply(content="<think>No answer given.</think>"))

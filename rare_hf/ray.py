@@ -98,6 +98,8 @@ def build_rare_dataset_ray(
         steps, text_key=text_key, num_neg=num_neg, num_questions=num_questions, answer_key=answer_key, seed=seed
     )
     llm_kwargs = dict(llm_kwargs or {})
+    if llm_kwargs.get("batch"):
+        raise ValueError("llm_kwargs: batch=True does not run on Ray (the Batch API needs no cluster); drop it.")
     llm = None
     if any(name in plan for name in _LLM_STEPS):
         llm = LLM(**{**llm_kwargs, "cache_dir": False})  # a bad teacher configuration fails here, once
@@ -108,7 +110,9 @@ def build_rare_dataset_ray(
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same row order as the input
     # Streaming repartition (no all-to-all shuffle): blocks of one batch, so every actor gets work.
     table = _read(data).repartition(target_num_rows_per_block=batch_size)
+    wall: dict[str, float] = {}
     for name, kwargs in plan.items():
+        step_started = time.monotonic()
         actor: type = _Teacher
         step_args: dict[str, Any] = {"step": name, "kwargs": kwargs, "llm_kwargs": llm_kwargs}
         step_args |= {"cache_dir": str(cache_dir), "summaries": str(summaries / name)}
@@ -128,6 +132,7 @@ def build_rare_dataset_ray(
         # One step at a time, each with a fixed pool: pools of every step at once can ask for more CPUs than
         # the cluster has (then nothing starts), and a pool that scales down kills actors mid-batch.
         table = table.materialize()
+        wall[name] = time.monotonic() - step_started
     if not keep_failed:
         errors = [_error_column(name, kwargs) for name, kwargs in plan.items()]
         table = table.map_batches(_drop_failed, fn_kwargs={"errors": errors}, batch_format="pyarrow")
@@ -137,7 +142,7 @@ def build_rare_dataset_ray(
     out = datasets.load_dataset("parquet", data_files=files, split="train")
     if not return_summary:
         return out
-    merged = [_merged_summary(summaries / name, name) for name in plan]
+    merged = [_merged_summary(summaries / name, name, wall[name]) for name in plan]
     params = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions, "answer_key": answer_key}
     params |= {"seed": seed, "steps": list(steps), "keep_failed": keep_failed, "ray_actors": num_actors}
     summary = run_summary(
@@ -158,11 +163,12 @@ def _pool_size(wanted: int, cpus_per_actor: float) -> int:
     return max(1, min(wanted, int((cpus - 1) / cpus_per_actor)))
 
 
-def _merged_summary(folder: Path, step: str) -> StepSummary:
-    """One step's summary from its batches' (their seconds add up to actor-seconds, kept in stats)."""
+def _merged_summary(folder: Path, step: str, seconds: float) -> StepSummary:
+    """One step's summary from its batches'; their seconds add up to actor-seconds, kept in stats."""
     parts = [StepSummary(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
     merged = functools.reduce(StepSummary.merge, parts) if parts else StepSummary(step=step)
     merged.stats["actor_seconds"] = round(merged.seconds, 1)
+    merged.seconds = seconds
     return merged
 
 

@@ -168,3 +168,32 @@ def test_a_step_over_the_batch_limits_is_split_and_matched_back_by_custom_id(tea
         show_progress=False,
     )
     assert out["question"] == online["question"]
+
+
+def test_the_local_batch_api_cancels_like_the_real_one(tmp_path: Path) -> None:
+    import openai
+
+    with LocalTeacher(batch_seconds=0.5) as teacher:
+        client = openai.OpenAI(base_url=teacher.url, api_key="EMPTY")
+        lines = "".join(
+            json.dumps(
+                {
+                    "custom_id": f"r{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]},
+                }
+            )
+            + "\n"
+            for i in range(3)
+        )
+        upload = client.files.create(file=("in.jsonl", lines.encode(), "application/jsonl"), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        assert client.batches.cancel(batch.id).status == "cancelling"
+        deadline = time.monotonic() + 10
+        while (batch := client.batches.retrieve(batch.id)).status != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert batch.status == "cancelled" and batch.output_file_id is None
+        errors = [json.loads(line) for line in client.files.content(batch.error_file_id).text.splitlines()]
+        assert sorted(e["custom_id"] for e in errors) == ["r0", "r1", "r2"]
+        assert {e["error"]["code"] for e in errors} == {"batch_cancelled"} and teacher.request_count == 0

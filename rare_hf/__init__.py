@@ -32,6 +32,7 @@ _LAZY = {
     "LLMRun": "llm",
     "Usage": "llm",
     "Price": "llm",
+    "Prompt": "prompts",
     "estimate_run": "estimate",
     "StepEstimate": "estimate",
     "ResponseCache": "cache",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .llm import LLM, Completion, LLMRun, Price, Usage
     from .negatives import add_hard_negatives
     from .pipeline import RunSummary, build_rare_dataset
+    from .prompts import Prompt
     from .questions import add_questions
     from .reasoning import add_reasoning, document_order, reasoning_messages_for_row
     from .samples import load_sample_documents

@@ -15,6 +15,7 @@ from . import _steps
 from ._runner import stream_map
 from ._replies import Completion, is_repetitive
 from .llm import LLM, LLMRun
+from .prompts import PROMPT_SETS, Prompt, resolve_prompt_language
 from .summary import StepSummary
 
 Row = dict[str, Any]
@@ -39,9 +40,12 @@ class LLMStep(abc.ABC):
     name: ClassVar[str]  # the summary's step name
     function: ClassVar[str]  # the public function, for messages and the fingerprint
     progress_desc: ClassVar[str]
-    prompt_version: ClassVar[str]
+    prompt_version: str
 
     default_budget: ClassVar[int]  # completion tokens a reply of this step needs, with room to spare
+    prompt_name: ClassVar[str]  # its prompt in each language's set of PROMPT_SETS
+    prompt_placeholders: ClassVar[set[str]]  # what a custom prompt may use
+    prompt_required: ClassVar[set[str]]  # and must use
 
     def __init__(self, llm: LLM, error_column: str, max_tokens: int | None = None) -> None:
         self.llm = llm
@@ -72,6 +76,28 @@ class LLMStep(abc.ABC):
         return {}
 
     # -- shared ---------------------------------------------------------------------------------------------
+    def choose_prompt(self, prompt: Prompt | None, language: str) -> None:
+        """Check a custom prompt (before any request) and take the prompt set of ``language`` for now;
+        :meth:`detect_language` settles ``"auto"`` once the step sees its data."""
+        if prompt is not None:
+            prompt.check("prompt", allowed=self.prompt_placeholders, required=self.prompt_required)
+            prompt = dataclasses.replace(prompt, name=self.prompt_name)  # its version was set from its text
+        self.custom_prompt, self.language = prompt, language
+        self.use_language(resolve_prompt_language(language, []))
+
+    def use_language(self, language: str) -> None:
+        self.prompt = self.custom_prompt or PROMPT_SETS[language][self.prompt_name]
+        self.prompt_version = self.prompt.version
+        self.params |= {
+            "prompt_language": language,
+            "prompt_version": self.prompt.version,
+            "prompt": self.prompt.to_dict() if self.custom_prompt else None,
+        }
+
+    def detect_language(self, ds: datasets.Dataset, column: str) -> None:
+        sample = ds.select(range(0, len(ds), max(1, len(ds) // 500)))[column] if len(ds) else []
+        self.use_language(resolve_prompt_language(self.language, sample))
+
     async def ask(self, messages: list[dict[str, Any]], run: LLMRun, sample_index: int, **params: Any) -> Completion:
         """One request within the budget. A reply cut off by the budget, not by a loop, is asked once more
         with twice the budget; a looping reply is not (more room only buys more loop)."""

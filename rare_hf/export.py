@@ -8,6 +8,7 @@ from typing import Any, Literal
 import datasets
 
 from . import _steps
+from .prompts import Prompt
 from .reasoning import reasoning_messages_for_row
 
 __all__ = ["to_sft", "to_retrieval_triples", "assistant_target"]
@@ -31,6 +32,7 @@ def to_sft(
     output_key: str = "reasoning",
     output_answer_key: str = "answer",
     keep_columns: list[str] | None = None,
+    prompt: Prompt | None = None,
 ) -> datasets.Dataset:
     """Supervised fine-tuning records from a dataset written by :func:`rare_hf.add_reasoning`.
 
@@ -45,6 +47,8 @@ def to_sft(
             think and answer) and ``output`` (the final answer), as in RARE's training data.
         input_*_key / output_key / output_answer_key: Column names used by the steps.
         keep_columns: Extra columns to carry over (e.g. ``["doc_id"]``).
+        prompt: The custom :class:`rare_hf.Prompt` the reasoning was written with, if any (built-in prompts,
+            English or Chinese, are found from each row's prompt version).
 
     Returns:
         A new ``Dataset`` with one record per usable row.
@@ -69,7 +73,7 @@ def to_sft(
     keep = keep_columns or []
 
     def record(row: dict[str, Any]) -> dict[str, Any]:
-        system, user = reasoning_messages_for_row(row, **keys)
+        system, user = reasoning_messages_for_row(row, **keys, prompt=prompt)
         target = assistant_target(row[output_key], row[output_answer_key])
         extra = {c: row[c] for c in keep}
         if format == "rare":

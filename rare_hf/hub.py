@@ -20,7 +20,7 @@ from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 from . import _plots
 from .pipeline import RunSummary, describe_price
 from .summary import StepSummary
-from .prompts import PROMPTS
+from .prompts import BUILT_IN, PROMPTS, Prompt
 
 __all__ = ["push_to_hub", "build_card", "RUN_CONFIG_FILENAME"]
 
@@ -251,7 +251,7 @@ def _generation(summary: RunSummary | None) -> str:
         f"<details><summary>Prompt <code>{p.version}</code></summary>\n\n"
         + (f"**System:**\n\n```text\n{p.system}\n```\n\n" if p.system.strip() else "")
         + f"**User template:**\n\n```text\n{p.user}\n```\n</details>"
-        for p in PROMPTS.values()
+        for p in used_prompts(summary)
     )
     return "\n".join(
         [
@@ -362,10 +362,24 @@ def _run_config(summary: RunSummary) -> str:
         "model": summary.model,
         "prompt_versions": summary.prompt_versions,
         "params": summary.params,
-        "prompts": {name: p.to_dict() for name, p in PROMPTS.items()},
+        "prompts": {p.name: p.to_dict() for p in used_prompts(summary)},
         "summary": summary.to_dict(),
     }
     return json.dumps(_without_key(config, "base_url"), indent=2, ensure_ascii=False, default=str)
+
+
+def used_prompts(summary: RunSummary) -> list[Prompt]:
+    """Every prompt the run's steps sent (custom ones from their recorded text), in step order."""
+    prompts: dict[str, Prompt] = {}
+    for step in summary.steps:
+        for key in ("prompt_version", "repair_prompt_version"):
+            version = step.params.get(key)
+            if version in BUILT_IN:
+                prompts[version] = BUILT_IN[version]
+        if isinstance(step.params.get("prompt"), dict):
+            custom = Prompt(**step.params["prompt"])
+            prompts[str(custom.version)] = custom
+    return list(prompts.values()) or list(PROMPTS.values())
 
 
 def _without_key(value: Any, key: str) -> Any:

@@ -94,7 +94,13 @@ _REFERS_TO_SOURCE = re.compile(
     r")\b",
     re.IGNORECASE,
 )
+# The same in Chinese: "根据上文", "本文", "该段落", "文中提到" (a bare 文章 or 材料 is an ordinary word).
+_REFERS_TO_SOURCE_ZH = re.compile(
+    r"(?:根据|依据|按照|结合)?(?:上述|以上|上文|下文|本|该|此|这篇|这段|所给|给定)(?:的)?(?:文档|文章|段落|文本|材料|资料|原文)"
+    r"|文中|原文中|上文"
+)
 _MIN_QUESTION_CHARS = 15
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _MAX_QUESTION_CHARS = 2_000
 _MAX_SCENARIO_CHARS = 6_000
 
@@ -105,14 +111,16 @@ def validate_question(question: str, scenario: str, document: str, prompt: str =
     ``prompt`` is the text of the prompt without the document: a field that repeats its placeholders or a
     run of its instructions is an echo (small models copy the format they were shown), not a question.
     """
-    if len(question) < _MIN_QUESTION_CHARS:
+    if (
+        len(question) + len(_HAN.findall(question)) < _MIN_QUESTION_CHARS
+    ):  # a Han character says about two letters' worth
         return f"the question is empty or shorter than {_MIN_QUESTION_CHARS} characters"
     if not scenario:
         return "the scenario is empty"
     if len(question) > _MAX_QUESTION_CHARS or len(scenario) > _MAX_SCENARIO_CHARS:
         return "the question or scenario is implausibly long"
     for field, value in (("question", question), ("scenario", scenario)):
-        if match := _REFERS_TO_SOURCE.search(value):
+        if match := _REFERS_TO_SOURCE.search(value) or _REFERS_TO_SOURCE_ZH.search(value):
             return f'the {field} refers to its source ("{match.group(0)}"); it must stand alone'
     if _squash(question) in _squash(document):
         return "the question copies the document instead of asking something that needs reasoning"

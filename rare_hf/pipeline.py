@@ -16,7 +16,6 @@ import datasets
 from . import _steps
 from .llm import LLM
 from .negatives import add_hard_negatives, negative_columns
-from .prompts import PROMPTS
 from .questions import QuestionStep, add_questions
 from .reasoning import ReasoningStep, add_reasoning
 from .summary import StepSummary
@@ -192,7 +191,7 @@ def run_summary(
         steps=steps,
         model=llm.model if llm else None,
         base_url=llm.display_url if llm else None,
-        prompt_versions={name: p.version for name, p in PROMPTS.items()},
+        prompt_versions={s.step: s.prompt_version for s in steps if s.prompt_version},
         params=params,
         seconds=seconds,
         rare_hf_version=_version(),

@@ -7,10 +7,18 @@ builders below are the only way prompts are made, so a row can be rebuilt from i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
+import string
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "Prompt",
     "PromptTemplate",
+    "PROMPT_SETS",
+    "BUILT_IN",
+    "resolve_prompt_language",
     "QUESTION_PROMPT",
     "QUESTION_REPAIR_PROMPT",
     "REASONING_PROMPT",
@@ -25,22 +33,67 @@ Messages = list[dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
-class PromptTemplate:
-    """A system message and a user template with ``{field}`` slots."""
+class Prompt:
+    """A prompt: a system message and a user template with named ``{placeholders}`` (``str.format``
+    syntax: write literal braces as ``{{`` and ``}}``).
 
-    name: str
-    version: str
+    Args:
+        system: The system message (may be empty).
+        user: The user message template.
+        version: Written next to every row it produced; default: ``custom-`` and a hash of the text, so a
+            changed text never passes for the old one.
+        name: What the prompt is for (``"questions"``, ``"reasoning"``, ...), for the card.
+
+    Example:
+        >>> prompt = rare_hf.Prompt(system="You write exam questions.",
+        ...                         user="Write {num_questions} question(s) about:\n{document}\nAnswer in JSON ...")
+        >>> ds = rare_hf.add_questions(docs, llm, prompt=prompt)
+    """
+
     system: str
     user: str
+    version: str | None = None
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.version is None:
+            digest = hashlib.sha256(f"{self.system}\x00{self.user}".encode()).hexdigest()[:12]
+            object.__setattr__(self, "version", f"custom-{digest}")
+
+    def placeholders(self) -> set[str]:
+        return {
+            field for text in (self.system, self.user) for _, field, _, _ in string.Formatter().parse(text) if field
+        }
+
+    def check(self, argument: str, allowed: set[str], required: set[str]) -> None:
+        """Raise a one-line ``ValueError`` naming ``argument`` when a placeholder is unknown or missing."""
+        try:
+            found = self.placeholders()
+        except ValueError as exc:  # an unmatched brace
+            raise ValueError(
+                f"{argument}: the template is not valid format syntax ({exc}); write literal braces as {{{{ }}}}."
+            ) from None
+        unknown, missing = found - allowed, required - found
+        problems = [f"unknown placeholder(s) {sorted(unknown)}"] if unknown else []
+        problems += [f"missing {sorted(missing)}"] if missing else []
+        if problems:
+            rule = f"it may use {sorted(allowed)} and must use {sorted(required)}"
+            raise ValueError(f"{argument}: {'; '.join(problems)}; {rule}.")
 
     def render(self, **fields: Any) -> Messages:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user.format(**fields)}]
+        return [
+            {"role": "system", "content": self.system.format(**fields)},
+            {"role": "user", "content": self.user.format(**fields)},
+        ]
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str | None]:
         return dataclasses.asdict(self)
 
 
-QUESTION_PROMPT = PromptTemplate(
+PromptTemplate = Prompt  # the name before custom prompts
+
+
+QUESTION_PROMPT = Prompt(
     name="questions",
     version="rare_hf-questions-v1",
     system=(
@@ -69,7 +122,7 @@ exactly this shape, with {num_questions} item(s) in the list:
 ```""",
 )
 
-QUESTION_REPAIR_PROMPT = PromptTemplate(
+QUESTION_REPAIR_PROMPT = Prompt(
     name="questions-repair",
     version="rare_hf-questions-repair-v1",
     system="",
@@ -79,7 +132,7 @@ Reply again with only the JSON object, no other text, in exactly this shape with
 Remember: standalone questions that never refer to a document, passage or text.""",
 )
 
-REASONING_PROMPT = PromptTemplate(
+REASONING_PROMPT = Prompt(
     name="reasoning",
     version="rare_hf-reasoning-v1",
     system=(
@@ -104,17 +157,94 @@ Write your step-by-step reasoning inside <think></think>, then your final answer
 <answer></answer>.""",
 )
 
-PROMPTS: dict[str, PromptTemplate] = {p.name: p for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, REASONING_PROMPT)}
+QUESTION_PROMPT_ZH = Prompt(
+    name="questions",
+    version="rare_hf-questions-zh-v1",
+    system="你负责编写考查领域推理能力的高难度、贴近实际的问题。你表述严谨，并严格遵守要求的输出格式。",
+    user="""下面是一篇专业领域的文档。请仅把它当作辅助证据，编写恰好 {num_questions} 个该领域的资深从业者在实际工作中\
+可能遇到的问题。
+
+每个问题都附带一个情景，二者合在一起必须：
+- 自成一体：没有读过这篇文档的人也能完全理解；
+- 绝不提及或暗示“文档”“段落”“文本”“文章”或“作者”；
+- 需要推理：在文档所属领域内进行分析、综合、诊断、比较或决策，文档中的知识有帮助，但不能直接照抄；
+- 不是事实回忆、名词解释或对文档的阅读理解；
+- 具体明确：情景给出处境及其约束条件，问题只问一件明确的事。
+
+<document>
+{document}
+</document>
+
+你可以先思考。然后在回复末尾给出一个放在 ```json 代码块中的 JSON 对象，形状必须与下面完全一致，列表中恰好有 \
+{num_questions} 项，情景和问题用中文书写：
+```json
+{{"hard_queries": [{{"scenario": "<处境及其约束条件>", "question": "<问题>"}}]}}
+```""",
+)
+
+QUESTION_REPAIR_PROMPT_ZH = Prompt(
+    name="questions-repair",
+    version="rare_hf-questions-repair-zh-v1",
+    system="",
+    user="""你的回复无法使用：{problem}
+请重新回复，只给出 JSON 对象，不要有其他文字，形状与下面完全一致，包含 {num_questions} 项：
+{{"hard_queries": [{{"scenario": "...", "question": "..."}}]}}
+注意：问题必须自成一体，绝不能提及文档、段落或文本。""",
+)
+
+REASONING_PROMPT_ZH = Prompt(
+    name="reasoning",
+    version="rare_hf-reasoning-zh-v1",
+    system="你是领域专家。你通过对检索到的文档进行推理来作答：判断哪些文档相关，以它们为依据进行推理，证据不足时如实说明。",
+    user="""# 情景
+{scenario}
+
+# 问题
+{question}
+
+# 检索到的文档
+{documents}
+
+# 要求
+1. 找出问题真正要你解决的核心问题。
+2. 判断哪些检索到的文档有帮助。并非所有文档都相关，有些只是看起来相似。
+3. 逐步思考，把相关证据与严谨的领域推理结合起来，得出答案。
+
+把逐步推理写在 <think></think> 中，然后把最终答案写在 <answer></answer> 中。""",
+)
+
+PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, REASONING_PROMPT)}
+PROMPT_SETS: dict[str, dict[str, Prompt]] = {
+    "en": PROMPTS,
+    "zh": {p.name: p for p in (QUESTION_PROMPT_ZH, QUESTION_REPAIR_PROMPT_ZH, REASONING_PROMPT_ZH)},
+}
+BUILT_IN: dict[str, Prompt] = {p.version: p for prompts in PROMPT_SETS.values() for p in prompts.values()}  # type: ignore[misc]
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
-def question_messages(document: str, num_questions: int = 1) -> Messages:
+def resolve_prompt_language(language: str, texts: Sequence[Any]) -> str:
+    """``"zh"`` or ``"en"``: as given, or with ``"auto"`` by the share of Han characters in a sample of ``texts``."""
+    if language not in ("auto", *PROMPT_SETS):
+        raise ValueError(f"prompt_language: expected 'auto' or one of {sorted(PROMPT_SETS)}, got {language!r}.")
+    if language != "auto":
+        return language
+    sample = "".join(t for t in list(texts)[:: max(1, len(texts) // 500)][:500] if isinstance(t, str))
+    letters = len(_LETTER.findall(sample))
+    return "zh" if letters and len(_HAN.findall(sample)) / letters > 0.3 else "en"
+
+
+def question_messages(document: str, num_questions: int = 1, prompt: Prompt = QUESTION_PROMPT) -> Messages:
     """The first-attempt request for ``num_questions`` questions about ``document``."""
-    return QUESTION_PROMPT.render(document=document, num_questions=num_questions)
+    return prompt.render(document=document, num_questions=num_questions)
 
 
-def question_repair_messages(first: Messages, reply: str, problem: str, num_questions: int = 1) -> Messages:
+def question_repair_messages(
+    first: Messages, reply: str, problem: str, num_questions: int = 1, prompt: Prompt = QUESTION_REPAIR_PROMPT
+) -> Messages:
     """A follow-up turn that shows the teacher its unusable reply and asks for the JSON only."""
-    repair = QUESTION_REPAIR_PROMPT.render(problem=problem, num_questions=num_questions)[1]
+    repair = prompt.render(problem=problem, num_questions=num_questions)[1]
     return [*first, {"role": "assistant", "content": reply}, repair]
 
 
@@ -125,9 +255,11 @@ def format_documents(documents: list[str]) -> str:
     )
 
 
-def reasoning_messages(question: str, scenario: str | None, documents: list[str]) -> Messages:
+def reasoning_messages(
+    question: str, scenario: str | None, documents: list[str], prompt: Prompt = REASONING_PROMPT
+) -> Messages:
     """The distillation request: scenario, question, the numbered documents in their shown order."""
-    return REASONING_PROMPT.render(
+    return prompt.render(
         scenario=(scenario or "").strip() or "(none given)",
         question=question.strip(),
         documents=format_documents(documents),

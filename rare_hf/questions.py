@@ -12,9 +12,9 @@ from .llm import LLM, Completion, LLMRun
 from .errors import LLMRequestError
 from .parsing import ParseError, is_near_duplicate, parse_questions, validate_question
 from .prompts import (
-    QUESTION_PROMPT,
-    QUESTION_REPAIR_PROMPT,
+    PROMPT_SETS,
     Messages,
+    Prompt,
     question_messages,
     question_repair_messages,
 )
@@ -22,10 +22,11 @@ from .prompts import (
 __all__ = ["add_questions"]
 
 _RETRY_TEMPERATURE = 0.7
-# The question prompts' own text (the document slot left empty): what a field must not repeat.
-_PROMPT_TEXT = "\n".join(
-    (p.system + "\n" + p.user.replace("{document}", "")) for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT)
-)
+
+
+def _prompt_text(*prompts: Prompt) -> str:
+    """The prompts' own text with the document slot left empty: what a question must not repeat."""
+    return "\n".join(p.system + "\n" + p.user.replace("{document}", "") for p in prompts)
 
 
 def add_questions(
@@ -40,6 +41,8 @@ def add_questions(
     temperature: float | None = None,
     max_doc_chars: int = 20_000,
     max_tokens: int | None = None,
+    prompt: Prompt | None = None,
+    prompt_language: str = "auto",
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -60,6 +63,10 @@ def add_questions(
         max_doc_chars: Longer documents are cut to this many characters (``{output_question_key}_input_truncated``).
         max_tokens: Completion budget per reply; default: the LLM's ``max_tokens``, else 1,024. A reply cut off
             by it is asked once more with twice the budget, unless it was looping.
+        prompt: Your own :class:`rare_hf.Prompt`, with ``{document}`` and optionally ``{num_questions}``; it must
+            ask for the JSON shape the built-in prompt asks for. Its version is recorded per row.
+        prompt_language: ``"en"`` or ``"zh"`` for the built-in prompt set (and the repair turn), or ``"auto"``:
+            Chinese when the documents are mostly Han characters.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
@@ -90,6 +97,8 @@ def add_questions(
         temperature=temperature,
         max_doc_chars=max_doc_chars,
         max_tokens=max_tokens,
+        prompt=prompt,
+        prompt_language=prompt_language,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -103,7 +112,9 @@ class QuestionStep(LLMStep):
     function = "add_questions"
     progress_desc = "Writing questions"
     default_budget = 1024
-    prompt_version = QUESTION_PROMPT.version
+    prompt_name = "questions"
+    prompt_placeholders = {"document", "num_questions"}
+    prompt_required = {"document"}
 
     def __init__(
         self,
@@ -117,6 +128,8 @@ class QuestionStep(LLMStep):
         temperature: float | None = None,
         max_doc_chars: int = 20_000,
         max_tokens: int | None = None,
+        prompt: Prompt | None = None,
+        prompt_language: str = "auto",
     ) -> None:
         super().__init__(llm, f"{output_question_key}_error", max_tokens)
         self.input_key, self.q, self.s = input_key, output_question_key, output_scenario_key
@@ -135,9 +148,18 @@ class QuestionStep(LLMStep):
             "max_doc_chars": max_doc_chars,
             "max_tokens": self.budget,
             "llm_params": llm.default_params,
-            "prompt_version": QUESTION_PROMPT.version,
-            "repair_prompt_version": QUESTION_REPAIR_PROMPT.version,
         }
+        self.choose_prompt(prompt, prompt_language)
+
+    def use_language(self, language: str) -> None:
+        super().use_language(language)  # a custom prompt stays; its repair turn follows the language
+        self.repair_prompt = PROMPT_SETS[language]["questions-repair"]
+        self.prompt_text = _prompt_text(self.prompt, self.repair_prompt)
+        self.params["repair_prompt_version"] = self.repair_prompt.version
+
+    def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
+        self.detect_language(ds, self.input_key)
+        return ds
 
     def columns(self) -> list[Column]:
         return self.columns_for(self.q, self.s)
@@ -171,7 +193,7 @@ class QuestionStep(LLMStep):
         base = {
             **row,
             _steps.DOC_ID: _steps.doc_id_for(text) if row.get(_steps.DOC_ID) is None else str(row[_steps.DOC_ID]),
-            f"{self.q}_prompt_version": QUESTION_PROMPT.version,
+            f"{self.q}_prompt_version": self.prompt.version,
             f"{self.q}_attempts": 0,
             f"{self.q}_input_truncated": False,
         }
@@ -199,12 +221,14 @@ class QuestionStep(LLMStep):
 
     def first_request(self, text: str) -> tuple[Messages, dict[str, Any]]:
         """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
-        messages, _, params = self._plan(0, question_messages(text[: self.max_doc_chars], self.n), None, "")
+        messages, _, params = self._plan(
+            0, question_messages(text[: self.max_doc_chars], self.n, self.prompt), None, ""
+        )
         return messages, {**params, "max_tokens": self.budget}
 
     async def _ask(self, document: str, run: LLMRun) -> tuple[list[dict[str, str]], int, str]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""
-        first = question_messages(document, self.n)
+        first = question_messages(document, self.n, self.prompt)
         kept: list[dict[str, str]] = []
         previous: Completion | None = None
         problem = "no attempt"
@@ -231,7 +255,8 @@ class QuestionStep(LLMStep):
             return first, 0, first_params
         if attempt == 1 and previous is not None:
             detail = problem.split(": ", 1)[-1]  # the reason without its kind prefix
-            return question_repair_messages(first, previous.text, detail, self.n), 0, first_params
+            repair = question_repair_messages(first, previous.text, detail, self.n, self.repair_prompt)
+            return repair, 0, first_params
         temperature = max(self.params["temperature"] or 0.0, _RETRY_TEMPERATURE)
         return first, attempt, {"temperature": temperature, "seed": attempt}
 
@@ -245,7 +270,7 @@ class QuestionStep(LLMStep):
             return f"parse: {exc}"
         problem = ""
         for pair in pairs:
-            reason = validate_question(pair["question"], pair["scenario"], document, prompt=_PROMPT_TEXT)
+            reason = validate_question(pair["question"], pair["scenario"], document, prompt=self.prompt_text)
             if not reason and is_near_duplicate(pair["question"], [k["question"] for k in kept]):
                 reason = "a near-duplicate of another question of this document"
             if reason:

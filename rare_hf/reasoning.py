@@ -13,7 +13,7 @@ from ._step import Column, LLMStep
 from .errors import LLMRequestError
 from .llm import LLM, Completion, LLMRun
 from .answers import answers_match, split_reasoning
-from .prompts import REASONING_PROMPT, reasoning_messages
+from .prompts import BUILT_IN, REASONING_PROMPT, Prompt, reasoning_messages
 
 __all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]
 
@@ -36,10 +36,13 @@ def reasoning_messages_for_row(
     input_hardneg_key: str = "hard_negatives",
     output_key: str = "reasoning",
     max_doc_chars: int = 20_000,
+    prompt: Prompt | None = None,
 ) -> list[dict[str, Any]]:
     """Rebuild, from a row written by :func:`add_reasoning`, the exact messages the teacher received.
 
-    ``max_doc_chars`` must be the value the row was written with (the default unless you changed it).
+    ``max_doc_chars`` must be the value the row was written with (the default unless you changed it). The
+    built-in prompt the row names in ``{output_key}_prompt_version`` is found by itself; a custom one must be
+    given as ``prompt``.
 
     Example:
         >>> messages = reasoning_messages_for_row(ds[0])
@@ -47,7 +50,16 @@ def reasoning_messages_for_row(
     """
     pool = [row[input_text_key][:max_doc_chars], *(n[:max_doc_chars] for n in row[input_hardneg_key])]
     documents = [pool[i] for i in row[f"{output_key}_doc_order"]]
-    return reasoning_messages(row[input_question_key], row.get(input_scenario_key), documents)
+    return reasoning_messages(
+        row[input_question_key], row.get(input_scenario_key), documents, prompt or _prompt_of(row, output_key)
+    )
+
+
+def _prompt_of(row: dict[str, Any], output_key: str) -> Prompt:
+    version = row.get(f"{output_key}_prompt_version") or REASONING_PROMPT.version
+    if version not in BUILT_IN:
+        raise ValueError(f"{output_key}_prompt_version: {version!r} is a custom prompt; pass it as prompt=.")
+    return BUILT_IN[version]
 
 
 def add_reasoning(
@@ -67,6 +79,8 @@ def add_reasoning(
     resample_temperature: float = 0.95,
     max_doc_chars: int = 20_000,
     max_tokens: int | None = None,
+    prompt: Prompt | None = None,
+    prompt_language: str = "auto",
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -93,6 +107,11 @@ def add_reasoning(
             (``{r}_input_truncated`` says where it happened).
         max_tokens: Completion budget per reply; default: the LLM's ``max_tokens``, else 4,096. A reply cut off
             by it is asked once more with twice the budget, unless it was looping.
+        prompt: Your own :class:`rare_hf.Prompt`, with ``{question}`` and ``{documents}`` and optionally
+            ``{scenario}``; it must ask for ``<think>``/``<answer>`` as the built-in one does. Its version is
+            recorded per row (pass it to :func:`reasoning_messages_for_row` and :func:`rare_hf.to_sft`).
+        prompt_language: ``"en"`` or ``"zh"`` for the built-in prompt, or ``"auto"``: Chinese when the
+            documents are mostly Han characters.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per ``Dataset.map`` batch.
         show_progress: Show a progress bar.
@@ -132,6 +151,8 @@ def add_reasoning(
         resample_temperature=resample_temperature,
         max_doc_chars=max_doc_chars,
         max_tokens=max_tokens,
+        prompt=prompt,
+        prompt_language=prompt_language,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -145,7 +166,9 @@ class ReasoningStep(LLMStep):
     function = "add_reasoning"
     progress_desc = "Distilling reasoning"
     default_budget = 4096
-    prompt_version = REASONING_PROMPT.version
+    prompt_name = "reasoning"
+    prompt_placeholders = {"scenario", "question", "documents"}
+    prompt_required = {"question", "documents"}
 
     def __init__(
         self,
@@ -164,6 +187,8 @@ class ReasoningStep(LLMStep):
         resample_temperature: float = 0.95,
         max_doc_chars: int = 20_000,
         max_tokens: int | None = None,
+        prompt: Prompt | None = None,
+        prompt_language: str = "auto",
     ) -> None:
         super().__init__(llm, f"{output_key}_error", max_tokens)
         self.k = dict(
@@ -190,8 +215,8 @@ class ReasoningStep(LLMStep):
             "resample_temperature": resample_temperature,
             "answer_key": answer_key,
             "llm_params": llm.default_params,
-            "prompt_version": REASONING_PROMPT.version,
         }
+        self.choose_prompt(prompt, prompt_language)
 
     def columns(self) -> list[Column]:
         return self.columns_for(self.r, self.k["answer"])
@@ -236,6 +261,7 @@ class ReasoningStep(LLMStep):
             _steps.require_columns(ds, answer_key=self.k["gold"])
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
+        self.detect_language(ds, self.k["text"])  # the corpus language, as for the questions
         return _steps.with_doc_ids(ds, self.k["text"])
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
@@ -268,7 +294,7 @@ class ReasoningStep(LLMStep):
             f"{r}_correct": None,
             f"{r}_error": None,
             f"{r}_input_truncated": False,
-            f"{r}_prompt_version": REASONING_PROMPT.version,
+            f"{r}_prompt_version": self.prompt.version,
         }
         question, text, negatives = row[self.k["question"]], row[self.k["text"]], row[self.k["negatives"]]
         skip = _skip_reason(question, text, negatives)
@@ -278,7 +304,7 @@ class ReasoningStep(LLMStep):
         pool = [text, *negatives]
         truncated = any(len(d) > self.max_doc_chars for d in pool)
         pool = [d[: self.max_doc_chars] for d in pool]
-        messages = reasoning_messages(question, row[self.k["scenario"]], [pool[i] for i in order])
+        messages = reasoning_messages(question, row[self.k["scenario"]], [pool[i] for i in order], self.prompt)
         out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0), f"{r}_input_truncated": truncated})
         gold = row[self.k["gold"]] if self.k["gold"] else None
         return {**out, **await self._ask(messages, None if gold is None else str(gold), run)}

@@ -420,7 +420,7 @@ def _error_body(message: str, code: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
 
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z-]{4,}")
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]{4,}|[\u4e00-\u9fff]{2,4}")  # Latin words, or short runs of Han characters
 
 
 def demo_responder(request: dict[str, Any]) -> str:
@@ -432,7 +432,7 @@ def demo_responder(request: dict[str, Any]) -> str:
     messages = request.get("messages", [])
     prompt = "\n".join(str(m.get("content", "")) for m in messages)
     digest = hashlib.sha1(prompt.encode()).hexdigest()[:6]
-    if "# Retrieved Documents" in prompt:
+    if "<answer>" in prompt:  # every reasoning prompt asks for <think>/<answer>; question prompts for JSON
         return _demo_reasoning(prompt, digest)
     document = prompt.split("<document>")[-1].split("</document>")[0]
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(document)))[:60]
@@ -465,8 +465,8 @@ _DEMO_QUESTIONS = (
 
 
 def _requested_count(prompt: str) -> int:
-    match = re.search(r"exactly (\d+) question", prompt)
-    return int(match.group(1)) if match else 1
+    match = re.search(r"exactly (\d+) question|恰好 (\d+) 个", prompt)
+    return int(match.group(1) or match.group(2)) if match else 1
 
 
 def _demo_reasoning(prompt: str, digest: str) -> str:

@@ -106,9 +106,12 @@ def test_validate_question_rejects_copies_and_accepts_good() -> None:
     ],
 )
 def test_a_field_that_echoes_the_prompt_is_rejected(question: str, scenario: str, echoed: str) -> None:
-    from rare_hf.questions import _PROMPT_TEXT
+    from rare_hf.prompts import QUESTION_PROMPT, QUESTION_REPAIR_PROMPT
+    from rare_hf.questions import _prompt_text
 
-    reason = validate_question(question, scenario, "Unrelated document text.", prompt=_PROMPT_TEXT)
+    reason = validate_question(
+        question, scenario, "Unrelated document text.", prompt=_prompt_text(QUESTION_PROMPT, QUESTION_REPAIR_PROMPT)
+    )
     assert reason is not None and "echoes the prompt" in reason and echoed in reason
 
 
@@ -219,3 +222,18 @@ def test_answer_tags_quoted_inside_the_thinking_are_ignored() -> None:
 )
 def test_validate_question_accepts_ordinary_uses_of_those_words(question: str, scenario: str) -> None:
     assert validate_question(question, scenario, "Unrelated document text.") is None
+
+
+@pytest.mark.parametrize(
+    "question, refers",
+    [
+        ("根据上文，华法林的剂量应该如何调整？", True),
+        ("文中提到的患者下一步应该怎么处理？", True),
+        ("该文档描述的方案有什么风险？", True),
+        ("华法林剂量应如何调整才安全？", False),
+        ("这份合同中的对价条款是否有效？", False),
+    ],
+)
+def test_chinese_questions_that_refer_to_their_source(question: str, refers: bool) -> None:
+    reason = validate_question(question, "一位患者同时服用两种抗凝药。", "无关的文档内容。")
+    assert (reason is not None and "refers to its source" in reason) == refers, reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 import time
 from typing import Any, ClassVar
 
@@ -14,11 +15,13 @@ import datasets
 from . import _steps
 from ._runner import stream_map
 from ._replies import Completion, is_repetitive
+from .errors import LLMRequestError
 from .llm import LLM, LLMRun
 from .prompts import PROMPT_SETS, Prompt, resolve_prompt_language
 from .summary import StepSummary
 
 Row = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,12 @@ def column_docs(columns: list[Column]) -> dict[str, str]:
     return {c.name: c.doc for c in columns}
 
 
+def _about_the_format(reason: str) -> bool:
+    """Whether a rejection names the structured-output parameter (not, say, the prompt's length)."""
+    text = reason.lower()
+    return any(word in text for word in ("response_format", "json_schema", "schema", "structured", "guided"))
+
+
 class LLMStep(abc.ABC):
     """A step that asks the teacher something per row. Subclasses say what; :meth:`apply` does the rest."""
 
@@ -47,10 +56,16 @@ class LLMStep(abc.ABC):
     prompt_placeholders: ClassVar[set[str]]  # what a custom prompt may use
     prompt_required: ClassVar[set[str]]  # and must use
 
-    def __init__(self, llm: LLM, error_column: str, max_tokens: int | None = None) -> None:
+    def __init__(self, llm: LLM, error_column: str, max_tokens: int | None = None, structured: str = "off") -> None:
+        if structured not in ("auto", "json_schema", "off"):
+            raise ValueError(f"structured: expected 'auto', 'json_schema' or 'off', got {structured!r}.")
         self.llm = llm
         self.error_column = error_column
         self.params: dict[str, Any] = {}
+        self.structured = structured
+        # "json_schema" once a reply came back in the format; "off" when off, or when "auto" saw it refused.
+        self.structured_mode: str | None = None if structured == "auto" else structured
+        self.structured_fallback = ""
         # The step's own argument, else the LLM's max_tokens, else the step's default: never unbounded, or a
         # looping model generates until the server's context is full.
         self.budget: int = max_tokens or llm.default_params.get("max_tokens") or self.default_budget
@@ -98,17 +113,55 @@ class LLMStep(abc.ABC):
         sample = ds.select(range(0, len(ds), max(1, len(ds) // 500)))[column] if len(ds) else []
         self.use_language(resolve_prompt_language(self.language, sample))
 
+    def response_format(self) -> dict[str, Any] | None:
+        """The ``response_format`` this step's replies follow when the server supports it (None: free text)."""
+        return None
+
     async def ask(self, messages: list[dict[str, Any]], run: LLMRun, sample_index: int, **params: Any) -> Completion:
-        """One request within the budget. A reply cut off by the budget, not by a loop, is asked once more
-        with twice the budget; a looping reply is not (more room only buys more loop)."""
-        completion = await self.llm.acomplete(
-            messages, sample_index=sample_index, run=run, **params, max_tokens=self.budget
-        )
+        """One request within the budget, in the step's structured format where the server takes it. A reply
+        cut off by the budget, not by a loop, is asked once more with twice the budget; a looping reply is not
+        (more room only buys more loop)."""
+
+        async def send(budget: int) -> Completion:
+            fmt = self._format()
+            try:
+                completion = await self.llm.acomplete(
+                    messages, sample_index=sample_index, run=run, **params, max_tokens=budget, **fmt
+                )
+            except LLMRequestError as exc:
+                if not (fmt and exc.status_code in (400, 422) and _about_the_format(exc.reason)):
+                    raise
+                if self.structured == "json_schema":
+                    run.stop(f"the server rejected response_format ({exc.reason}); pass structured='auto' or 'off'.")
+                    run.check()
+                self._fall_back(exc.reason)  # the server refuses the parameter: free text from now on
+                return await send(budget)
+            if fmt:
+                self.structured_mode = "json_schema"
+            return completion
+
+        completion = await send(self.budget)
         if completion.truncated and not is_repetitive((completion.reasoning or "") + completion.text):
-            completion = await self.llm.acomplete(
-                messages, sample_index=sample_index, run=run, **params, max_tokens=2 * self.budget
-            )
+            completion = await send(2 * self.budget)
         return completion
+
+    def _format(self) -> dict[str, Any]:
+        """``{"response_format": ...}`` unless the step is off, or ``"auto"`` has seen the server refuse it."""
+        schema = self.response_format()
+        return {} if schema is None or self.structured_mode == "off" else {"response_format": schema}
+
+    def _fall_back(self, reason: str) -> None:
+        if self.structured_mode != "off":
+            self.structured_mode, self.structured_fallback = "off", reason
+            logger.warning("The server rejected response_format (%s); parsing free text instead.", reason)
+
+    def structured_stat(self) -> dict[str, str]:
+        """What the summary says about structured outputs (nothing for a step without a schema)."""
+        if self.response_format() is None:
+            return {}
+        if self.structured_fallback:
+            return {"structured_output": f"off: the server rejected response_format ({self.structured_fallback})"}
+        return {"structured_output": self.structured_mode or "auto: no reply came back in the format"}
 
     def truncation_problem(self, completion: Completion) -> str:
         if is_repetitive((completion.reasoning or "") + completion.text):
@@ -166,7 +219,7 @@ class LLMStep(abc.ABC):
         finally:
             progress.close()
         errors = _steps.column_values(out, self.error_column)
-        stats = self.stats(out)
+        stats = {**self.stats(out), **self.structured_stat()}
         if len(self.llm.base_urls) > 1:
             stats["requests_per_endpoint"] = dict(run.endpoints)
         summary = _steps.llm_step_summary(

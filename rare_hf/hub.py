@@ -259,6 +259,11 @@ def _generation(summary: RunSummary | None) -> str:
             f"- rare_hf version: `{summary.rare_hf_version}`; finished {summary.finished_at}",
             f"- Prompt versions: {', '.join(f'`{v}`' for v in summary.prompt_versions.values())}",
             f"- Seed of the document shuffles: `{summary.params.get('seed')}`",
+            *(
+                f"- Structured outputs ({s.step}): {s.stats['structured_output']}"
+                for s in summary.steps
+                if "structured_output" in s.stats
+            ),
             f"- Steps: {', '.join(s.step for s in summary.steps)}; parameters below and in `{RUN_CONFIG_FILENAME}`.",
             "",
             f"```json\n{json.dumps(summary.params, indent=2, default=str)}\n```",

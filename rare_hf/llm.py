@@ -496,7 +496,7 @@ class LLM:
                 try:
                     completion = await self._attempt(client, body, options)
                 except openai.APIStatusError as exc:
-                    error, delay = self._status_error(exc, key, run, slot, endpoint)
+                    error, delay = self._status_error(exc, key, run, slot, endpoint, "response_format" in body)
                     throttled = exc.status_code == 429
                 except (asyncio.TimeoutError, openai.APITimeoutError):
                     slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
@@ -533,9 +533,11 @@ class LLM:
         return parse_reply(reply)
 
     def _status_error(
-        self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Slot, endpoint: Endpoint
+        self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Slot, endpoint: Endpoint, optional: bool
     ) -> tuple[str, float | None]:
-        """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run."""
+        """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run.
+        ``optional``: the request carried a parameter its step drops when refused (``response_format``), so a
+        rejection says nothing about the prompts and does not count toward stopping the run."""
         status, message = exc.status_code, _short(_error_message(exc))
         error = f"HTTP {status}: {message}"
         kind = status_kind(status, _error_code(exc))
@@ -544,7 +546,8 @@ class LLM:
             run.check()
         if kind == "rejected":
             slot.outcome = "error"
-            run.rejected(rejection_signature(status, message), key, error, fix_hint(status))
+            if not optional:
+                run.rejected(rejection_signature(status, message), key, error, fix_hint(status))
             run.check()
             run.usage.failed += 1
             raise LLMRequestError(rejection_reason(status, message), status_code=status) from exc

@@ -24,6 +24,29 @@ __all__ = ["add_questions"]
 _RETRY_TEMPERATURE = 0.7
 
 
+_QUESTION_ITEM = {
+    "type": "object",
+    "properties": {"scenario": {"type": "string"}, "question": {"type": "string"}},
+    "required": ["scenario", "question"],
+    "additionalProperties": False,
+}
+# Reasoning first, then the questions: a model constrained to the schema still thinks before it writes them.
+# (No minItems/maxItems: OpenAI's strict mode refuses them; the prompt asks for the count, the parser checks it.)
+_RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "hard_queries",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"reasoning": {"type": "string"}, "hard_queries": {"type": "array", "items": _QUESTION_ITEM}},
+            "required": ["reasoning", "hard_queries"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
 def _prompt_text(*prompts: Prompt) -> str:
     """The prompts' own text with the document slot left empty: what a question must not repeat."""
     return "\n".join(p.system + "\n" + p.user.replace("{document}", "") for p in prompts)
@@ -43,6 +66,7 @@ def add_questions(
     max_tokens: int | None = None,
     prompt: Prompt | None = None,
     prompt_language: str = "auto",
+    structured: str = "auto",
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -67,6 +91,11 @@ def add_questions(
             ask for the JSON shape the built-in prompt asks for. Its version is recorded per row.
         prompt_language: ``"en"`` or ``"zh"`` for the built-in prompt set (and the repair turn), or ``"auto"``:
             Chinese when the documents are mostly Han characters.
+        structured: ``"json_schema"``: send a JSON schema (``response_format``) whose first field is the
+            teacher's reasoning and whose second is the questions, so a server with constrained decoding
+            (OpenAI, vLLM, SGLang, llama.cpp, Ollama) can only answer in shape. ``"auto"`` (default): the same,
+            unless the server rejects the parameter (HTTP 400/422) on the run's first request; then the run
+            parses free text, and the summary and card say so. ``"off"``: free text only.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
@@ -99,6 +128,7 @@ def add_questions(
         max_tokens=max_tokens,
         prompt=prompt,
         prompt_language=prompt_language,
+        structured=structured,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -130,8 +160,9 @@ class QuestionStep(LLMStep):
         max_tokens: int | None = None,
         prompt: Prompt | None = None,
         prompt_language: str = "auto",
+        structured: str = "auto",
     ) -> None:
-        super().__init__(llm, f"{output_question_key}_error", max_tokens)
+        super().__init__(llm, f"{output_question_key}_error", max_tokens, structured)
         self.input_key, self.q, self.s = input_key, output_question_key, output_scenario_key
         self.max_attempts, self.n, self.max_doc_chars = max_attempts, num_questions, max_doc_chars
         self.temperature = temperature
@@ -147,9 +178,13 @@ class QuestionStep(LLMStep):
             "retry_temperature": _RETRY_TEMPERATURE,
             "max_doc_chars": max_doc_chars,
             "max_tokens": self.budget,
+            "structured": structured,
             "llm_params": llm.default_params,
         }
         self.choose_prompt(prompt, prompt_language)
+
+    def response_format(self) -> dict[str, Any]:
+        return _RESPONSE_FORMAT
 
     def use_language(self, language: str) -> None:
         super().use_language(language)  # a custom prompt stays; its repair turn follows the language
@@ -224,7 +259,8 @@ class QuestionStep(LLMStep):
         messages, _, params = self._plan(
             0, question_messages(text[: self.max_doc_chars], self.n, self.prompt), None, ""
         )
-        return messages, {**params, "max_tokens": self.budget}
+        structured = {"response_format": _RESPONSE_FORMAT} if self.structured_mode != "off" else {}
+        return messages, {**params, "max_tokens": self.budget, **structured}
 
     async def _ask(self, document: str, run: LLMRun) -> tuple[list[dict[str, str]], int, str]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""

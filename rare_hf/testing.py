@@ -28,7 +28,7 @@ from typing import Any
 
 from ._batch_server import BatchAPI
 
-__all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens"]
+__all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
 
 _REASON = {
     200: "OK",
@@ -113,6 +113,10 @@ class LocalTeacher:
             accepts any model.
         api_key: When set, requests without ``Authorization: Bearer <api_key>`` get 401.
         keep_log: Keep every request body in :attr:`requests` (turn off for long benchmarks).
+        structured_outputs: How a request with ``response_format`` (a JSON schema) is served: ``"ignore"``
+            (the responder's reply as it is, as servers that drop unknown fields do), ``"honour"`` (as vLLM,
+            SGLang, llama.cpp, Ollama and OpenAI do: the reply is JSON in the schema's shape, see
+            :func:`constrain_to_schema`) or ``"reject"`` (HTTP 400, as servers without the feature do).
         batch_seconds: Seconds a Batch API batch takes to complete. Its lines are answered like chat
             requests (responder, queued and random faults, context limit; no latency): a line whose reply
             is an error goes to the batch's error file. See :meth:`expire_next_batch`.
@@ -144,6 +148,7 @@ class LocalTeacher:
         api_key: str | None = None,
         keep_log: bool = True,
         batch_seconds: float = 0.2,
+        structured_outputs: str = "ignore",
     ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
@@ -167,6 +172,11 @@ class LocalTeacher:
         self._faults: list[Reply] = []
         self._lock = threading.Lock()
         self.batch_api = BatchAPI(self._answer_line, batch_seconds)
+        if structured_outputs not in ("ignore", "honour", "reject"):
+            raise ValueError(
+                f"structured_outputs: expected 'ignore', 'honour' or 'reject', got {structured_outputs!r}."
+            )
+        self.structured_outputs = structured_outputs
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -353,9 +363,15 @@ class LocalTeacher:
                 f"requested {prompt_tokens} tokens in the messages, Please reduce the length of the messages."
             )
             return 400, (), _error_body(message, "context_length_exceeded"), None
+        if request.get("response_format") and self.structured_outputs == "reject":
+            message = "Unsupported parameter: 'response_format' is not supported by this server."
+            return 400, (), _error_body(message, "unsupported_parameter"), None
         reply = fault or self.responder(request)
         if isinstance(reply, str):
             reply = Reply(content=reply)
+        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema and self.structured_outputs == "honour" and reply.status == 200 and not reply.malformed:
+            reply = dataclasses.replace(reply, content=constrain_to_schema(reply.content, schema))
         delay = self._delay(reply) if wait else 0.0
         if delay:
             await asyncio.sleep(delay)
@@ -414,6 +430,30 @@ async def _write_body(writer: asyncio.StreamWriter, payload: bytes, drip: float 
         writer.write(payload[i : i + 1])
         await writer.drain()
         await asyncio.sleep(drip)
+
+
+def constrain_to_schema(text: str, schema: dict[str, Any]) -> str:
+    """What a schema-constrained server makes of a reply: a JSON object with exactly the schema's properties.
+
+    The responder's last JSON object supplies the fields it has; the first string property (the reasoning
+    field) gets the text before that object; a missing string is ``""``, a missing list ``[]``. The values
+    are not otherwise checked, as constrained decoding guarantees the shape, not the content.
+    """
+    from .parsing import iter_json_objects  # the parser the steps use
+
+    objects = list(iter_json_objects(text))
+    found = objects[-1] if objects else {}
+    before = text.split("```json")[0].strip()
+    out: dict[str, Any] = {}
+    for i, (name, spec) in enumerate(schema.get("properties", {}).items()):
+        kind = spec.get("type")
+        if name in found:
+            out[name] = found[name]
+        elif kind == "string":
+            out[name] = before if i == 0 else ""
+        else:
+            out[name] = [] if kind == "array" else {}
+    return json.dumps(out, ensure_ascii=False)
 
 
 def _error_body(message: str, code: str) -> bytes:

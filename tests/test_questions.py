@@ -68,7 +68,7 @@ def test_malformed_then_good_takes_exactly_two_requests_and_repairs(teacher: Loc
 def test_always_malformed_ends_null_with_error_after_max_attempts(teacher: LocalTeacher, make_llm) -> None:
     teacher.responder = lambda r: "I cannot produce JSON {sorry}"
     out, summary = rare_hf.add_questions(
-        dataset(1), make_llm(), max_attempts=4, show_progress=False, return_summary=True
+        dataset(1), make_llm(), max_attempts=4, structured="off", show_progress=False, return_summary=True
     )
     assert teacher.request_count == 4
     assert out[0]["question"] is None and out[0]["scenario"] is None

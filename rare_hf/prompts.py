@@ -22,6 +22,7 @@ __all__ = [
     "QUESTION_PROMPT",
     "QUESTION_REPAIR_PROMPT",
     "REASONING_PROMPT",
+    "VERIFY_PROMPT",
     "PROMPTS",
     "question_messages",
     "question_repair_messages",
@@ -213,12 +214,34 @@ REASONING_PROMPT_ZH = Prompt(
 把逐步推理写在 <think></think> 中，然后把最终答案写在 <answer></answer> 中。""",
 )
 
+VERIFY_PROMPT = Prompt(
+    name="verify",
+    version="rare_hf-verify-v1",
+    system=(
+        "You judge retrieval results strictly. A document answers a question only if, on its own, it gives "
+        "what is needed to reach the answer; being on the same topic is not enough."
+    ),
+    user="""# Question
+{question}
+
+# Candidate documents
+{documents}
+
+Which of these documents, on its own, contains what is needed to answer the question? Usually none or few \
+do. Think briefly if you need to, then end with a JSON object listing their numbers (an empty list if none \
+does):
+{{"answers": [2, 5]}}""",
+)
+
 PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, REASONING_PROMPT)}
 PROMPT_SETS: dict[str, dict[str, Prompt]] = {
     "en": PROMPTS,
     "zh": {p.name: p for p in (QUESTION_PROMPT_ZH, QUESTION_REPAIR_PROMPT_ZH, REASONING_PROMPT_ZH)},
 }
-BUILT_IN: dict[str, Prompt] = {p.version: p for prompts in PROMPT_SETS.values() for p in prompts.values()}  # type: ignore[misc]
+BUILT_IN: dict[str, Prompt] = {
+    **{p.version: p for prompts in PROMPT_SETS.values() for p in prompts.values()},
+    VERIFY_PROMPT.version: VERIFY_PROMPT,
+}  # type: ignore[misc]
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LETTER = re.compile(r"[^\W\d_]")

@@ -1,0 +1,174 @@
+"""LLM-verified negatives: BM25 cannot tell a true negative from an unlabelled positive, the teacher can.
+
+Per row, one request shows the teacher the question and the numbered mined candidates and asks which of
+them, on its own, answers it. Those are false negatives: dropped, and the next candidates move up. Mine
+deeper than you keep (``add_hard_negatives(num_neg=6)``, then ``verify_negatives(num_neg=3)``) so dropped
+candidates have replacements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+
+from . import _steps
+from ._step import Column, LLMStep
+from .errors import LLMRequestError
+from .llm import LLM, LLMRun
+from .parsing import iter_json_objects
+from .prompts import VERIFY_PROMPT, format_documents
+
+__all__ = ["verify_negatives"]
+
+
+def verify_negatives(
+    ds: datasets.Dataset | datasets.DatasetDict,
+    llm: LLM | None = None,
+    *,
+    input_question_key: str = "question",
+    input_hardneg_key: str = "hard_negatives",
+    num_neg: int | None = None,
+    max_attempts: int = 2,
+    max_doc_chars: int = 20_000,
+    max_tokens: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = 1000,
+    show_progress: bool = True,
+    return_summary: bool = False,
+) -> Any:
+    """Drop mined negatives that the teacher finds answer the question on their own (false negatives).
+
+    Args:
+        ds: Rows with a question and mined negatives (the output of :func:`rare_hf.add_hard_negatives`).
+        llm: The teacher; ``None`` builds ``LLM()`` from the environment.
+        input_question_key / input_hardneg_key: The columns to read; the negatives column is rewritten with
+            the candidates that passed, in their mined order.
+        num_neg: Negatives to keep per row (the first that pass); ``None`` keeps every one that passes.
+        max_attempts: Requests per row until a usable verdict; a row without one keeps its candidates
+            unverified and says why in ``{input_hardneg_key}_verify_error``.
+        max_doc_chars: Each candidate is cut to this many characters in the request.
+        max_tokens: Completion budget (default: the LLM's, else 256).
+        overwrite / batch_size / show_progress / return_summary: As in the other steps.
+
+    Returns:
+        The dataset with the negatives column filtered, ``{neg}_false_negatives`` (the dropped candidates),
+        ``{neg}_verify_error`` and ``{neg}_verify_prompt_version``; and the summary when ``return_summary``.
+
+    Example:
+        >>> ds = rare_hf.add_hard_negatives(ds, num_neg=6)
+        >>> ds = rare_hf.verify_negatives(ds, llm, num_neg=3)
+    """
+    step = VerifyStep(
+        llm or LLM(),
+        input_question_key=input_question_key,
+        input_hardneg_key=input_hardneg_key,
+        num_neg=num_neg,
+        max_attempts=max_attempts,
+        max_doc_chars=max_doc_chars,
+        max_tokens=max_tokens,
+    )
+    return step.apply(
+        ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
+    )
+
+
+class VerifyStep(LLMStep):
+    """The verification of mined negatives as a step: see :func:`verify_negatives` for the arguments."""
+
+    name = "verify_negatives"
+    function = "verify_negatives"
+    progress_desc = "Verifying negatives"
+    default_budget = 256
+    prompt_name = "verify"
+    prompt_placeholders = {"question", "documents"}
+    prompt_required = {"question", "documents"}
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        input_question_key: str = "question",
+        input_hardneg_key: str = "hard_negatives",
+        num_neg: int | None = None,
+        max_attempts: int = 2,
+        max_doc_chars: int = 20_000,
+        max_tokens: int | None = None,
+    ) -> None:
+        neg = input_hardneg_key
+        super().__init__(llm, f"{neg}_verify_error", max_tokens)
+        self.q, self.neg, self.num_neg = input_question_key, neg, num_neg
+        self.max_attempts, self.max_doc_chars = max_attempts, max_doc_chars
+        self.prompt = VERIFY_PROMPT
+        self.prompt_version = VERIFY_PROMPT.version
+        self.params = {
+            "model": llm.model,
+            "base_url": llm.display_url,
+            "input_question_key": input_question_key,
+            "input_hardneg_key": neg,
+            "num_neg": num_neg,
+            "max_attempts": max_attempts,
+            "max_doc_chars": max_doc_chars,
+            "max_tokens": self.budget,
+            "llm_params": llm.default_params,
+            "prompt_version": VERIFY_PROMPT.version,
+        }
+
+    def columns(self) -> list[Column]:
+        strings = datasets.Sequence(datasets.Value("string"))
+        return [
+            Column(self.neg, strings, "Hard negatives that the teacher found do not answer the question alone."),
+            Column(f"{self.neg}_false_negatives", strings, "Mined candidates the teacher found answer the question."),
+            Column(f"{self.neg}_verify_error", datasets.Value("string"), "Why the row's negatives are unverified."),
+            Column(f"{self.neg}_verify_prompt_version", datasets.Value("string"), "Version of the verify prompt."),
+        ]
+
+    def output_names(self) -> list[str]:
+        return [c.name for c in self.columns() if c.name != self.neg]  # the negatives are rewritten in place
+
+    def check(self, ds: datasets.Dataset) -> None:
+        _steps.require_string_column(ds, "input_question_key", self.q)
+        _steps.require_string_list_column(ds, "input_hardneg_key", self.neg)
+
+    def stats(self, out: datasets.Dataset) -> dict[str, Any]:
+        dropped = [len(d or []) for d in _steps.column_values(out, f"{self.neg}_false_negatives")]
+        return {"false_negatives": sum(dropped), "rows_with_false_negatives": sum(1 for d in dropped if d)}
+
+    async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
+        neg = self.neg
+        candidates = list(row[neg] or [])
+        out = {**row, f"{neg}_false_negatives": [], f"{neg}_verify_error": None}
+        out[f"{neg}_verify_prompt_version"] = VERIFY_PROMPT.version
+        if not row[self.q] or not candidates:
+            out[f"{neg}_verify_error"] = "skipped: no question or no negatives"
+            return [out]
+        messages = VERIFY_PROMPT.render(
+            question=row[self.q], documents=format_documents([c[: self.max_doc_chars] for c in candidates])
+        )
+        problem = "no attempt"
+        for attempt in range(self.max_attempts):
+            try:
+                completion = await self.ask(messages, run, attempt, **({"temperature": 0.7} if attempt else {}))
+            except LLMRequestError as exc:
+                problem = f"request: {exc.reason}"
+                continue
+            answering = _answering(completion.text, len(candidates))
+            if answering is None:
+                problem = 'parse: no JSON object with an "answers" list of document numbers'
+                continue
+            kept = [c for i, c in enumerate(candidates, start=1) if i not in answering]
+            out[neg] = kept[: self.num_neg] if self.num_neg is not None else kept
+            out[f"{neg}_false_negatives"] = [candidates[i - 1] for i in sorted(answering)]
+            return [out]
+        out[neg] = candidates[: self.num_neg] if self.num_neg is not None else candidates
+        out[f"{neg}_verify_error"] = problem
+        return [out]
+
+
+def _answering(text: str, count: int) -> set[int] | None:
+    """The document numbers of the last ``{"answers": [...]}`` object, or None when there is none."""
+    for obj in reversed(list(iter_json_objects(text))):
+        numbers = obj.get("answers")
+        if isinstance(numbers, list) and all(isinstance(n, int) and 1 <= n <= count for n in numbers):
+            return set(numbers)
+    return None

@@ -103,13 +103,17 @@ _MIN_QUESTION_CHARS = 15
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _MAX_QUESTION_CHARS = 2_000
 _MAX_SCENARIO_CHARS = 6_000
+_MAX_LONG_SCENARIO_CHARS = 20_000  # 2,000 words and room to spare
 
 
-def validate_question(question: str, scenario: str, document: str, prompt: str = "") -> str | None:
+def validate_question(
+    question: str, scenario: str, document: str, prompt: str = "", *, long: bool = False
+) -> str | None:
     """Why this question/scenario pair is unusable, or ``None`` if it is fine.
 
     ``prompt`` is the text of the prompt without the document: a field that repeats its placeholders or a
     run of its instructions is an echo (small models copy the format they were shown), not a question.
+    ``long``: the scenario may be a long query (up to 2,000 words).
     """
     if (
         len(question) + len(_HAN.findall(question)) < _MIN_QUESTION_CHARS
@@ -117,7 +121,9 @@ def validate_question(question: str, scenario: str, document: str, prompt: str =
         return f"the question is empty or shorter than {_MIN_QUESTION_CHARS} characters"
     if not scenario:
         return "the scenario is empty"
-    if len(question) > _MAX_QUESTION_CHARS or len(scenario) > _MAX_SCENARIO_CHARS:
+    if len(question) > _MAX_QUESTION_CHARS or len(scenario) > (
+        _MAX_LONG_SCENARIO_CHARS if long else _MAX_SCENARIO_CHARS
+    ):
         return "the question or scenario is implausibly long"
     for field, value in (("question", question), ("scenario", scenario)):
         if match := _REFERS_TO_SOURCE.search(value) or _REFERS_TO_SOURCE_ZH.search(value):

@@ -233,10 +233,35 @@ does):
 {{"answers": [2, 5]}}""",
 )
 
+
+def _long(prompt: Prompt, instruction: str) -> Prompt:
+    """The question prompt asking for long queries: one more instruction before the document."""
+    return Prompt(
+        name="questions-long",
+        version=prompt.version.replace("questions", "questions-long"),
+        system=prompt.system,
+        user=prompt.user.replace("\n\n<document>", f"\n\n{instruction}\n\n<document>", 1),
+    )
+
+
+QUESTION_LONG_PROMPT = _long(
+    QUESTION_PROMPT,
+    "Write long queries: each scenario is a detailed account of 300 to 2,000 words (the case history, the "
+    "data at hand, what has been tried, the constraints), as a practitioner writes when asking a colleague "
+    "for help; the question then asks one clear thing about it.",
+)
+QUESTION_LONG_PROMPT_ZH = _long(
+    QUESTION_PROMPT_ZH,
+    "请写长查询：每个情景是一段 300 到 2000 字的详细叙述（案例经过、手头的数据、已经尝试过的做法、约束条件），"
+    "就像从业者向同事求助时写的那样；问题只问其中一件明确的事。",
+)
+
 PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, REASONING_PROMPT)}
 PROMPT_SETS: dict[str, dict[str, Prompt]] = {
-    "en": PROMPTS,
-    "zh": {p.name: p for p in (QUESTION_PROMPT_ZH, QUESTION_REPAIR_PROMPT_ZH, REASONING_PROMPT_ZH)},
+    "en": {**PROMPTS, "questions-long": QUESTION_LONG_PROMPT},
+    "zh": {
+        p.name: p for p in (QUESTION_PROMPT_ZH, QUESTION_REPAIR_PROMPT_ZH, REASONING_PROMPT_ZH, QUESTION_LONG_PROMPT_ZH)
+    },
 }
 BUILT_IN: dict[str, Prompt] = {
     **{p.version: p for prompts in PROMPT_SETS.values() for p in prompts.values()},

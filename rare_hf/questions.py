@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import datasets
@@ -67,6 +68,7 @@ def add_questions(
     prompt: Prompt | None = None,
     prompt_language: str = "auto",
     structured: str = "auto",
+    query_length: str = "short",
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -96,6 +98,10 @@ def add_questions(
             (OpenAI, vLLM, SGLang, llama.cpp, Ollama) can only answer in shape. ``"auto"`` (default): the same,
             unless the server rejects the parameter (HTTP 400/422) on the run's first request; then the run
             parses free text, and the summary and card say so. ``"off"``: free text only.
+        query_length: ``"short"``: a scenario of a few sentences; ``"long"``: a detailed scenario of 300 to
+            2,000 words (ReasonIR's varied-length queries); ``"varied"``: half of the documents each, chosen by
+            ``doc_id``. Recorded per row in ``{output_question_key}_length``; long queries get a 4,096-token
+            default budget.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
@@ -129,6 +135,7 @@ def add_questions(
         prompt=prompt,
         prompt_language=prompt_language,
         structured=structured,
+        query_length=query_length,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -161,7 +168,13 @@ class QuestionStep(LLMStep):
         prompt: Prompt | None = None,
         prompt_language: str = "auto",
         structured: str = "auto",
+        query_length: str = "short",
     ) -> None:
+        if query_length not in ("short", "long", "varied"):
+            raise ValueError(f"query_length: expected 'short', 'long' or 'varied', got {query_length!r}.")
+        self.query_length = query_length
+        if query_length != "short":
+            self.default_budget = 4096  # a 2,000-word scenario is ~2,700 tokens before any reasoning
         super().__init__(llm, f"{output_question_key}_error", max_tokens, structured)
         self.input_key, self.q, self.s = input_key, output_question_key, output_scenario_key
         self.max_attempts, self.n, self.max_doc_chars = max_attempts, num_questions, max_doc_chars
@@ -179,6 +192,7 @@ class QuestionStep(LLMStep):
             "max_doc_chars": max_doc_chars,
             "max_tokens": self.budget,
             "structured": structured,
+            "query_length": query_length,
             "llm_params": llm.default_params,
         }
         self.choose_prompt(prompt, prompt_language)
@@ -189,6 +203,8 @@ class QuestionStep(LLMStep):
     def use_language(self, language: str) -> None:
         super().use_language(language)  # a custom prompt stays; its repair turn follows the language
         self.repair_prompt = PROMPT_SETS[language]["questions-repair"]
+        self.long_prompt = self.custom_prompt or PROMPT_SETS[language]["questions-long"]
+        self.params["long_prompt_version"] = self.long_prompt.version
         self.prompt_text = _prompt_text(self.prompt, self.repair_prompt)
         self.params["repair_prompt_version"] = self.repair_prompt.version
 
@@ -212,6 +228,7 @@ class QuestionStep(LLMStep):
             Column(f"{q}_error", string, "Why the row has no question (null when it has)."),
             Column(f"{q}_input_truncated", datasets.Value("bool"), "Whether the document was cut to max_doc_chars."),
             Column(f"{q}_prompt_version", string, "Version of the question prompt."),
+            Column(f"{q}_length", string, "short: a scenario of a few sentences; long: 300 to 2,000 words."),
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
@@ -225,10 +242,13 @@ class QuestionStep(LLMStep):
 
     async def _rows_for(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         text = row[self.input_key]
+        doc_id = _steps.doc_id_for(text) if row.get(_steps.DOC_ID) is None else str(row[_steps.DOC_ID])
+        long = self._is_long(doc_id)
         base = {
             **row,
-            _steps.DOC_ID: _steps.doc_id_for(text) if row.get(_steps.DOC_ID) is None else str(row[_steps.DOC_ID]),
-            f"{self.q}_prompt_version": self.prompt.version,
+            _steps.DOC_ID: doc_id,
+            f"{self.q}_prompt_version": (self.long_prompt if long else self.prompt).version,
+            f"{self.q}_length": "long" if long else "short",
             f"{self.q}_attempts": 0,
             f"{self.q}_input_truncated": False,
         }
@@ -238,7 +258,7 @@ class QuestionStep(LLMStep):
                 for i in range(self.n)
             ]
         document = text[: self.max_doc_chars]
-        pairs, attempts, problem = await self._ask(document, run)
+        pairs, attempts, problem = await self._ask(document, run, long)
         base.update({f"{self.q}_attempts": attempts, f"{self.q}_input_truncated": len(text) > self.max_doc_chars})
         rows = []
         for i in range(self.n):
@@ -256,15 +276,20 @@ class QuestionStep(LLMStep):
 
     def first_request(self, text: str) -> tuple[Messages, dict[str, Any]]:
         """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
-        messages, _, params = self._plan(
-            0, question_messages(text[: self.max_doc_chars], self.n, self.prompt), None, ""
-        )
+        prompt = self.long_prompt if self._is_long(_steps.doc_id_for(text)) else self.prompt
+        messages, _, params = self._plan(0, question_messages(text[: self.max_doc_chars], self.n, prompt), None, "")
         structured = {"response_format": _RESPONSE_FORMAT} if self.structured_mode != "off" else {}
         return messages, {**params, "max_tokens": self.budget, **structured}
 
-    async def _ask(self, document: str, run: LLMRun) -> tuple[list[dict[str, str]], int, str]:
+    def _is_long(self, doc_id: str) -> bool:
+        """Whether this document gets a long query (``"varied"``: by its id, so reruns choose alike)."""
+        if self.query_length == "varied":
+            return hashlib.sha1(doc_id.encode()).digest()[0] % 2 == 1
+        return self.query_length == "long"
+
+    async def _ask(self, document: str, run: LLMRun, long: bool) -> tuple[list[dict[str, str]], int, str]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""
-        first = question_messages(document, self.n, self.prompt)
+        first = question_messages(document, self.n, self.long_prompt if long else self.prompt)
         kept: list[dict[str, str]] = []
         previous: Completion | None = None
         problem = "no attempt"
@@ -275,7 +300,7 @@ class QuestionStep(LLMStep):
             except LLMRequestError as exc:
                 previous, problem = None, f"request: {exc.reason}"
                 continue
-            problem = self._collect(previous, document, kept)
+            problem = self._collect(previous, document, kept, long)
             if len(kept) >= self.n:
                 return kept[: self.n], attempt + 1, ""
         return kept, self.max_attempts, problem
@@ -296,7 +321,7 @@ class QuestionStep(LLMStep):
         temperature = max(self.params["temperature"] or 0.0, _RETRY_TEMPERATURE)
         return first, attempt, {"temperature": temperature, "seed": attempt}
 
-    def _collect(self, completion: Completion, document: str, kept: list[dict[str, str]]) -> str:
+    def _collect(self, completion: Completion, document: str, kept: list[dict[str, str]], long: bool) -> str:
         """Add the reply's valid, new questions to ``kept``; return what was wrong with the reply, if anything."""
         if completion.truncated:
             return self.truncation_problem(completion)
@@ -306,7 +331,7 @@ class QuestionStep(LLMStep):
             return f"parse: {exc}"
         problem = ""
         for pair in pairs:
-            reason = validate_question(pair["question"], pair["scenario"], document, prompt=self.prompt_text)
+            reason = validate_question(pair["question"], pair["scenario"], document, self.prompt_text, long=long)
             if not reason and is_near_duplicate(pair["question"], [k["question"] for k in kept]):
                 reason = "a near-duplicate of another question of this document"
             if reason:

@@ -254,3 +254,24 @@ def test_near_duplicate_questions_of_one_document_count_once(teacher: LocalTeach
     teacher.responder = lambda r: next(replies)
     out = rare_hf.add_questions(dataset(1), make_llm(), num_questions=2, show_progress=False)
     assert out["question"] == [pairs[0]["question"], distinct["question"]] and out["question_attempts"] == [2, 2]
+
+
+def test_query_length_long_and_varied_ask_for_long_scenarios_and_record_it(teacher: LocalTeacher, make_llm) -> None:
+    long_scenario = "A registrar reviews the case. " * 250  # 1,250 words: too long for a short query
+    teacher.responder = lambda r: good_reply(scenario=long_scenario)
+    docs = datasets.Dataset.from_dict({"text": [f"{DOCS[i % 3]} Case {i}." for i in range(12)]})
+    short = rare_hf.add_questions(docs.select(range(1)), make_llm(), show_progress=False)
+    assert short["question_error"][0] == "invalid: the question or scenario is implausibly long"
+    teacher.reset()
+    out = rare_hf.add_questions(docs, make_llm(), query_length="varied", show_progress=False)
+    lengths = out["question_length"]
+    assert 0 < lengths.count("long") < 12 and lengths.count("long") + lengths.count("short") == 12
+    for row in out:
+        sent = next(r for r in teacher.requests if row["text"] in r["messages"][1]["content"])
+        asked_long = "Write long queries" in sent["messages"][1]["content"]
+        assert asked_long == (row["question_length"] == "long")
+        assert sent["max_tokens"] == 4096  # long and varied runs get the larger default budget
+        assert (row["question_error"] is None) == asked_long  # a long scenario is only fine when asked for
+        assert row["question_prompt_version"] == ("rare_hf-questions-long-v1" if asked_long else "rare_hf-questions-v1")
+    again = rare_hf.add_questions(docs, make_llm(), query_length="varied", show_progress=False)
+    assert again["question_length"] == lengths  # chosen by doc_id, the same on every run

@@ -18,6 +18,7 @@ _LAZY = {
     "add_hard_negatives": "negatives",
     "add_reasoning": "reasoning",
     "verify_negatives": "verify",
+    "add_written_negatives": "written",
     "reasoning_messages_for_row": "reasoning",
     "document_order": "reasoning",
     "build_rare_dataset": "pipeline",
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .reasoning import add_reasoning, document_order, reasoning_messages_for_row
     from .samples import load_sample_documents
     from .verify import verify_negatives
+    from .written import add_written_negatives
     from .summary import StepSummary
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -96,10 +96,13 @@ def to_retrieval_triples(
     input_question_key: str = "question",
     input_scenario_key: str = "scenario",
     input_hardneg_key: str = "hard_negatives",
+    input_written_key: str = "written_negatives",
     include_scenario: bool = True,
 ) -> datasets.Dataset:
     """Retriever-training triples in Tevatron's format: ``query_id``, ``query``, ``positive_passages`` and
-    ``negative_passages`` (each a list of ``{"docid", "title", "text"}``).
+    ``negative_passages`` (each a list of ``{"docid", "title", "text"}``), plus ``written_negative_passages``
+    when the dataset has written negatives (:func:`rare_hf.add_written_negatives`): kept apart from the mined
+    ones, with docids starting ``written-``, so a training mix can weigh them as ReasonIR did.
 
     Args:
         ds: A dataset with questions and hard negatives (``add_hard_negatives`` output).
@@ -117,6 +120,7 @@ def to_retrieval_triples(
         ds, input_question_key=input_question_key, input_hardneg_key=input_hardneg_key, input_text_key=input_text_key
     )
     ids_key = f"{input_hardneg_key}_ids"
+    has_written = input_written_key in ds.column_names
     has_scenario = include_scenario and input_scenario_key in ds.column_names
     with _steps.quiet_datasets_progress():
         usable = ds.filter(
@@ -137,6 +141,16 @@ def to_retrieval_triples(
             "negative_passages": [
                 {"docid": i, "title": "", "text": t} for i, t in zip(neg_ids, row[input_hardneg_key])
             ],
+            **(
+                {
+                    "written_negative_passages": [
+                        {"docid": f"written-{_steps.doc_id_for(t)}", "title": "", "text": t}
+                        for t in row[input_written_key] or []
+                    ]
+                }
+                if has_written
+                else {}
+            ),
         }
 
     with _steps.quiet_datasets_progress():

@@ -234,6 +234,54 @@ does):
 )
 
 
+WRITTEN_NEGATIVES_PROMPT = Prompt(
+    name="written-negatives",
+    version="rare_hf-written-negatives-v1",
+    system=(
+        "You write realistic documents for training search engines. You are careful: the documents you are "
+        "asked for must look relevant to a question without answering it."
+    ),
+    user="""# Scenario
+{scenario}
+
+# Question
+{question}
+
+# A document that does help answer it
+<document>
+{document}
+</document>
+
+Write {num_neg} new document(s), each 150 to 400 words, in the style of the domain's own texts (a manual, a \
+guideline, a case report, a textbook section). Each must look relevant to the question: the same topic, \
+entities and vocabulary. But none may answer it or give the facts needed to answer it: discuss a neighbouring \
+situation, a different condition or population, or the background only. Do not copy sentences from the \
+document above, and never mention the question. End your reply with a JSON object:
+{{"documents": ["<document 1>"]}}""",
+)
+
+WRITTEN_NEGATIVES_PROMPT_ZH = Prompt(
+    name="written-negatives",
+    version="rare_hf-written-negatives-zh-v1",
+    system="你为训练搜索引擎撰写逼真的文档。你很谨慎：要求你写的文档必须看起来与问题相关，但不能回答问题。",
+    user="""# 情景
+{scenario}
+
+# 问题
+{question}
+
+# 一篇确实有助于回答该问题的文档
+<document>
+{document}
+</document>
+
+请写 {num_neg} 篇新文档，每篇 300 到 800 字，采用该领域文本的风格（手册、指南、病例报告、教科书章节）。每篇都必须\
+看起来与问题相关：主题、实体和术语相同。但任何一篇都不能回答问题，也不能给出回答所需的事实：可以讨论相邻的情形、\
+不同的条件或人群，或只谈背景。不要照抄上面文档中的句子，也不要提及这个问题。在回复末尾给出一个 JSON 对象：
+{{"documents": ["<文档 1>"]}}""",
+)
+
+
 def _long(prompt: Prompt, instruction: str) -> Prompt:
     """The question prompt asking for long queries: one more instruction before the document."""
     return Prompt(
@@ -258,9 +306,16 @@ QUESTION_LONG_PROMPT_ZH = _long(
 
 PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, REASONING_PROMPT)}
 PROMPT_SETS: dict[str, dict[str, Prompt]] = {
-    "en": {**PROMPTS, "questions-long": QUESTION_LONG_PROMPT},
+    "en": {**PROMPTS, "questions-long": QUESTION_LONG_PROMPT, "written-negatives": WRITTEN_NEGATIVES_PROMPT},
     "zh": {
-        p.name: p for p in (QUESTION_PROMPT_ZH, QUESTION_REPAIR_PROMPT_ZH, REASONING_PROMPT_ZH, QUESTION_LONG_PROMPT_ZH)
+        p.name: p
+        for p in (
+            QUESTION_PROMPT_ZH,
+            QUESTION_REPAIR_PROMPT_ZH,
+            REASONING_PROMPT_ZH,
+            QUESTION_LONG_PROMPT_ZH,
+            WRITTEN_NEGATIVES_PROMPT_ZH,
+        )
     },
 }
 BUILT_IN: dict[str, Prompt] = {

@@ -472,6 +472,8 @@ def demo_responder(request: dict[str, Any]) -> str:
     messages = request.get("messages", [])
     prompt = "\n".join(str(m.get("content", "")) for m in messages)
     digest = hashlib.sha1(prompt.encode()).hexdigest()[:6]
+    if '{"documents": [' in prompt:  # add_written_negatives: a placeholder document on the same words
+        return _demo_written(prompt, digest)
     if "# Candidate documents" in prompt:  # verify_negatives: the demo finds no false negative
         return 'None of them alone answers it.\n{"answers": []}'
     if "<answer>" in prompt:  # every reasoning prompt asks for <think>/<answer>; question prompts for JSON
@@ -504,6 +506,17 @@ _DEMO_QUESTIONS = (
     "How would you convince a sceptical colleague to change the plan because of {}?",
     "Which single measurement would settle a dispute about {}, and why that one?",
 )
+
+
+def _demo_written(prompt: str, digest: str) -> str:
+    question = prompt.split("# Question")[-1].split("#")[0] if "# Question" in prompt else prompt
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(question)))[:8] or ["the", "topic"]
+    body = " ".join(
+        f"Background note {n} [placeholder {digest}] on {', '.join(words)}: general context that a reader "
+        "might look up first, without the specific facts any particular case would need."
+        for n in range(4)
+    )
+    return "Writing a near-miss document.\n" + json.dumps({"documents": [body]})
 
 
 def _requested_count(prompt: str) -> int:

@@ -1,0 +1,218 @@
+"""LLM-written hard negatives (ReasonIR): per question, the teacher writes documents that look relevant to it
+but do not answer it. Each is checked against the positive: one that shares a passage with it, or contains
+the known answer, is rejected and the teacher asked again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+import numpy as np
+
+from . import _steps
+from ._shingles import passage_hashes
+from ._step import Column, LLMStep
+from .answers import normalize_answer
+from .errors import LLMRequestError
+from .llm import LLM, LLMRun
+from .parsing import iter_json_objects, prompt_echo
+from .prompts import Prompt
+
+__all__ = ["add_written_negatives"]
+
+_MIN_WORDS = 40  # shorter is a sentence, not a document a retriever would index
+_MIN_ANSWER_CHARS = 3  # "B" or "no" are in every document
+
+
+def add_written_negatives(
+    ds: datasets.Dataset | datasets.DatasetDict,
+    llm: LLM | None = None,
+    *,
+    input_text_key: str = "text",
+    input_question_key: str = "question",
+    input_scenario_key: str = "scenario",
+    answer_key: str | None = None,
+    output_key: str = "written_negatives",
+    num_neg: int = 1,
+    max_attempts: int = 3,
+    max_doc_chars: int = 20_000,
+    max_tokens: int | None = None,
+    prompt: Prompt | None = None,
+    prompt_language: str = "auto",
+    overwrite: bool = False,
+    batch_size: int = 1000,
+    show_progress: bool = True,
+    return_summary: bool = False,
+) -> Any:
+    """Have the teacher write ``num_neg`` documents per question that look relevant but do not answer it.
+
+    Args:
+        ds: Rows with a question and its positive document (the output of :func:`rare_hf.add_questions`).
+        llm: The teacher; ``None`` builds ``LLM()`` from the environment.
+        input_text_key / input_question_key / input_scenario_key: The columns to read.
+        answer_key: A column with the answer (gold, or ``"answer"`` after :func:`rare_hf.add_reasoning`): a
+            written document that contains it is rejected.
+        output_key: The column to write (a list of documents per row).
+        num_neg: Documents to write per question, in one request.
+        max_attempts: Requests per row until ``num_neg`` documents pass the checks.
+        max_doc_chars: The positive is cut to this many characters in the request.
+        max_tokens: Completion budget (default: the LLM's, else 2,048 per requested document).
+        prompt: Your own :class:`rare_hf.Prompt` with ``{question}`` (and ``{scenario}``, ``{document}``,
+            ``{num_neg}``); it must ask for ``{"documents": [...]}``.
+        prompt_language: ``"en"``, ``"zh"`` or ``"auto"`` (from the documents).
+        overwrite / batch_size / show_progress / return_summary: As in the other steps.
+
+    Returns:
+        The dataset with ``{output_key}``, ``{output_key}_attempts``, ``{output_key}_error`` and
+        ``{output_key}_prompt_version``; and the summary when ``return_summary``.
+
+    Example:
+        >>> ds = rare_hf.add_written_negatives(ds, llm, num_neg=1)
+        >>> rare_hf.to_retrieval_triples(ds)[0]["written_negative_passages"]
+    """
+    step = WrittenNegativesStep(
+        llm or LLM(),
+        input_text_key=input_text_key,
+        input_question_key=input_question_key,
+        input_scenario_key=input_scenario_key,
+        answer_key=answer_key,
+        output_key=output_key,
+        num_neg=num_neg,
+        max_attempts=max_attempts,
+        max_doc_chars=max_doc_chars,
+        max_tokens=max_tokens,
+        prompt=prompt,
+        prompt_language=prompt_language,
+    )
+    return step.apply(
+        ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
+    )
+
+
+class WrittenNegativesStep(LLMStep):
+    """Written negatives as a step: see :func:`add_written_negatives` for the arguments."""
+
+    name = "written_negatives"
+    function = "add_written_negatives"
+    progress_desc = "Writing negatives"
+    default_budget = 2048
+    prompt_name = "written-negatives"
+    prompt_placeholders = {"question", "scenario", "document", "num_neg"}
+    prompt_required = {"question"}
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        input_text_key: str = "text",
+        input_question_key: str = "question",
+        input_scenario_key: str = "scenario",
+        answer_key: str | None = None,
+        output_key: str = "written_negatives",
+        num_neg: int = 1,
+        max_attempts: int = 3,
+        max_doc_chars: int = 20_000,
+        max_tokens: int | None = None,
+        prompt: Prompt | None = None,
+        prompt_language: str = "auto",
+    ) -> None:
+        if num_neg < 1:
+            raise ValueError(f"num_neg must be at least 1, got {num_neg}.")
+        self.default_budget = 2048 * num_neg
+        super().__init__(llm, f"{output_key}_error", max_tokens)
+        self.k = {"text": input_text_key, "question": input_question_key, "scenario": input_scenario_key}
+        self.answer_key, self.out, self.num_neg = answer_key, output_key, num_neg
+        self.max_attempts, self.max_doc_chars = max_attempts, max_doc_chars
+        self.params = {
+            "model": llm.model,
+            "base_url": llm.display_url,
+            "keys": self.k,
+            "answer_key": answer_key,
+            "output_key": output_key,
+            "num_neg": num_neg,
+            "max_attempts": max_attempts,
+            "max_doc_chars": max_doc_chars,
+            "max_tokens": self.budget,
+            "llm_params": llm.default_params,
+        }
+        self.choose_prompt(prompt, prompt_language)
+
+    def columns(self) -> list[Column]:
+        o = self.out
+        return [
+            Column(
+                o,
+                datasets.Sequence(datasets.Value("string")),
+                "Documents the teacher wrote to look relevant "
+                "to the question without answering it (hard negatives, apart from the mined ones).",
+            ),
+            Column(f"{o}_attempts", datasets.Value("int32"), "Teacher requests used to write them."),
+            Column(f"{o}_error", datasets.Value("string"), "Why the row has no written negatives (null when it has)."),
+            Column(f"{o}_prompt_version", datasets.Value("string"), "Version of the written-negatives prompt."),
+        ]
+
+    def check(self, ds: datasets.Dataset) -> None:
+        _steps.require_string_column(ds, "input_text_key", self.k["text"])
+        _steps.require_string_column(ds, "input_question_key", self.k["question"])
+        if self.answer_key:
+            _steps.require_columns(ds, answer_key=self.answer_key)
+
+    def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
+        self.detect_language(ds, self.k["text"])
+        return ds
+
+    async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
+        o = self.out
+        out = {**row, o: None, f"{o}_attempts": 0, f"{o}_error": None, f"{o}_prompt_version": self.prompt.version}
+        question, positive = row[self.k["question"]], row[self.k["text"]]
+        if not question or not positive:
+            return [{**out, f"{o}_error": "skipped: no question or no positive document"}]
+        fields = {"question": question, "scenario": row.get(self.k["scenario"]) or "", "num_neg": self.num_neg}
+        messages = self.prompt.render(**fields, document=positive[: self.max_doc_chars])
+        answer = row.get(self.answer_key) if self.answer_key else None
+        kept: list[str] = []
+        problem = "no attempt"
+        for attempt in range(self.max_attempts):
+            params = {"temperature": 0.7, "seed": attempt} if attempt else {}
+            try:
+                completion = await self.ask(messages, run, attempt, **params)
+            except LLMRequestError as exc:
+                problem = f"request: {exc.reason}"
+                continue
+            if completion.truncated:
+                problem = self.truncation_problem(completion)
+                continue
+            problem = self._collect(completion.text, positive, answer, kept)
+            if len(kept) >= self.num_neg:
+                return [{**out, o: kept[: self.num_neg], f"{o}_attempts": attempt + 1}]
+        return [{**out, f"{o}_attempts": self.max_attempts, f"{o}_error": problem}]
+
+    def _collect(self, text: str, positive: str, answer: Any, kept: list[str]) -> str:
+        """Add the reply's documents that pass the checks to ``kept``; return what was wrong, if anything."""
+        documents = next(
+            (o["documents"] for o in reversed(list(iter_json_objects(text))) if isinstance(o.get("documents"), list)),
+            None,
+        )
+        if documents is None:
+            return 'parse: no JSON object with a "documents" list was found'
+        problem = ""
+        for doc in documents:
+            reason = _check(doc, positive, answer, self.prompt.user)
+            if reason is None and doc not in kept:
+                kept.append(doc)
+            problem = problem or (f"invalid: {reason}" if reason else "")
+        return problem or ("" if len(kept) >= self.num_neg else f"parse: {len(kept)} of {self.num_neg} documents")
+
+
+def _check(doc: Any, positive: str, answer: Any, prompt: str) -> str | None:
+    """Why a written document cannot be a negative, or None."""
+    if not isinstance(doc, str) or len(doc.split()) < _MIN_WORDS and len(doc) < 4 * _MIN_WORDS:
+        return f"a written document is shorter than {_MIN_WORDS} words"
+    if np.intersect1d(passage_hashes(doc), passage_hashes(positive)).size:
+        return "a written document copies a passage of the positive"
+    if answer is not None and len(normalize_answer(str(answer))) >= _MIN_ANSWER_CHARS:
+        if normalize_answer(str(answer)) in normalize_answer(doc):
+            return "a written document contains the answer"
+    if echo := prompt_echo(doc, prompt):
+        return f'a written document echoes the prompt ("{echo}")'
+    return None

@@ -113,6 +113,21 @@ class LLMStep(abc.ABC):
         sample = ds.select(range(0, len(ds), max(1, len(ds) // 500)))[column] if len(ds) else []
         self.use_language(resolve_prompt_language(self.language, sample))
 
+    max_doc_tokens: int | None = None  # set by steps that show documents
+
+    async def fit(self, text: str, max_chars: int) -> str:
+        """``text`` cut to ``max_chars`` characters and, with ``max_doc_tokens``, to that many tokens as the
+        server's tokenizer counts them (estimated high when it has none)."""
+        text = text[:max_chars]
+        if self.max_doc_tokens is None:
+            return text
+        for _ in range(4):  # cut in proportion, with a margin, until it fits
+            tokens = await self.llm.acount_tokens(text)
+            if tokens <= self.max_doc_tokens:
+                return text
+            text = text[: int(len(text) * self.max_doc_tokens / tokens * 0.95)]
+        return text
+
     def response_format(self) -> dict[str, Any] | None:
         """The ``response_format`` this step's replies follow when the server supports it (None: free text)."""
         return None
@@ -220,6 +235,8 @@ class LLMStep(abc.ABC):
             progress.close()
         errors = _steps.column_values(out, self.error_column)
         stats = {**self.stats(out), **self.structured_stat()}
+        if self.max_doc_tokens is not None:
+            stats["document_tokens"] = self.llm.tokenizer or "not measured"
         if len(self.llm.base_urls) > 1:
             stats["requests_per_endpoint"] = dict(run.endpoints)
         summary = _steps.llm_step_summary(

@@ -283,6 +283,7 @@ class LLM:
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._clients, self._cache)
         self._usage_lock = threading.Lock()
         self._batch_poll_interval = batch_poll_interval
+        self.tokenizer: str | None = None  # "server /tokenize" or "estimated", once count_tokens has run
         self._batches: BatchQueue | None = None
 
     @property
@@ -369,6 +370,38 @@ class LLM:
         if self._cache is None:
             return False
         return self._cache.get(self._key(messages, sample_index, *self._split_params(params))) is not None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the server's own tokenizer (``/tokenize``, as vLLM and llama.cpp serve it), or
+        a conservative estimate (:func:`rare_hf.estimate.estimate_tokens`) when the server has none;
+        :attr:`tokenizer` says which was used."""
+        self._check_open()
+        return self._loop.run(self.acount_tokens(text))
+
+    async def acount_tokens(self, text: str) -> int:
+        """Coroutine twin of :meth:`count_tokens`."""
+        if self.tokenizer != "estimated":
+            try:
+                count = await self._server_tokens(text)
+            except (openai.APIError, asyncio.TimeoutError, KeyError, TypeError, ValueError):
+                count = None
+            if count is not None:
+                self.tokenizer = "server /tokenize"
+                return count
+            self.tokenizer = "estimated"  # asked once: a server without /tokenize will not grow one
+        from .estimate import estimate_tokens
+
+        return estimate_tokens(text)
+
+    async def _server_tokens(self, text: str) -> int | None:
+        client = self._client(self._endpoints[0])
+        root = str(client.base_url).rstrip("/").removesuffix("/v1")
+        # vLLM answers {"count": n}; llama.cpp's server answers {"tokens": [...]} to {"content": ...}.
+        body = {"model": self.model, "prompt": text, "content": text, "add_special_tokens": False}
+        reply = await asyncio.wait_for(client.post(f"{root}/tokenize", body=body, cast_to=dict), self.timeout)
+        if isinstance(reply.get("count"), int):
+            return reply["count"]
+        return len(reply["tokens"]) if isinstance(reply.get("tokens"), list) else None
 
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is

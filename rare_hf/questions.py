@@ -69,6 +69,7 @@ def add_questions(
     prompt_language: str = "auto",
     structured: str = "auto",
     query_length: str = "short",
+    max_doc_tokens: int | None = None,
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -102,6 +103,9 @@ def add_questions(
             2,000 words (ReasonIR's varied-length queries); ``"varied"``: half of the documents each, chosen by
             ``doc_id``. Recorded per row in ``{output_question_key}_length``; long queries get a 4,096-token
             default budget.
+        max_doc_tokens: Also cut each document to this many tokens, counted by the server's tokenizer
+            (``/tokenize`` on vLLM and llama.cpp) or estimated high (4 characters per ASCII token, one per
+            other character) when it has none; the summary says which.
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
@@ -136,6 +140,7 @@ def add_questions(
         prompt_language=prompt_language,
         structured=structured,
         query_length=query_length,
+        max_doc_tokens=max_doc_tokens,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -169,10 +174,11 @@ class QuestionStep(LLMStep):
         prompt_language: str = "auto",
         structured: str = "auto",
         query_length: str = "short",
+        max_doc_tokens: int | None = None,
     ) -> None:
         if query_length not in ("short", "long", "varied"):
             raise ValueError(f"query_length: expected 'short', 'long' or 'varied', got {query_length!r}.")
-        self.query_length = query_length
+        self.query_length, self.max_doc_tokens = query_length, max_doc_tokens
         if query_length != "short":
             self.default_budget = 4096  # a 2,000-word scenario is ~2,700 tokens before any reasoning
         super().__init__(llm, f"{output_question_key}_error", max_tokens, structured)
@@ -193,6 +199,7 @@ class QuestionStep(LLMStep):
             "max_tokens": self.budget,
             "structured": structured,
             "query_length": query_length,
+            "max_doc_tokens": max_doc_tokens,
             "llm_params": llm.default_params,
         }
         self.choose_prompt(prompt, prompt_language)
@@ -257,9 +264,9 @@ class QuestionStep(LLMStep):
                 {**base, f"{self.q}_index": i, f"{self.q}_error": "skipped: empty or missing document"}
                 for i in range(self.n)
             ]
-        document = text[: self.max_doc_chars]
+        document = await self.fit(text, self.max_doc_chars)
         pairs, attempts, problem = await self._ask(document, run, long)
-        base.update({f"{self.q}_attempts": attempts, f"{self.q}_input_truncated": len(text) > self.max_doc_chars})
+        base.update({f"{self.q}_attempts": attempts, f"{self.q}_input_truncated": len(document) < len(text)})
         rows = []
         for i in range(self.n):
             pair = pairs[i] if i < len(pairs) else None

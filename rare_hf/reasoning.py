@@ -81,6 +81,7 @@ def add_reasoning(
     max_tokens: int | None = None,
     prompt: Prompt | None = None,
     prompt_language: str = "auto",
+    max_doc_tokens: int | None = None,
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -112,6 +113,9 @@ def add_reasoning(
             recorded per row (pass it to :func:`reasoning_messages_for_row` and :func:`rare_hf.to_sft`).
         prompt_language: ``"en"`` or ``"zh"`` for the built-in prompt, or ``"auto"``: Chinese when the
             documents are mostly Han characters.
+        max_doc_tokens: Also cut each shown document to this many tokens, counted by the server's tokenizer
+            (``/tokenize`` on vLLM and llama.cpp) or estimated high when it has none. (:func:`to_sft` and
+            :func:`reasoning_messages_for_row` rebuild prompts cut by characters only.)
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per ``Dataset.map`` batch.
         show_progress: Show a progress bar.
@@ -153,6 +157,7 @@ def add_reasoning(
         max_tokens=max_tokens,
         prompt=prompt,
         prompt_language=prompt_language,
+        max_doc_tokens=max_doc_tokens,
     )
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
@@ -189,8 +194,10 @@ class ReasoningStep(LLMStep):
         max_tokens: int | None = None,
         prompt: Prompt | None = None,
         prompt_language: str = "auto",
+        max_doc_tokens: int | None = None,
     ) -> None:
         super().__init__(llm, f"{output_key}_error", max_tokens)
+        self.max_doc_tokens = max_doc_tokens
         self.k = dict(
             text=input_text_key,
             question=input_question_key,
@@ -210,6 +217,7 @@ class ReasoningStep(LLMStep):
             "max_attempts": max_attempts,
             "max_doc_chars": max_doc_chars,
             "max_tokens": self.budget,
+            "max_doc_tokens": max_doc_tokens,
             "seed": seed,
             "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
             "resample_temperature": resample_temperature,
@@ -302,8 +310,9 @@ class ReasoningStep(LLMStep):
             return {**out, f"{r}_error": f"skipped: {skip}"}
         order = document_order(self.seed, row[_steps.DOC_ID], question, 1 + len(negatives))
         pool = [text, *negatives]
-        truncated = any(len(d) > self.max_doc_chars for d in pool)
-        pool = [d[: self.max_doc_chars] for d in pool]
+        fitted = [await self.fit(d, self.max_doc_chars) for d in pool]
+        truncated = any(len(f) < len(d) for f, d in zip(fitted, pool))
+        pool = fitted
         messages = reasoning_messages(question, row[self.k["scenario"]], [pool[i] for i in order], self.prompt)
         out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0), f"{r}_input_truncated": truncated})
         gold = row[self.k["gold"]] if self.k["gold"] else None

@@ -117,6 +117,8 @@ class LocalTeacher:
             (the responder's reply as it is, as servers that drop unknown fields do), ``"honour"`` (as vLLM,
             SGLang, llama.cpp, Ollama and OpenAI do: the reply is JSON in the schema's shape, see
             :func:`constrain_to_schema`) or ``"reject"`` (HTTP 400, as servers without the feature do).
+        tokenize: Serve vLLM's ``POST /tokenize`` (its tokens are :func:`count_tokens` words); ``False``
+            answers 404 there, as OpenAI does.
         batch_seconds: Seconds a Batch API batch takes to complete. Its lines are answered like chat
             requests (responder, queued and random faults, context limit; no latency): a line whose reply
             is an error goes to the batch's error file. See :meth:`expire_next_batch`.
@@ -149,6 +151,7 @@ class LocalTeacher:
         keep_log: bool = True,
         batch_seconds: float = 0.2,
         structured_outputs: str = "ignore",
+        tokenize: bool = True,
     ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
@@ -177,6 +180,7 @@ class LocalTeacher:
                 f"structured_outputs: expected 'ignore', 'honour' or 'reject', got {structured_outputs!r}."
             )
         self.structured_outputs = structured_outputs
+        self.tokenize = tokenize
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -309,6 +313,11 @@ class LocalTeacher:
             )
         if (routed := await self.batch_api.dispatch(method, path, headers, body)) is not None:
             return routed
+        if method == "POST" and path.rstrip("/") == "/tokenize" and self.tokenize:
+            request = json.loads(body or b"{}")  # vLLM's shape: {"count", "tokens", "max_model_len"}
+            tokens = str(request.get("prompt", "")).split()
+            reply = {"count": len(tokens), "tokens": list(range(len(tokens))), "max_model_len": self.max_context_tokens}
+            return 200, (), json.dumps(reply).encode(), None
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return 404, (), _error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")

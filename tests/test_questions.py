@@ -8,6 +8,7 @@ import datasets
 import pytest
 
 import rare_hf
+from rare_hf.estimate import estimate_tokens
 from rare_hf.prompts import QUESTION_PROMPT
 from rare_hf.testing import LocalTeacher, Reply
 
@@ -275,3 +276,20 @@ def test_query_length_long_and_varied_ask_for_long_scenarios_and_record_it(teach
         assert row["question_prompt_version"] == ("rare_hf-questions-long-v1" if asked_long else "rare_hf-questions-v1")
     again = rare_hf.add_questions(docs, make_llm(), query_length="varied", show_progress=False)
     assert again["question_length"] == lengths  # chosen by doc_id, the same on every run
+
+
+@pytest.mark.parametrize("tokenize, kept_words", [(True, 50), (False, None)])
+def test_max_doc_tokens_cuts_by_the_servers_tokenizer_or_a_high_estimate(
+    make_llm, tmp_path, tokenize, kept_words
+) -> None:
+    long_doc = " ".join(f"word{i}" for i in range(400))  # 400 server tokens, ~800 estimated
+    with LocalTeacher(tokenize=tokenize) as server:
+        llm = rare_hf.LLM("teacher-test", base_url=server.url, api_key="EMPTY", cache_dir=False)
+        docs = datasets.Dataset.from_dict({"text": [long_doc]})
+        out, summary = rare_hf.add_questions(docs, llm, max_doc_tokens=50, show_progress=False, return_summary=True)
+        shown = server.requests[0]["messages"][1]["content"].split("<document>\n")[1].split("\n</document>")[0]
+    assert out["question_input_truncated"] == [True] and long_doc.startswith(shown)
+    if kept_words is not None:  # the server counts words: cut to at most 50 of them, not far below
+        assert 40 <= len(shown.split()) <= 50 and summary.stats["document_tokens"] == "server /tokenize"
+    else:  # no tokenizer: the conservative estimate keeps fewer words
+        assert estimate_tokens(shown) <= 50 and summary.stats["document_tokens"] == "estimated"

@@ -24,11 +24,16 @@ if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --he
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _EXPORTS = ("messages", "rare", "triples")
-_STEPS = ("questions", "hard_negatives", "reasoning")  # pipeline.STEPS, without importing the pipeline
+# pipeline.ALL_STEPS, without importing the pipeline
+_STEPS = ("questions", "hard_negatives", "verify_negatives", "written_negatives", "reasoning")
 _STEP_ALIASES = {
     "questions": "questions",
     "negatives": "hard_negatives",
     "hard_negatives": "hard_negatives",
+    "verify": "verify_negatives",
+    "verify_negatives": "verify_negatives",
+    "written": "written_negatives",
+    "written_negatives": "written_negatives",
     "reasoning": "reasoning",
 }
 DEMO_MODEL = "rare-hf-demo-teacher"
@@ -105,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument(
         "--steps",
         default="questions,negatives,reasoning",
-        help="comma-separated subset of questions,negatives,reasoning (default: all)",
+        help="comma-separated subset of questions,negatives,reasoning (default: those three), and the opt-in "
+        "verify (the teacher drops mined negatives that answer the question) and written (teacher-written negatives)",
     )
     steps.add_argument("--num-neg", type=int, default=3, help="hard negatives per question (default: 3)")
     steps.add_argument("--num-questions", type=int, default=1, help="questions per document (default: 1)")
@@ -191,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         ds = _load_input(args)
         _check_columns(ds, args, steps)
         token = _hub_token() if args.push_to_hub else None
-        needs_llm = "questions" in steps or "reasoning" in steps
+        needs_llm = any(step != "hard_negatives" for step in steps)
         llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
         args.cache_path = llm.cache_path if llm is not None else None
         if args.dry_run:
@@ -237,7 +243,9 @@ def _parse_steps(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in names if s not in _STEP_ALIASES]
     if unknown or not names:
-        raise CliError(f"--steps: unknown step(s) {unknown}; choose from questions, negatives, reasoning.")
+        raise CliError(
+            f"--steps: unknown step(s) {unknown}; choose from questions, negatives, verify, written, reasoning."
+        )
     chosen = {_STEP_ALIASES[s] for s in names}
     return [s for s in _STEPS if s in chosen]
 

@@ -18,13 +18,20 @@ from .llm import LLM
 from .negatives import add_hard_negatives, negative_columns
 from .questions import QuestionStep, add_questions
 from .reasoning import ReasoningStep, add_reasoning
+from .verify import VerifyStep, verify_negatives
+from .written import WrittenNegativesStep, add_written_negatives
 from .summary import StepSummary
 
 __all__ = ["build_rare_dataset", "RunSummary", "STEPS", "plan_steps", "check_inputs"]
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("questions", "hard_negatives", "reasoning")
+STEPS = ("questions", "hard_negatives", "reasoning")  # the default run
+# Every step, in run order; verify_negatives and written_negatives are opt-in.
+ALL_STEPS = ("questions", "hard_negatives", "verify_negatives", "written_negatives", "reasoning")
+# Steps whose failed rows are dropped: a row whose negatives could not be verified keeps the mined ones, and
+# written negatives are extra data, so their failures are counted but cost no row.
+_DROPS_FAILED = ("questions", "hard_negatives", "reasoning")
 
 
 @dataclasses.dataclass
@@ -95,6 +102,8 @@ def build_rare_dataset(
     question_kwargs: dict[str, Any] | None = None,
     negatives_kwargs: dict[str, Any] | None = None,
     reasoning_kwargs: dict[str, Any] | None = None,
+    verify_kwargs: dict[str, Any] | None = None,
+    written_kwargs: dict[str, Any] | None = None,
     show_progress: bool = True,
     return_summary: bool = False,
 ) -> Any:
@@ -108,9 +117,12 @@ def build_rare_dataset(
         num_questions: Questions per document.
         answer_key: Column of gold answers, to verify and resample the teacher's answers.
         seed: Seed of the per-row document shuffles.
-        steps: Which steps to run, in order (a subset of ``"questions"``, ``"hard_negatives"``, ``"reasoning"``).
+        steps: Which steps to run (a subset of ``"questions"``, ``"hard_negatives"``, ``"reasoning"``, and the
+            opt-in ``"verify_negatives"`` (then twice ``num_neg`` are mined and ``num_neg`` kept) and
+            ``"written_negatives"``); they run in that order, the opt-in ones before the reasoning.
         keep_failed: Keep rows where a step failed (with their error columns) instead of dropping them.
-        question_kwargs / negatives_kwargs / reasoning_kwargs: Extra arguments for each step function.
+        question_kwargs / negatives_kwargs / reasoning_kwargs / verify_kwargs / written_kwargs: Extra arguments
+            for each step function.
         show_progress: Show progress bars.
         return_summary: Also return the :class:`RunSummary`.
 
@@ -131,10 +143,12 @@ def build_rare_dataset(
         question_kwargs=question_kwargs,
         negatives_kwargs=negatives_kwargs,
         reasoning_kwargs=reasoning_kwargs,
+        verify_kwargs=verify_kwargs,
+        written_kwargs=written_kwargs,
     )
     for split in _steps.splits_of(ds):
         check_inputs(split, plan)
-    needs_llm = any(s in plan for s in ("questions", "reasoning"))
+    needs_llm = any(s != "hard_negatives" for s in plan)
     llm = llm or (LLM() if needs_llm else None)
     started = time.monotonic()
     rows_in = _num_rows(ds)
@@ -148,7 +162,7 @@ def build_rare_dataset(
         summaries.append(summary)
     before = _num_rows(ds)
     if not keep_failed:
-        ds = _drop_failed(ds, [_error_column(name, kwargs) for name, kwargs in plan.items()])
+        ds = _drop_failed(ds, [_error_column(n, kwargs) for n, kwargs in plan.items() if n in _DROPS_FAILED])
     run = run_summary(
         summaries,
         rows_in=rows_in,
@@ -166,6 +180,8 @@ def build_rare_dataset(
             "question_kwargs": question_kwargs or {},
             "negatives_kwargs": negatives_kwargs or {},
             "reasoning_kwargs": reasoning_kwargs or {},
+            "verify_kwargs": verify_kwargs or {},
+            "written_kwargs": written_kwargs or {},
         },
         seconds=time.monotonic() - started,
     )
@@ -209,7 +225,16 @@ def describe_price(price: dict[str, Any]) -> str:
 _STEP_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "questions": add_questions,
     "hard_negatives": add_hard_negatives,
+    "verify_negatives": verify_negatives,
+    "written_negatives": add_written_negatives,
     "reasoning": add_reasoning,
+}
+_KWARGS_NAMES = {
+    "questions": "question_kwargs",
+    "hard_negatives": "negatives_kwargs",
+    "verify_negatives": "verify_kwargs",
+    "written_negatives": "written_kwargs",
+    "reasoning": "reasoning_kwargs",
 }
 # Set by the pipeline for every step; not accepted in the *_kwargs.
 _RESERVED = ("ds", "llm", "show_progress", "return_summary")
@@ -226,36 +251,51 @@ def plan_steps(
     question_kwargs: dict[str, Any] | None = None,
     negatives_kwargs: dict[str, Any] | None = None,
     reasoning_kwargs: dict[str, Any] | None = None,
+    verify_kwargs: dict[str, Any] | None = None,
+    written_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The keyword arguments of every chosen step, in order, each step reading the columns the one before
     it writes (a custom ``output_question_key`` is the next steps' ``input_question_key``). The ``*_kwargs``
     override the pipeline's own values. Raises ``ValueError`` for an unknown step or argument."""
-    unknown = [s for s in steps if s not in STEPS]
+    unknown = [s for s in steps if s not in ALL_STEPS]
     if unknown or not steps:
-        raise ValueError(f"Unknown step(s) {unknown}; choose from {list(STEPS)}.")
+        raise ValueError(f"Unknown step(s) {unknown}; choose from {list(ALL_STEPS)}.")
     questions = {"input_key": text_key, "num_questions": num_questions, **(question_kwargs or {})}
     question_key = questions.get("output_question_key", "question")
     scenario_key = questions.get("output_scenario_key", "scenario")
     negatives = {
         "input_question_key": question_key,
         "input_text_key": text_key,
-        "num_neg": num_neg,
+        "num_neg": 2 * num_neg if "verify_negatives" in steps else num_neg,  # replacements for dropped ones
         **(negatives_kwargs or {}),
     }
+    hardneg_key = negatives.get("output_negatives_key", "hard_negatives")
+    verify = {"input_question_key": question_key, "input_hardneg_key": hardneg_key, "num_neg": num_neg}
+    verify |= verify_kwargs or {}
+    written = {"input_text_key": text_key, "input_question_key": question_key, "input_scenario_key": scenario_key}
+    written |= {"answer_key": answer_key, **(written_kwargs or {})}
     reasoning = {
         "input_text_key": text_key,
         "input_question_key": question_key,
         "input_scenario_key": scenario_key,
-        "input_hardneg_key": negatives.get("output_negatives_key", "hard_negatives"),
+        "input_hardneg_key": hardneg_key,
         "answer_key": answer_key,
         "seed": seed,
         **(reasoning_kwargs or {}),
     }
-    everything = {"questions": questions, "hard_negatives": negatives, "reasoning": reasoning}
-    plan = {name: everything[name] for name in STEPS if name in steps}
+    everything = {
+        "questions": questions,
+        "hard_negatives": negatives,
+        "verify_negatives": verify,
+        "written_negatives": written,
+        "reasoning": reasoning,
+    }
+    plan = {name: everything[name] for name in ALL_STEPS if name in steps}
     for name, argument in (
         ("questions", question_kwargs),
         ("hard_negatives", negatives_kwargs),
+        ("verify_negatives", verify_kwargs),
+        ("written_negatives", written_kwargs),
         ("reasoning", reasoning_kwargs),
     ):
         _check_kwargs(name, argument or {})
@@ -267,7 +307,7 @@ def _check_kwargs(step: str, kwargs: dict[str, Any]) -> None:
     accepted = [p for p in inspect.signature(function).parameters if p not in _RESERVED]
     wrong = [k for k in kwargs if k not in accepted]
     if wrong:
-        argument = {"questions": "question_kwargs", "hard_negatives": "negatives_kwargs"}.get(step, "reasoning_kwargs")
+        argument = _KWARGS_NAMES[step]
         raise ValueError(f"{argument}: {function.__name__} takes no argument {wrong}; it takes {accepted}.")
 
 
@@ -308,6 +348,17 @@ def _reads(step: str, kwargs: dict[str, Any]) -> list[tuple[str, str, str]]:
             ("input_question_key", kwargs["input_question_key"], "string"),
             ("input_text_key", kwargs["input_text_key"], "string"),
         ]
+    if step == "verify_negatives":
+        return [
+            ("input_question_key", kwargs["input_question_key"], "string"),
+            ("input_hardneg_key", kwargs["input_hardneg_key"], "list"),
+        ]
+    if step == "written_negatives":
+        reads = [
+            ("input_text_key", kwargs["input_text_key"], "string"),
+            ("input_question_key", kwargs["input_question_key"], "string"),
+        ]
+        return reads + ([("answer_key", kwargs["answer_key"], "any")] if kwargs.get("answer_key") else [])
     reads = [
         ("input_text_key", kwargs["input_text_key"], "string"),
         ("input_question_key", kwargs["input_question_key"], "string"),
@@ -326,6 +377,10 @@ def _writes(step: str, kwargs: dict[str, Any]) -> list[str]:
         )
     elif step == "hard_negatives":
         columns = negative_columns(kwargs.get("output_negatives_key", "hard_negatives"))
+    elif step == "verify_negatives":
+        columns = VerifyStep.columns_for(kwargs["input_hardneg_key"])
+    elif step == "written_negatives":
+        columns = WrittenNegativesStep.columns_for(kwargs.get("output_key", "written_negatives"))
     else:
         columns = ReasoningStep.columns_for(
             kwargs.get("output_key", "reasoning"), kwargs.get("output_answer_key", "answer")

@@ -43,14 +43,21 @@ from .bm25 import BM25Index
 from .cache import ResponseCache
 from .llm import LLM
 from .negatives import add_hard_negatives
-from .pipeline import STEPS, _error_column, plan_steps, run_summary
+from .pipeline import _DROPS_FAILED, STEPS, _error_column, plan_steps, run_summary
 from .questions import add_questions
 from .reasoning import add_reasoning
 from .summary import StepSummary
+from .verify import verify_negatives
+from .written import add_written_negatives
 
 __all__ = ["build_rare_dataset_ray"]
 
-_LLM_STEPS = {"questions": add_questions, "reasoning": add_reasoning}
+_LLM_STEPS = {
+    "questions": add_questions,
+    "verify_negatives": verify_negatives,
+    "written_negatives": add_written_negatives,
+    "reasoning": add_reasoning,
+}
 
 
 def build_rare_dataset_ray(
@@ -134,7 +141,7 @@ def build_rare_dataset_ray(
         table = table.materialize()
         wall[name] = time.monotonic() - step_started
     if not keep_failed:
-        errors = [_error_column(name, kwargs) for name, kwargs in plan.items()]
+        errors = [_error_column(name, kwargs) for name, kwargs in plan.items() if name in _DROPS_FAILED]
         table = table.map_batches(_drop_failed, fn_kwargs={"errors": errors}, batch_format="pyarrow")
     shutil.rmtree(output / "data", ignore_errors=True)  # an earlier run's shards
     table.write_parquet(str(output / "data"))

@@ -115,12 +115,17 @@ class VerifyStep(LLMStep):
         }
 
     def columns(self) -> list[Column]:
+        return self.columns_for(self.neg)
+
+    @staticmethod
+    def columns_for(neg: str = "hard_negatives") -> list[Column]:
+        """The columns written for this negatives column (itself rewritten in place)."""
         strings = datasets.Sequence(datasets.Value("string"))
         return [
-            Column(self.neg, strings, "Hard negatives that the teacher found do not answer the question alone."),
-            Column(f"{self.neg}_false_negatives", strings, "Mined candidates the teacher found answer the question."),
-            Column(f"{self.neg}_verify_error", datasets.Value("string"), "Why the row's negatives are unverified."),
-            Column(f"{self.neg}_verify_prompt_version", datasets.Value("string"), "Version of the verify prompt."),
+            Column(neg, strings, "Hard negatives that the teacher found do not answer the question alone."),
+            Column(f"{neg}_false_negatives", strings, "Mined candidates the teacher found answer the question."),
+            Column(f"{neg}_verify_error", datasets.Value("string"), "Why the row's negatives are unverified."),
+            Column(f"{neg}_verify_prompt_version", datasets.Value("string"), "Version of the verify prompt."),
         ]
 
     def output_names(self) -> list[str]:

@@ -138,7 +138,11 @@ class WrittenNegativesStep(LLMStep):
         self.choose_prompt(prompt, prompt_language)
 
     def columns(self) -> list[Column]:
-        o = self.out
+        return self.columns_for(self.out)
+
+    @staticmethod
+    def columns_for(o: str = "written_negatives") -> list[Column]:
+        """The columns written with this ``output_key``."""
         return [
             Column(
                 o,

@@ -215,3 +215,30 @@ def test_cli_unreachable_endpoint_and_bad_input(tmp_path: Path, docs) -> None:
     assert dead.returncode == 2 and "Cannot reach the teacher" in dead.stderr
     missing = _cli(str(tmp_path / "nope.txt"), "--model", "m", env={"OPENAI_API_KEY": "x", "HF_HUB_OFFLINE": "1"})
     assert missing.returncode == 2 and "cannot load" in missing.stderr
+
+
+def test_the_opt_in_steps_run_in_the_pipeline_and_the_card(teacher: LocalTeacher, tmp_path: Path) -> None:
+    from huggingface_hub import DatasetCard
+
+    from rare_hf.hub import build_card
+
+    llm = rare_hf.LLM("teacher-test", base_url=teacher.url, api_key="EMPTY", cache_dir=tmp_path / "cache")
+    steps = ["questions", "hard_negatives", "verify_negatives", "written_negatives", "reasoning"]
+    out, summary = rare_hf.build_rare_dataset(
+        rare_hf.load_sample_documents(), llm, num_neg=2, steps=steps, show_progress=False, return_summary=True
+    )
+    assert [s.step for s in summary.steps] == steps and len(out) == 20
+    negatives = summary.step("hard_negatives")
+    assert negatives.params["num_neg"] == 4  # mined twice as deep, so dropped ones have replacements
+    assert all(len(n) == 2 for n in out["hard_negatives"])  # verified down to num_neg
+    assert out["hard_negatives_verify_error"] == [None] * 20 and all(len(w) == 1 for w in out["written_negatives"])
+    # The reasoning saw the verified negatives, and each written request showed its own positive.
+    reasoning_prompts = [
+        r["messages"][1]["content"] for r in teacher.requests if "# Retrieved Documents" in r["messages"][1]["content"]
+    ]
+    assert len(reasoning_prompts) == 20 and all(p.count('<document index="') == 3 for p in reasoning_prompts)
+    card = build_card(DatasetCard(""), out, num_rows=len(out), repo_id="me/rare", summary=summary).content
+    assert "rare_hf-verify-v1" in card and "rare_hf-written-negatives-v1" in card
+    assert "`written_negatives`" in card and "`hard_negatives_false_negatives`" in card
+    with pytest.raises(ValueError, match="verify_kwargs: verify_negatives takes no argument"):
+        rare_hf.build_rare_dataset(rare_hf.load_sample_documents(), llm, steps=steps, verify_kwargs={"nope": 1})

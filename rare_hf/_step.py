@@ -55,6 +55,7 @@ class LLMStep(abc.ABC):
     prompt_name: ClassVar[str]  # its prompt in each language's set of PROMPT_SETS
     prompt_placeholders: ClassVar[set[str]]  # what a custom prompt may use
     prompt_required: ClassVar[set[str]]  # and must use
+    max_doc_tokens: int | None = None  # a token budget per shown document (steps that show documents set it)
 
     def __init__(self, llm: LLM, error_column: str, max_tokens: int | None = None, structured: str = "off") -> None:
         if structured not in ("auto", "json_schema", "off"):
@@ -112,8 +113,6 @@ class LLMStep(abc.ABC):
     def detect_language(self, ds: datasets.Dataset, column: str) -> None:
         sample = ds.select(range(0, len(ds), max(1, len(ds) // 500)))[column] if len(ds) else []
         self.use_language(resolve_prompt_language(self.language, sample))
-
-    max_doc_tokens: int | None = None  # set by steps that show documents
 
     async def fit(self, text: str, max_chars: int) -> str:
         """``text`` cut to ``max_chars`` characters and, with ``max_doc_tokens``, to that many tokens as the

@@ -331,14 +331,14 @@ def _dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, st
         if llm is not None:
             llm.close()
     print(f"dry run: {len(ds)} rows; nothing was sent.")
-    print(f"{'step':<12}{'requests':>10}{'cached':>8}{'est. prompt tokens':>20}{'est. completion':>17}{'est. USD':>10}")
+    print(f"{'step':<18}{'requests':>10}{'cached':>8}{'est. prompt tokens':>20}{'est. completion':>17}{'est. USD':>10}")
     for e in estimates:
         usd = f"{e.usd:>10.4f}" if e.usd is not None else f"{'-':>10}"
-        print(f"{e.step:<12}{e.requests:>10}{e.cached:>8}{e.prompt_tokens:>20,}{e.completion_tokens:>17,}{usd}")
-    assumed = ", ".join(f"{n} {step}" for step, n in COMPLETION_TOKENS.items())
+        print(f"{e.step:<18}{e.requests:>10}{e.cached:>8}{e.prompt_tokens:>20,}{e.completion_tokens:>17,}{usd}")
+    assumed = ", ".join(f"{n} {step}" for step, n in COMPLETION_TOKENS.items() if step in steps)
     print(
         f"Completion tokens assume first-try replies of {assumed} tokens; repairs and resamples add to them. "
-        "Reasoning prompts are estimated (their questions do not exist yet)."
+        "Prompts after the questions step are estimated (their questions do not exist yet)."
         + (" Prices include the batch discount." if args.batch else "")
     )
     return 0

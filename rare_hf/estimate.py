@@ -15,13 +15,13 @@ from typing import Any
 import datasets
 
 from .llm import LLM
-from .prompts import reasoning_messages
+from .prompts import VERIFY_PROMPT, WRITTEN_NEGATIVES_PROMPT, format_documents, reasoning_messages
 from .questions import QuestionStep
 
 __all__ = ["StepEstimate", "estimate_run", "estimate_tokens"]
 
 # Assumed replies when nothing is known yet (first-try replies; repairs and resamples add to them).
-COMPLETION_TOKENS = {"questions": 200, "reasoning": 800}
+COMPLETION_TOKENS = {"questions": 200, "verify_negatives": 60, "written_negatives": 500, "reasoning": 800}
 _TYPICAL_QUESTION = "x" * 400  # ~100 tokens with its scenario
 
 
@@ -62,7 +62,8 @@ def estimate_run(
     steps: tuple[str, ...] | list[str] = ("questions", "hard_negatives", "reasoning"),
     max_doc_chars: int = 20_000,
 ) -> list[StepEstimate]:
-    """Estimate the LLM steps of :func:`rare_hf.build_rare_dataset` on ``ds`` without sending a request.
+    """Estimate the LLM steps of :func:`rare_hf.build_rare_dataset` on ``ds`` without sending a request (the
+    prompts of steps after the questions, whose questions do not exist yet, from their templates).
 
     Args:
         ds: The documents, as given to the pipeline.
@@ -81,25 +82,30 @@ def estimate_run(
     estimates = []
     if "questions" in steps:
         step = QuestionStep(llm, num_questions=num_questions, max_doc_chars=max_doc_chars)
+        step.detect_language(ds, text_key)  # the prompt set the run will use, so the cache lookups match
         prompts = [step.first_request(t) for t in texts if t.strip()]
         to_send = [m for m, params in prompts if not llm.is_cached(m, **params)]
         estimates.append(
             _estimate(llm, "questions", len(prompts), to_send, COMPLETION_TOKENS["questions"] * num_questions)
         )
-    if "reasoning" in steps:
-        mean_doc = "x" * int(sum(min(len(t), max_doc_chars) for t in texts) / max(1, len(texts)))
-        rows = len(texts) * (num_questions if "questions" in steps else 1)
-        prompts = [
-            reasoning_messages(_TYPICAL_QUESTION, _TYPICAL_QUESTION, [t[:max_doc_chars], *[mean_doc] * num_neg])
-            for t in texts
-        ]
-        per_row = sum(_tokens(m) for m in prompts) / max(1, len(prompts))
-        estimates.append(
-            _priced(
-                llm,
-                StepEstimate("reasoning", rows, 0, round(per_row * rows), COMPLETION_TOKENS["reasoning"] * rows, None),
-            )
-        )
+    mean_doc = "x" * int(sum(min(len(t), max_doc_chars) for t in texts) / max(1, len(texts)))
+    rows = len(texts) * (num_questions if "questions" in steps else 1)
+    later = {  # each later step's prompt for one row, from the template with typical fields
+        "verify_negatives": lambda t: VERIFY_PROMPT.render(
+            question=_TYPICAL_QUESTION, documents=format_documents([mean_doc] * (2 * num_neg))
+        ),
+        "written_negatives": lambda t: WRITTEN_NEGATIVES_PROMPT.render(
+            question=_TYPICAL_QUESTION, scenario=_TYPICAL_QUESTION, document=t[:max_doc_chars], num_neg=1
+        ),
+        "reasoning": lambda t: reasoning_messages(
+            _TYPICAL_QUESTION, _TYPICAL_QUESTION, [t[:max_doc_chars], *[mean_doc] * num_neg]
+        ),
+    }
+    for name, build in later.items():
+        if name in steps:
+            per_row = sum(_tokens(build(t)) for t in texts) / max(1, len(texts))
+            completion = COMPLETION_TOKENS[name] * rows
+            estimates.append(_priced(llm, StepEstimate(name, rows, 0, round(per_row * rows), completion, None)))
     return estimates
 
 

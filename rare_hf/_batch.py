@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,7 @@ class BatchQueue:
         poll_interval: float,
         quiet: float,
         max_rounds: int,
+        count_paid: Callable[[LLMRun, int, int], None],
         show_progress: bool = True,
     ) -> None:
         self.client = client
@@ -70,6 +71,7 @@ class BatchQueue:
         self.poll_interval = poll_interval
         self.quiet = quiet
         self.max_rounds = max_rounds
+        self.count_paid = count_paid  # the LLM's: a malformed reply was still paid for, by the run and the LLM
         self.show_progress = show_progress
         self.max_requests, self.max_bytes = MAX_REQUESTS, MAX_BYTES
         self._waiting: dict[str, _Waiting] = {}
@@ -236,7 +238,7 @@ class BatchQueue:
     def _paid(self, key: str, prompt_tokens: int, completion_tokens: int) -> None:
         waiting = self._waiting.get(key)
         if waiting is not None:
-            waiting.run.usage.add_paid(prompt_tokens, completion_tokens)
+            self.count_paid(waiting.run, prompt_tokens, completion_tokens)
 
     # -- journal ----------------------------------------------------------------------------------------
     def _record(self, entry: dict[str, Any]) -> None:

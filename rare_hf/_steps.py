@@ -174,8 +174,8 @@ class StepProgress:
                 usage = self._run.usage
                 elapsed = max(time.monotonic() - self._start, 1e-9)
                 postfix.update(tokens=f"{usage.total_tokens:,}", req_s=f"{usage.requests / elapsed:.1f}")
-                if usage.price is not None:
-                    postfix["usd"] = f"{usage.price.usd(usage.prompt_tokens, usage.completion_tokens):.4f}"
+                if usage.usd is not None:
+                    postfix["usd"] = f"{usage.usd:.4f}"
             self._bar.set_postfix(postfix, refresh=False)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import datasets
 
+from ._tokens import estimate_tokens
 from .llm import LLM
 from .prompts import VERIFY_PROMPT, WRITTEN_NEGATIVES_PROMPT, format_documents, reasoning_messages
 from .questions import QuestionStep
@@ -44,12 +45,6 @@ class StepEstimate:
     prompt_tokens: int
     completion_tokens: int
     usd: float | None
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token count: ASCII characters / 4 plus one token per other character."""
-    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
-    return -(-ascii_chars // 4) + (len(text) - ascii_chars)
 
 
 def estimate_run(

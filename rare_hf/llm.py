@@ -30,6 +30,7 @@ from ._batch import BatchQueue
 from ._endpoint import Endpoint, Fleet
 from ._limiter import AdaptiveLimiter, Slot
 from ._loop import LoopThread
+from ._tokens import estimate_tokens
 from ._replies import (
     Completion,
     MalformedReply,
@@ -121,11 +122,22 @@ class Usage:
         counts = {k: v for k, v in dataclasses.asdict(self).items() if k != "price"}
         counts |= {"total_tokens": self.total_tokens, "data_tokens": self.data_tokens}
         if self.price is not None:
-            counts["usd"] = self.price.usd(self.prompt_tokens, self.completion_tokens)
-            counts["data_usd"] = self.price.usd(
-                self.prompt_tokens + self.cached_prompt_tokens, self.completion_tokens + self.cached_completion_tokens
-            )
+            counts |= {"usd": self.usd, "data_usd": self.data_usd}
         return counts
+
+    @property
+    def usd(self) -> float | None:
+        """Dollars this run paid (``None`` without a price)."""
+        return None if self.price is None else self.price.usd(self.prompt_tokens, self.completion_tokens)
+
+    @property
+    def data_usd(self) -> float | None:
+        """Dollars the data cost, the cached replies priced as this run's (``None`` without a price)."""
+        if self.price is None:
+            return None
+        return self.price.usd(
+            self.prompt_tokens + self.cached_prompt_tokens, self.completion_tokens + self.cached_completion_tokens
+        )
 
 
 @dataclasses.dataclass
@@ -389,8 +401,6 @@ class LLM:
                 self.tokenizer = "server /tokenize"
                 return count
             self.tokenizer = "estimated"  # asked once: a server without /tokenize will not grow one
-        from .estimate import estimate_tokens
-
         return estimate_tokens(text)
 
     async def _server_tokens(self, text: str) -> int | None:
@@ -476,6 +486,7 @@ class LLM:
                 poll_interval=self._batch_poll_interval,
                 quiet=min(1.0, self._batch_poll_interval),
                 max_rounds=self.max_retries,
+                count_paid=self._count_paid,
             )
         return self._batches
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._batch_server import BatchAPI
+from .parsing import iter_json_objects  # the parser the steps use
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
 
@@ -448,8 +449,6 @@ def constrain_to_schema(text: str, schema: dict[str, Any]) -> str:
     field) gets the text before that object; a missing string is ``""``, a missing list ``[]``. The values
     are not otherwise checked, as constrained decoding guarantees the shape, not the content.
     """
-    from .parsing import iter_json_objects  # the parser the steps use
-
     objects = list(iter_json_objects(text))
     found = objects[-1] if objects else {}
     before = text.split("```json")[0].strip()

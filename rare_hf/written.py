@@ -210,7 +210,7 @@ class WrittenNegativesStep(LLMStep):
 
 def _check(doc: Any, positive: str, answer: Any, prompt: str) -> str | None:
     """Why a written document cannot be a negative, or None."""
-    if not isinstance(doc, str) or len(doc.split()) < _MIN_WORDS and len(doc) < 4 * _MIN_WORDS:
+    if not isinstance(doc, str) or (len(doc.split()) < _MIN_WORDS and len(doc) < 4 * _MIN_WORDS):  # CJK: characters
         return f"a written document is shorter than {_MIN_WORDS} words"
     if np.intersect1d(passage_hashes(doc), passage_hashes(positive)).size:
         return "a written document copies a passage of the positive"

@@ -14,32 +14,32 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "add_questions": "questions",
-    "add_hard_negatives": "negatives",
-    "add_reasoning": "reasoning",
-    "verify_negatives": "verify",
-    "add_written_negatives": "written",
-    "reasoning_messages_for_row": "reasoning",
-    "document_order": "reasoning",
-    "build_rare_dataset": "pipeline",
-    "RunSummary": "pipeline",
-    "to_sft": "export",
-    "to_retrieval_triples": "export",
-    "push_to_hub": "hub",
-    "BM25Index": "bm25",
-    "StepSummary": "summary",
-    "load_sample_documents": "samples",
-    "LLM": "llm",
-    "Completion": "llm",
-    "LLMRun": "llm",
-    "Usage": "llm",
-    "Price": "llm",
-    "Prompt": "prompts",
-    "estimate_run": "estimate",
-    "StepEstimate": "estimate",
-    "ResponseCache": "cache",
-    "CacheError": "cache",
-    "default_cache_dir": "cache",
+    "add_questions": "steps.questions",
+    "add_hard_negatives": "steps.negatives",
+    "add_reasoning": "steps.reasoning",
+    "verify_negatives": "steps.verify",
+    "add_written_negatives": "steps.written",
+    "reasoning_messages_for_row": "steps.reasoning",
+    "document_order": "steps.reasoning",
+    "build_rare_dataset": "steps.pipeline",
+    "RunSummary": "steps.pipeline",
+    "to_sft": "io.export",
+    "to_retrieval_triples": "io.export",
+    "push_to_hub": "io.hub",
+    "BM25Index": "retrieval.bm25",
+    "StepSummary": "steps.summary",
+    "load_sample_documents": "io.samples",
+    "LLM": "teacher.client",
+    "Completion": "teacher.client",
+    "LLMRun": "teacher.client",
+    "Usage": "teacher.client",
+    "Price": "teacher.client",
+    "Prompt": "text.prompts",
+    "estimate_run": "steps.estimate",
+    "StepEstimate": "steps.estimate",
+    "ResponseCache": "teacher.cache",
+    "CacheError": "teacher.cache",
+    "default_cache_dir": "teacher.cache",
     "RareHFError": "errors",
     "LLMConfigError": "errors",
     "LLMFatalError": "errors",
@@ -65,21 +65,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
-    from .bm25 import BM25Index
-    from .cache import CacheError, ResponseCache, default_cache_dir
+    from .retrieval.bm25 import BM25Index
+    from .teacher.cache import CacheError, ResponseCache, default_cache_dir
     from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
-    from .export import to_retrieval_triples, to_sft
-    from .hub import push_to_hub
-    from .estimate import StepEstimate, estimate_run
-    from .llm import LLM, Completion, LLMRun, Price, Usage
-    from .negatives import add_hard_negatives
-    from .pipeline import RunSummary, build_rare_dataset
-    from .prompts import Prompt
-    from .questions import add_questions
-    from .reasoning import add_reasoning, document_order, reasoning_messages_for_row
-    from .samples import load_sample_documents
-    from .verify import verify_negatives
-    from .written import add_written_negatives
-    from .summary import StepSummary
+    from .io.export import to_retrieval_triples, to_sft
+    from .io.hub import push_to_hub
+    from .steps.estimate import StepEstimate, estimate_run
+    from .teacher.client import LLM, Completion, LLMRun, Price, Usage
+    from .steps.negatives import add_hard_negatives
+    from .steps.pipeline import RunSummary, build_rare_dataset
+    from .text.prompts import Prompt
+    from .steps.questions import add_questions
+    from .steps.reasoning import add_reasoning, document_order, reasoning_messages_for_row
+    from .io.samples import load_sample_documents
+    from .steps.verify import verify_negatives
+    from .steps.written import add_written_negatives
+    from .steps.summary import StepSummary
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

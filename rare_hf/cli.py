@@ -19,8 +19,8 @@ from .errors import LLMConfigError, LLMFatalError
 if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --help stays instant
     import datasets
 
-    from .llm import LLM
-    from .pipeline import RunSummary
+    from .teacher.client import LLM
+    from .steps.pipeline import RunSummary
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _EXPORTS = ("messages", "rare", "triples")
@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise CliError(f"--output {output} already exists; pass --overwrite to replace it, or choose another folder.")
     _quiet_libraries()
-    from .pipeline import build_rare_dataset
+    from .steps.pipeline import build_rare_dataset
 
     with _teacher_endpoint(args) as (base_url, api_key, model, cache_dir):
         ds = _load_input(args)
@@ -284,15 +284,15 @@ def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[Any, str | Non
         urls = [u.strip() for given in args.base_url or [] for u in given.split(",") if u.strip()]
         yield urls or None, os.environ.get(args.api_key_env), args.model, args.cache_dir
         return
-    from .cache import default_cache_dir
-    from .testing import LocalTeacher
+    from .teacher.cache import default_cache_dir
+    from .testing.server import LocalTeacher
 
     with LocalTeacher() as teacher:
         yield teacher.url, "EMPTY", DEMO_MODEL, args.cache_dir or default_cache_dir() / "demo"
 
 
 def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None, cache_dir: Any) -> LLM:
-    from .llm import LLM
+    from .teacher.client import LLM
 
     if not api_key:
         raise CliError(
@@ -318,7 +318,7 @@ def _parse_price(text: str | None) -> tuple[float, float] | None:
 
 def _dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, steps: list[str]) -> int:
     """Print what the run would send and cost; nothing is sent."""
-    from .estimate import COMPLETION_TOKENS, estimate_run
+    from .steps.estimate import COMPLETION_TOKENS, estimate_run
 
     try:
         if llm is None:
@@ -402,7 +402,7 @@ def _load_input(args: argparse.Namespace) -> datasets.Dataset:
     import datasets
 
     if args.demo:
-        from .samples import load_sample_documents
+        from .io.samples import load_sample_documents
 
         ds = load_sample_documents()
     elif not args.input:
@@ -467,7 +467,7 @@ _FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", 
 def _check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
     """Fail before any request when a column the chosen steps read is missing (the pipeline's own check,
     naming our flags, or saying the column must come from an earlier run)."""
-    from .pipeline import check_inputs, plan_steps
+    from .steps.pipeline import check_inputs, plan_steps
 
     plan = plan_steps(steps, **_pipeline_kwargs(args))
     names = {
@@ -496,7 +496,7 @@ def _write_outputs(
 ) -> None:
     """Write everything into a sibling folder, then move it into place: an interrupted run leaves no
     half-written output, and --overwrite replaces the old folder only once the new one is complete."""
-    from .export import to_retrieval_triples, to_sft
+    from .io.export import to_retrieval_triples, to_sft
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
@@ -516,7 +516,7 @@ def _write_outputs(
 
 
 def _push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None, output: Path) -> int:
-    from .hub import push_to_hub
+    from .io.hub import push_to_hub
 
     language = [code.strip() for code in args.language.split(",")] if args.language else None
     try:

@@ -38,17 +38,17 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 
-from . import _steps
-from .bm25 import BM25Index
-from .cache import ResponseCache
-from .llm import LLM
-from .negatives import add_hard_negatives
-from .pipeline import _DROPS_FAILED, STEPS, _error_column, plan_steps, run_summary
-from .questions import add_questions
-from .reasoning import add_reasoning
-from .summary import StepSummary
-from .verify import verify_negatives
-from .written import add_written_negatives
+from .retrieval.bm25 import BM25Index
+from .teacher.cache import ResponseCache
+from .teacher.client import LLM
+from .steps.negatives import add_hard_negatives
+from .steps.pipeline import _DROPS_FAILED, STEPS, _error_column, plan_steps, run_summary
+from .steps.questions import add_questions
+from .steps.reasoning import add_reasoning
+from .steps.summary import StepSummary
+from .steps.verify import verify_negatives
+from .steps.written import add_written_negatives
+from .utils.datasets import DOC_ID
 
 __all__ = ["build_rare_dataset_ray"]
 
@@ -203,9 +203,9 @@ def _read(data: Any) -> ray.data.Dataset:
 
 def _build_index(table: ray.data.Dataset, text_key: str, path: Path) -> None:
     """The index of every document, built once on the driver and saved for the mining actors."""
-    names = [text_key, _steps.DOC_ID] if _steps.DOC_ID in table.columns() else [text_key]
+    names = [text_key, DOC_ID] if DOC_ID in table.columns() else [text_key]
     parts = pa.concat_tables(ray.get(table.select_columns(names).to_arrow_refs()))
-    ids = parts[_steps.DOC_ID].to_pylist() if _steps.DOC_ID in names else None
+    ids = parts[DOC_ID].to_pylist() if DOC_ID in names else None
     BM25Index.build(parts[text_key].to_pylist(), ids, show_progress=False).save(path)
 
 

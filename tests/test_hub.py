@@ -158,7 +158,7 @@ _NO_MATPLOTLIB = """
 import sys; sys.modules["matplotlib"] = None  # as on a machine without the plot extra
 import datasets, rare_hf
 ds = datasets.Dataset.from_dict({"text": ["a"], "question": ["q words"], "hard_negatives": [["n"]]})
-print(rare_hf.hub._plots.available(), rare_hf.push_to_hub(ds, "tester/no-figures"))
+print(rare_hf.hub.plots.available(), rare_hf.push_to_hub(ds, "tester/no-figures"))
 """
 
 

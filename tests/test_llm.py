@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import rare_hf
-from rare_hf.cache import ResponseCache
+from rare_hf.teacher.cache import ResponseCache
 from rare_hf.testing import LocalTeacher, Reply
 
 

@@ -12,8 +12,8 @@ import pytest
 
 import rare_hf
 from rare_hf import BM25Index
-from rare_hf import bm25 as bm25_module
-from rare_hf import negatives as negatives_module
+from rare_hf.retrieval import bm25 as bm25_module
+from rare_hf.steps import negatives as negatives_module
 
 TOPICS = {
     "cardio": "heart artery vein blood pressure stroke anticoagulant warfarin rhythm atrial valve".split(),

@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 import rare_hf
-from rare_hf.estimate import estimate_tokens
+from rare_hf.text.tokens import estimate_tokens
 from rare_hf.prompts import QUESTION_PROMPT
 from rare_hf.testing import LocalTeacher, Reply
 

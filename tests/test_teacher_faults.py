@@ -21,7 +21,7 @@ import datasets
 import pytest
 
 import rare_hf
-from rare_hf.cache import ResponseCache
+from rare_hf.teacher.cache import ResponseCache
 from rare_hf.testing import LocalTeacher, Reply
 
 

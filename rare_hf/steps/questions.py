@@ -7,18 +7,19 @@ from typing import Any
 
 import datasets
 
-from . import _steps
-from ._step import Column, LLMStep
-from .llm import LLM, Completion, LLMRun
-from .errors import LLMRequestError
-from .parsing import ParseError, is_near_duplicate, parse_questions, validate_question
-from .prompts import (
+from . import _plumbing
+from .base import Column, LLMStep
+from ..teacher.client import LLM, Completion, LLMRun
+from ..errors import LLMRequestError
+from ..text.parsing import ParseError, is_near_duplicate, parse_questions, validate_question
+from ..text.prompts import (
     PROMPT_SETS,
     Messages,
     Prompt,
     question_messages,
     question_repair_messages,
 )
+from ..utils.datasets import DOC_ID, column_values, doc_id_for
 
 __all__ = ["add_questions"]
 
@@ -227,7 +228,7 @@ class QuestionStep(LLMStep):
         """The columns written with these output keys (``q`` is ``output_question_key``)."""
         string = datasets.Value("string")
         return [
-            Column(_steps.DOC_ID, string, "Stable id of the source document (a hash of its text unless given)."),
+            Column(DOC_ID, string, "Stable id of the source document (a hash of its text unless given)."),
             Column(q, string, "A standalone, reasoning-intensive question written by the teacher."),
             Column(scenario, string, "The scenario (situation and constraints) the question is set in."),
             Column(f"{q}_index", datasets.Value("int32"), "Which of the document's questions this row holds."),
@@ -239,21 +240,21 @@ class QuestionStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _steps.require_string_column(ds, "input_key", self.input_key)
+        _plumbing.require_string_column(ds, "input_key", self.input_key)
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         return await self._rows_for(row, run)
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        return {"documents_truncated": sum(_steps.column_values(out, f"{self.q}_input_truncated"))}
+        return {"documents_truncated": sum(column_values(out, f"{self.q}_input_truncated"))}
 
     async def _rows_for(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         text = row[self.input_key]
-        doc_id = _steps.doc_id_for(text) if row.get(_steps.DOC_ID) is None else str(row[_steps.DOC_ID])
+        doc_id = doc_id_for(text) if row.get(DOC_ID) is None else str(row[DOC_ID])
         long = self._is_long(doc_id)
         base = {
             **row,
-            _steps.DOC_ID: doc_id,
+            DOC_ID: doc_id,
             f"{self.q}_prompt_version": (self.long_prompt if long else self.prompt).version,
             f"{self.q}_length": "long" if long else "short",
             f"{self.q}_attempts": 0,
@@ -283,7 +284,7 @@ class QuestionStep(LLMStep):
 
     def first_request(self, text: str) -> tuple[Messages, dict[str, Any]]:
         """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
-        prompt = self.long_prompt if self._is_long(_steps.doc_id_for(text)) else self.prompt
+        prompt = self.long_prompt if self._is_long(doc_id_for(text)) else self.prompt
         messages, _, params = self._plan(0, question_messages(text[: self.max_doc_chars], self.n, prompt), None, "")
         structured = {"response_format": _RESPONSE_FORMAT} if self.structured_mode != "off" else {}
         return messages, {**params, "max_tokens": self.budget, **structured}

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LLMConfigError
+from ..errors import LLMConfigError
 
 __all__ = ["ResponseCache", "CacheError", "cache_key", "default_cache_dir"]
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import datasets
 
-from ._batch import MAX_REQUESTS as BATCH_MAX_REQUESTS
-from ._steps import quiet_datasets_progress
-from .llm import LLM
+from ..teacher._batch import MAX_REQUESTS as BATCH_MAX_REQUESTS
+
+from ..teacher.client import LLM
+from ..utils.datasets import quiet_datasets_progress
 
 Row = dict[str, Any]
 RowFn = Callable[[Row], Awaitable[list[Row]]]

@@ -13,14 +13,15 @@ from typing import Any
 
 import datasets
 
-from . import _steps
-from .llm import LLM
+from . import _plumbing
+from ..teacher.client import LLM
 from .negatives import add_hard_negatives, negative_columns
 from .questions import QuestionStep, add_questions
 from .reasoning import ReasoningStep, add_reasoning
 from .verify import VerifyStep, verify_negatives
 from .written import WrittenNegativesStep, add_written_negatives
 from .summary import StepSummary
+from ..utils.datasets import quiet_datasets_progress
 
 __all__ = ["build_rare_dataset", "RunSummary", "STEPS", "plan_steps", "check_inputs"]
 
@@ -146,7 +147,7 @@ def build_rare_dataset(
         verify_kwargs=verify_kwargs,
         written_kwargs=written_kwargs,
     )
-    for split in _steps.splits_of(ds):
+    for split in _plumbing.splits_of(ds):
         check_inputs(split, plan)
     needs_llm = any(s != "hard_negatives" for s in plan)
     llm = llm or (LLM() if needs_llm else None)
@@ -332,11 +333,11 @@ def check_inputs(ds: datasets.Dataset, plan: dict[str, dict[str, Any]], names: d
                 continue
             label = names.get(argument, argument)
             if kind == "list":
-                _steps.require_string_list_column(ds, label, column)
+                _plumbing.require_string_list_column(ds, label, column)
             elif kind == "string":
-                _steps.require_string_column(ds, label, column)
+                _plumbing.require_string_column(ds, label, column)
             else:
-                _steps.require_columns(ds, **{label: column})
+                _plumbing.require_columns(ds, **{label: column})
         written |= set(_writes(step, kwargs))
 
 
@@ -398,7 +399,7 @@ def _drop_failed(ds: datasets.Dataset | datasets.DatasetDict, error_columns: lis
     error_columns = [c for c in error_columns if c in ds.column_names]
     if not error_columns:
         return ds
-    with _steps.quiet_datasets_progress():
+    with quiet_datasets_progress():
         return ds.filter(lambda *errors: all(e is None for e in errors), input_columns=error_columns)
 
 
@@ -407,6 +408,6 @@ def _num_rows(ds: datasets.Dataset | datasets.DatasetDict) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

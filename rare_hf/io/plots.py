@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from .pipeline import RunSummary
+from ..steps.pipeline import RunSummary
 
 Figure = Any
 

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import openai
 from tqdm.auto import tqdm
 
-from ._replies import Completion, MalformedReply, fix_hint, parse_reply, rejection_reason, status_kind
-from .errors import LLMRequestError
+from .replies import Completion, MalformedReply, fix_hint, parse_reply, rejection_reason, status_kind
+from ..errors import LLMRequestError
 
 if TYPE_CHECKING:
     from .cache import ResponseCache
-    from .llm import LLMRun
+    from .client import LLMRun
 
 logger = logging.getLogger(__name__)
 

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import datasets
 from tqdm.auto import tqdm
 
-from .llm import LLMRun
+from ..teacher.client import LLMRun
+from ..utils.datasets import DOC_ID, column_values, doc_id_for
 from .summary import StepSummary
 
 logger = logging.getLogger("rare_hf")
 
-DOC_ID = "doc_id"
 _STRING_TYPES = ("string", "large_string")
 
 Row = dict[str, Any]
@@ -80,16 +79,6 @@ def free_output_columns(ds: datasets.Dataset, columns: list[str], overwrite: boo
     return ds.remove_columns(existing) if existing else ds
 
 
-def column_values(ds: datasets.Dataset, column: str) -> list[Any]:
-    """A column as a Python list, fast (``ds[column]`` is a lazy per-row view in datasets >= 4)."""
-    return ds.with_format("arrow")[column].to_pylist()
-
-
-def doc_id_for(text: object) -> str:
-    """A stable id from a document's content: the same text gets the same id in every run."""
-    return hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:16]
-
-
 def with_doc_ids(ds: datasets.Dataset, text_key: str) -> datasets.Dataset:
     """Add a ``doc_id`` column from the text's content when the dataset has none."""
     if DOC_ID in ds.column_names:
@@ -142,18 +131,6 @@ def for_each_split(
 def fingerprint(ds: datasets.Dataset, step: str, params: dict[str, Any]) -> str:
     blob = json.dumps([ds._fingerprint, step, params], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-@contextlib.contextmanager
-def quiet_datasets_progress() -> Iterator[None]:
-    """Hide datasets' own "Map" bar while our step shows a richer one; restore the user's setting after."""
-    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
-    datasets.utils.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.utils.logging.enable_progress_bar()
 
 
 class StepProgress:

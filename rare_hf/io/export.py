@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 import datasets
 
-from . import _steps
-from .prompts import Prompt
-from .reasoning import reasoning_messages_for_row
+from ..steps import _plumbing
+from ..text.prompts import Prompt
+from ..steps.reasoning import reasoning_messages_for_row
+from ..utils.datasets import DOC_ID, doc_id_for, quiet_datasets_progress
 
 __all__ = ["to_sft", "to_retrieval_triples", "assistant_target"]
 
@@ -66,7 +67,7 @@ def to_sft(
         input_hardneg_key=input_hardneg_key,
         output_key=output_key,
     )
-    _steps.require_columns(
+    _plumbing.require_columns(
         ds, output_key=output_key, output_answer_key=output_answer_key, doc_order=f"{output_key}_doc_order"
     )
     usable = _usable(ds, output_key, output_answer_key)
@@ -85,7 +86,7 @@ def to_sft(
             }
         return {"messages": [system, user, {"role": "assistant", "content": target}], **extra}
 
-    with _steps.quiet_datasets_progress():
+    with quiet_datasets_progress():
         return usable.map(record, remove_columns=[c for c in usable.column_names if c not in keep])
 
 
@@ -116,22 +117,22 @@ def to_retrieval_triples(
         >>> triples = rare_hf.to_retrieval_triples(ds)
         >>> triples[0]["negative_passages"][0]["text"]
     """
-    _steps.require_columns(
+    _plumbing.require_columns(
         ds, input_question_key=input_question_key, input_hardneg_key=input_hardneg_key, input_text_key=input_text_key
     )
     ids_key = f"{input_hardneg_key}_ids"
     has_written = input_written_key in ds.column_names
     has_scenario = include_scenario and input_scenario_key in ds.column_names
-    with _steps.quiet_datasets_progress():
+    with quiet_datasets_progress():
         usable = ds.filter(
             lambda q, n: q is not None and bool(n), input_columns=[input_question_key, input_hardneg_key]
         )
     _log_dropped(len(ds), len(usable), "retrieval triples")
 
     def record(row: dict[str, Any], index: int) -> dict[str, Any]:
-        doc_id = row.get(_steps.DOC_ID)
-        doc_id = _steps.doc_id_for(row[input_text_key]) if doc_id is None else str(doc_id)
-        neg_ids = row.get(ids_key) or [_steps.doc_id_for(t) for t in row[input_hardneg_key]]
+        doc_id = row.get(DOC_ID)
+        doc_id = doc_id_for(row[input_text_key]) if doc_id is None else str(doc_id)
+        neg_ids = row.get(ids_key) or [doc_id_for(t) for t in row[input_hardneg_key]]
         scenario = row[input_scenario_key] if has_scenario else None
         query = f"{scenario}\n{row[input_question_key]}" if scenario else row[input_question_key]
         return {
@@ -144,7 +145,7 @@ def to_retrieval_triples(
             **(
                 {
                     "written_negative_passages": [
-                        {"docid": f"written-{_steps.doc_id_for(t)}", "title": "", "text": t}
+                        {"docid": f"written-{doc_id_for(t)}", "title": "", "text": t}
                         for t in row[input_written_key] or []
                     ]
                 }
@@ -153,12 +154,12 @@ def to_retrieval_triples(
             ),
         }
 
-    with _steps.quiet_datasets_progress():
+    with quiet_datasets_progress():
         return usable.map(record, with_indices=True, remove_columns=usable.column_names)
 
 
 def _usable(ds: datasets.Dataset, output_key: str, answer_key: str) -> datasets.Dataset:
-    with _steps.quiet_datasets_progress():
+    with quiet_datasets_progress():
         usable = ds.filter(lambda r, a: r is not None and a is not None, input_columns=[output_key, answer_key])
     _log_dropped(len(ds), len(usable), "SFT records")
     return usable

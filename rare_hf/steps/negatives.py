@@ -13,11 +13,12 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from . import _steps
-from ._step import Column, column_docs
-from ._shingles import passage_csr
-from .bm25 import _HAS_NUMBA, BM25Index
+from . import _plumbing
+from .base import Column, column_docs
+from ..retrieval.shingles import passage_csr
+from ..retrieval.bm25 import _HAS_NUMBA, BM25Index
 from .summary import StepSummary
+from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 
 __all__ = ["add_hard_negatives"]
 
@@ -101,16 +102,16 @@ def add_hard_negatives(
         raise ValueError(f"min_neg must be between 0 and num_neg ({num_neg}), got {min_neg}.")
     key = output_negatives_key
     outputs = [c.name for c in negative_columns(key)]
-    for split in _steps.splits_of(ds):
-        _steps.require_string_column(split, "input_question_key", input_question_key)
-        _steps.require_string_column(split, "input_text_key", input_text_key)
-        _steps.free_output_columns(split, outputs, overwrite)
+    for split in _plumbing.splits_of(ds):
+        _plumbing.require_string_column(split, "input_question_key", input_question_key)
+        _plumbing.require_string_column(split, "input_text_key", input_text_key)
+        _plumbing.free_output_columns(split, outputs, overwrite)
     shared_index = _external_index(corpus, input_text_key, k1, b, language, stopwords, show_progress)
     filters = _Filters(num_neg, min_neg, skip_top, max_score_ratio, max_overlap, exclude_shared_passages)
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
-        split = _steps.with_doc_ids(_steps.free_output_columns(split, outputs, overwrite), input_text_key)
+        split = _plumbing.with_doc_ids(_plumbing.free_output_columns(split, outputs, overwrite), input_text_key)
         if shared_index is not None:
             index = shared_index
         elif len(split):
@@ -135,7 +136,7 @@ def add_hard_negatives(
         }
         return out, miner.summary(out, params, time.monotonic() - started)
 
-    return _steps.for_each_split(ds, one_split, return_summary)
+    return _plumbing.for_each_split(ds, one_split, return_summary)
 
 
 def negative_columns(key: str = "hard_negatives") -> list[Column]:
@@ -171,10 +172,10 @@ def _external_index(
     if isinstance(corpus, (str, os.PathLike)):
         return BM25Index.load(corpus, mmap=True)
     if isinstance(corpus, datasets.Dataset):
-        _steps.require_string_column(corpus, "input_text_key (in corpus)", text_key)
-        ids = _steps.column_values(corpus, "doc_id") if "doc_id" in corpus.column_names else None
+        _plumbing.require_string_column(corpus, "input_text_key (in corpus)", text_key)
+        ids = column_values(corpus, "doc_id") if "doc_id" in corpus.column_names else None
         return BM25Index.build(
-            _steps.column_values(corpus, text_key),
+            column_values(corpus, text_key),
             ids,
             k1=k1,
             b=b,
@@ -196,8 +197,8 @@ def _own_index(
     ds: datasets.Dataset, text_key: str, k1: float, b: float, language: str | None, stopwords: Any, show_progress: bool
 ) -> BM25Index:
     return BM25Index.build(
-        _steps.column_values(ds, text_key),
-        _steps.column_values(ds, _steps.DOC_ID),
+        column_values(ds, text_key),
+        column_values(ds, DOC_ID),
         k1=k1,
         b=b,
         language=language,
@@ -333,7 +334,7 @@ class _Miner:
         if len(ds) == 0:  # datasets' map drops every column of an empty table
             return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
         # Arrow in, Arrow out: untouched columns and the negatives' texts never become Python objects.
-        with _steps.quiet_datasets_progress():
+        with quiet_datasets_progress():
             out = ds.with_format("arrow").map(
                 self._batch,
                 batched=True,
@@ -341,7 +342,7 @@ class _Miner:
                 writer_batch_size=batch_size,
                 features=features,
                 load_from_cache_file=False,
-                new_fingerprint=_steps.fingerprint(
+                new_fingerprint=_plumbing.fingerprint(
                     ds,
                     "add_hard_negatives",
                     {
@@ -356,7 +357,7 @@ class _Miner:
 
     def _batch(self, table: pa.Table) -> pa.Table:
         questions = table[self.question_key].to_pylist()
-        texts, ids = table[self.text_key].to_pylist(), table[_steps.DOC_ID].to_pylist()
+        texts, ids = table[self.text_key].to_pylist(), table[DOC_ID].to_pylist()
         n = len(questions)
         errors: list[str | None] = [None] * n
         valid = [i for i, q in enumerate(questions) if isinstance(q, str) and q.strip()]
@@ -500,10 +501,10 @@ class _Miner:
         self.bar.close()
 
     def summary(self, out: datasets.Dataset, params: dict[str, Any], seconds: float) -> StepSummary:
-        errors = _steps.column_values(out, f"{self.key}_error")
-        counts = [len(n) for n in _steps.column_values(out, self.key) if n is not None]
-        skipped = sum(map(_steps.is_skip, errors))
-        failed = sum(map(_steps.is_failure, errors))
+        errors = column_values(out, f"{self.key}_error")
+        counts = [len(n) for n in column_values(out, self.key) if n is not None]
+        skipped = sum(map(_plumbing.is_skip, errors))
+        failed = sum(map(_plumbing.is_failure, errors))
         histogram = collections.Counter(counts)
         return StepSummary(
             step="hard_negatives",
@@ -512,7 +513,7 @@ class _Miner:
             ok=len(out) - skipped - failed,
             failed=failed,
             skipped=skipped,
-            failure_reasons=_steps.count_reasons(errors),
+            failure_reasons=_plumbing.count_reasons(errors),
             seconds=seconds,
             params=params,
             columns=column_docs(negative_columns(self.key)),

@@ -12,13 +12,14 @@ from typing import Any, ClassVar
 
 import datasets
 
-from . import _steps
-from ._runner import stream_map
-from ._replies import Completion, is_repetitive
-from .errors import LLMRequestError
-from .llm import LLM, LLMRun
-from .prompts import PROMPT_SETS, Prompt, resolve_prompt_language
+from . import _plumbing
+from .runner import stream_map
+from ..teacher.replies import Completion, is_repetitive
+from ..errors import LLMRequestError
+from ..teacher.client import LLM, LLMRun
+from ..text.prompts import PROMPT_SETS, Prompt, resolve_prompt_language
 from .summary import StepSummary
+from ..utils.datasets import DOC_ID, column_values
 
 Row = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class LLMStep(abc.ABC):
         return f"truncated: the reply was cut off at max_tokens={2 * self.budget}; raise max_tokens"
 
     def output_names(self) -> list[str]:
-        return [c.name for c in self.columns() if c.name != _steps.DOC_ID]
+        return [c.name for c in self.columns() if c.name != DOC_ID]
 
     def apply(
         self,
@@ -195,16 +196,16 @@ class LLMStep(abc.ABC):
         return_summary: bool,
     ) -> Any:
         """Check every split, then run the step on each (an empty split gives an empty split)."""
-        splits = _steps.splits_of(ds, argument="ds")
+        splits = _plumbing.splits_of(ds, argument="ds")
         for split in splits:  # every check before the first request
             self.check(split)
-            _steps.free_output_columns(split, self.output_names(), overwrite)
+            _plumbing.free_output_columns(split, self.output_names(), overwrite)
 
         def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
-            split = self.prepare(_steps.free_output_columns(split, self.output_names(), overwrite))
+            split = self.prepare(_plumbing.free_output_columns(split, self.output_names(), overwrite))
             return self.run(split, batch_size=batch_size, show_progress=show_progress)
 
-        return _steps.for_each_split(ds, one_split, return_summary)
+        return _plumbing.for_each_split(ds, one_split, return_summary)
 
     def features(self, ds: datasets.Dataset) -> datasets.Features:
         return datasets.Features({**ds.features, **{c.name: c.feature for c in self.columns()}})
@@ -214,11 +215,11 @@ class LLMStep(abc.ABC):
     ) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         run = self.llm.new_run(self.function)
-        progress = _steps.StepProgress(self.progress_desc, len(ds), run, show_progress)
+        progress = _plumbing.StepProgress(self.progress_desc, len(ds), run, show_progress)
 
         async def row_fn(row: Row) -> list[Row]:
             out = await self.rows(row, run)
-            progress.row_done(failed=_steps.is_failure(out[0][self.error_column]))
+            progress.row_done(failed=_plumbing.is_failure(out[0][self.error_column]))
             return out
 
         try:
@@ -227,18 +228,18 @@ class LLMStep(abc.ABC):
                 self.llm,
                 row_fn,
                 features=self.features(ds),
-                fingerprint=_steps.fingerprint(ds, self.function, self.params),
+                fingerprint=_plumbing.fingerprint(ds, self.function, self.params),
                 batch_size=batch_size,
             )
         finally:
             progress.close()
-        errors = _steps.column_values(out, self.error_column)
+        errors = column_values(out, self.error_column)
         stats = {**self.stats(out), **self.structured_stat()}
         if self.max_doc_tokens is not None:
             stats["document_tokens"] = self.llm.tokenizer or "not measured"
         if len(self.llm.base_urls) > 1:
             stats["requests_per_endpoint"] = dict(run.endpoints)
-        summary = _steps.llm_step_summary(
+        summary = _plumbing.llm_step_summary(
             self.name,
             len(ds),
             errors,

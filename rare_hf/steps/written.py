@@ -9,14 +9,14 @@ from typing import Any
 import datasets
 import numpy as np
 
-from . import _steps
-from ._shingles import passage_hashes
-from ._step import Column, LLMStep
-from .answers import normalize_answer
-from .errors import LLMRequestError
-from .llm import LLM, LLMRun
-from .parsing import iter_json_objects, prompt_echo
-from .prompts import Prompt
+from . import _plumbing
+from ..retrieval.shingles import passage_hashes
+from .base import Column, LLMStep
+from ..text.answers import normalize_answer
+from ..errors import LLMRequestError
+from ..teacher.client import LLM, LLMRun
+from ..text.parsing import iter_json_objects, prompt_echo
+from ..text.prompts import Prompt
 
 __all__ = ["add_written_negatives"]
 
@@ -156,10 +156,10 @@ class WrittenNegativesStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _steps.require_string_column(ds, "input_text_key", self.k["text"])
-        _steps.require_string_column(ds, "input_question_key", self.k["question"])
+        _plumbing.require_string_column(ds, "input_text_key", self.k["text"])
+        _plumbing.require_string_column(ds, "input_question_key", self.k["question"])
         if self.answer_key:
-            _steps.require_columns(ds, answer_key=self.answer_key)
+            _plumbing.require_columns(ds, answer_key=self.answer_key)
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.k["text"])

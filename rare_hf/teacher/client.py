@@ -30,8 +30,8 @@ from ._batch import BatchQueue
 from ._endpoint import Endpoint, Fleet
 from ._limiter import AdaptiveLimiter, Slot
 from ._loop import LoopThread
-from ._tokens import estimate_tokens
-from ._replies import (
+from ..text.tokens import estimate_tokens
+from .replies import (
     Completion,
     MalformedReply,
     fix_hint,
@@ -43,7 +43,7 @@ from ._replies import (
 )
 from ._urls import redact_url
 from .cache import ResponseCache, cache_key, default_cache_dir
-from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError
+from ..errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError
 
 __all__ = ["LLM", "Completion", "Price", "Usage", "LLMRun"]
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import datasets
 
-from . import _steps
-from ._step import Column, LLMStep
-from .errors import LLMRequestError
-from .llm import LLM, LLMRun
-from .parsing import iter_json_objects
-from .prompts import VERIFY_PROMPT, format_documents
+from . import _plumbing
+from .base import Column, LLMStep
+from ..errors import LLMRequestError
+from ..teacher.client import LLM, LLMRun
+from ..text.parsing import iter_json_objects
+from ..text.prompts import VERIFY_PROMPT, format_documents
+from ..utils.datasets import column_values
 
 __all__ = ["verify_negatives"]
 
@@ -132,11 +133,11 @@ class VerifyStep(LLMStep):
         return [c.name for c in self.columns() if c.name != self.neg]  # the negatives are rewritten in place
 
     def check(self, ds: datasets.Dataset) -> None:
-        _steps.require_string_column(ds, "input_question_key", self.q)
-        _steps.require_string_list_column(ds, "input_hardneg_key", self.neg)
+        _plumbing.require_string_column(ds, "input_question_key", self.q)
+        _plumbing.require_string_list_column(ds, "input_hardneg_key", self.neg)
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        dropped = [len(d or []) for d in _steps.column_values(out, f"{self.neg}_false_negatives")]
+        dropped = [len(d or []) for d in column_values(out, f"{self.neg}_false_negatives")]
         return {"false_negatives": sum(dropped), "rows_with_false_negatives": sum(1 for d in dropped if d)}
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:

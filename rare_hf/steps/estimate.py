@@ -14,9 +14,9 @@ from typing import Any
 
 import datasets
 
-from ._tokens import estimate_tokens
-from .llm import LLM
-from .prompts import VERIFY_PROMPT, WRITTEN_NEGATIVES_PROMPT, format_documents, reasoning_messages
+from ..text.tokens import estimate_tokens
+from ..teacher.client import LLM
+from ..text.prompts import VERIFY_PROMPT, WRITTEN_NEGATIVES_PROMPT, format_documents, reasoning_messages
 from .questions import QuestionStep
 
 __all__ = ["StepEstimate", "estimate_run", "estimate_tokens"]

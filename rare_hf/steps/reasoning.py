@@ -8,12 +8,13 @@ from typing import Any
 
 import datasets
 
-from . import _steps
-from ._step import Column, LLMStep
-from .errors import LLMRequestError
-from .llm import LLM, Completion, LLMRun
-from .answers import answers_match, split_reasoning
-from .prompts import BUILT_IN, REASONING_PROMPT, Prompt, reasoning_messages
+from . import _plumbing
+from .base import Column, LLMStep
+from ..errors import LLMRequestError
+from ..teacher.client import LLM, Completion, LLMRun
+from ..text.answers import answers_match, split_reasoning
+from ..text.prompts import BUILT_IN, REASONING_PROMPT, Prompt, reasoning_messages
+from ..utils.datasets import DOC_ID, column_values
 
 __all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]
 
@@ -261,16 +262,16 @@ class ReasoningStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _steps.require_string_column(ds, "input_text_key", self.k["text"])
-        _steps.require_string_column(ds, "input_question_key", self.k["question"])
-        _steps.require_string_column(ds, "input_scenario_key", self.k["scenario"])
-        _steps.require_string_list_column(ds, "input_hardneg_key", self.k["negatives"])
+        _plumbing.require_string_column(ds, "input_text_key", self.k["text"])
+        _plumbing.require_string_column(ds, "input_question_key", self.k["question"])
+        _plumbing.require_string_column(ds, "input_scenario_key", self.k["scenario"])
+        _plumbing.require_string_list_column(ds, "input_hardneg_key", self.k["negatives"])
         if self.k["gold"] is not None:
-            _steps.require_columns(ds, answer_key=self.k["gold"])
+            _plumbing.require_columns(ds, answer_key=self.k["gold"])
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.k["text"])  # the corpus language, as for the questions
-        return _steps.with_doc_ids(ds, self.k["text"])
+        return _plumbing.with_doc_ids(ds, self.k["text"])
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         return [await self._row(row, run)]
@@ -279,10 +280,10 @@ class ReasoningStep(LLMStep):
         if not self.k["gold"]:
             return {}
         r = self.r
-        errors = _steps.column_values(out, f"{r}_error")
-        attempts = _steps.column_values(out, f"{r}_attempts")
-        correct = _steps.column_values(out, f"{r}_correct")
-        graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not _steps.is_skip(e)]
+        errors = column_values(out, f"{r}_error")
+        attempts = column_values(out, f"{r}_attempts")
+        correct = column_values(out, f"{r}_correct")
+        graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not _plumbing.is_skip(e)]
         return {
             "with_gold": len(graded),
             "first_try_correct": sum(1 for a, c in graded if c and a == 1),
@@ -308,7 +309,7 @@ class ReasoningStep(LLMStep):
         skip = _skip_reason(question, text, negatives)
         if skip:
             return {**out, f"{r}_error": f"skipped: {skip}"}
-        order = document_order(self.seed, row[_steps.DOC_ID], question, 1 + len(negatives))
+        order = document_order(self.seed, row[DOC_ID], question, 1 + len(negatives))
         pool = [text, *negatives]
         fitted = [await self.fit(d, self.max_doc_chars) for d in pool]
         truncated = any(len(f) < len(d) for f, d in zip(fitted, pool))

@@ -1,0 +1,1 @@
+"""Plumbing every layer may use: no rare_hf import, no network."""

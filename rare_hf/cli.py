@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LLMConfigError, LLMFatalError
+from .steps.registry import BUILT_IN, DEFAULT_STEPS, aliases
 
 if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --help stays instant
     import datasets
@@ -24,18 +25,6 @@ if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --he
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _EXPORTS = ("messages", "rare", "triples")
-# pipeline.ALL_STEPS, without importing the pipeline
-_STEPS = ("questions", "hard_negatives", "verify_negatives", "written_negatives", "reasoning")
-_STEP_ALIASES = {
-    "questions": "questions",
-    "negatives": "hard_negatives",
-    "hard_negatives": "hard_negatives",
-    "verify": "verify_negatives",
-    "verify_negatives": "verify_negatives",
-    "written": "written_negatives",
-    "written_negatives": "written_negatives",
-    "reasoning": "reasoning",
-}
 DEMO_MODEL = "rare-hf-demo-teacher"
 
 
@@ -109,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     steps = parser.add_argument_group("steps")
     steps.add_argument(
         "--steps",
-        default="questions,negatives,reasoning",
-        help="comma-separated subset of questions,negatives,reasoning (default: those three), and the opt-in "
-        "verify (the teacher drops mined negatives that answer the question) and written (teacher-written negatives)",
+        default=",".join(_short_name(name) for name in DEFAULT_STEPS),
+        help="comma-separated steps (default: %(default)s); they run in this order: "
+        + "; ".join(f"{_short_name(spec.name)}: {spec.help}" for spec in BUILT_IN),
     )
     steps.add_argument("--num-neg", type=int, default=3, help="hard negatives per question (default: 3)")
     steps.add_argument("--num-questions", type=int, default=1, help="questions per document (default: 1)")
@@ -197,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         ds = _load_input(args)
         _check_columns(ds, args, steps)
         token = _hub_token() if args.push_to_hub else None
-        needs_llm = any(step != "hard_negatives" for step in steps)
+        needs_llm = any(spec.uses_llm for spec in BUILT_IN if spec.name in steps)
         llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
         args.cache_path = llm.cache_path if llm is not None else None
         if args.dry_run:
@@ -239,15 +228,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short_name(step: str) -> str:
+    """The name --steps shows: the shortest a step answers to."""
+    return min((alias for alias, name in aliases().items() if name == step), key=len)
+
+
 def _parse_steps(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in names if s not in _STEP_ALIASES]
+    known = aliases()
+    unknown = [s for s in names if s not in known]
     if unknown or not names:
-        raise CliError(
-            f"--steps: unknown step(s) {unknown}; choose from questions, negatives, verify, written, reasoning."
-        )
-    chosen = {_STEP_ALIASES[s] for s in names}
-    return [s for s in _STEPS if s in chosen]
+        choices = ", ".join(_short_name(spec.name) for spec in BUILT_IN)
+        raise CliError(f"--steps: unknown step(s) {unknown}; choose from {choices}.")
+    chosen = {known[s] for s in names}
+    return [spec.name for spec in BUILT_IN if spec.name in chosen]
 
 
 def _parse_formats(text: str | None, steps: list[str]) -> list[str]:
@@ -318,7 +312,7 @@ def _parse_price(text: str | None) -> tuple[float, float] | None:
 
 def _dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, steps: list[str]) -> int:
     """Print what the run would send and cost; nothing is sent."""
-    from .steps.estimate import COMPLETION_TOKENS, estimate_run
+    from .steps.estimate import estimate_run
 
     try:
         if llm is None:
@@ -335,7 +329,7 @@ def _dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, st
     for e in estimates:
         usd = f"{e.usd:>10.4f}" if e.usd is not None else f"{'-':>10}"
         print(f"{e.step:<18}{e.requests:>10}{e.cached:>8}{e.prompt_tokens:>20,}{e.completion_tokens:>17,}{usd}")
-    assumed = ", ".join(f"{n} {step}" for step, n in COMPLETION_TOKENS.items() if step in steps)
+    assumed = ", ".join(f"{s.completion_tokens} {s.name}" for s in BUILT_IN if s.uses_llm and s.name in steps)
     print(
         f"Completion tokens assume first-try replies of {assumed} tokens; repairs and resamples add to them. "
         "Prompts after the questions step are estimated (their questions do not exist yet)."
@@ -467,7 +461,7 @@ _FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", 
 def _check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
     """Fail before any request when a column the chosen steps read is missing (the pipeline's own check,
     naming our flags, or saying the column must come from an earlier run)."""
-    from .steps.pipeline import check_inputs, plan_steps
+    from .steps.plan import check_inputs, plan_steps
 
     plan = plan_steps(steps, **_pipeline_kwargs(args))
     names = {

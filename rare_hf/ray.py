@@ -42,22 +42,13 @@ from .retrieval.bm25 import BM25Index
 from .teacher.cache import ResponseCache
 from .teacher.client import LLM
 from .steps.negatives import add_hard_negatives
-from .steps.pipeline import _DROPS_FAILED, STEPS, _error_column, plan_steps, run_summary
-from .steps.questions import add_questions
-from .steps.reasoning import add_reasoning
+from .steps.pipeline import run_summary
+from .steps.plan import PlannedStep, plan_steps
+from .steps.registry import DEFAULT_STEPS, StepSpec
 from .steps.summary import StepSummary
-from .steps.verify import verify_negatives
-from .steps.written import add_written_negatives
 from .utils.datasets import DOC_ID
 
 __all__ = ["build_rare_dataset_ray"]
-
-_LLM_STEPS = {
-    "questions": add_questions,
-    "verify_negatives": verify_negatives,
-    "written_negatives": add_written_negatives,
-    "reasoning": add_reasoning,
-}
 
 
 def build_rare_dataset_ray(
@@ -71,7 +62,7 @@ def build_rare_dataset_ray(
     num_questions: int = 1,
     answer_key: str | None = None,
     seed: int = 0,
-    steps: Sequence[str] = STEPS,
+    steps: Sequence[str | StepSpec | Any] = DEFAULT_STEPS,
     keep_failed: bool = False,
     num_actors: int = 2,
     batch_size: int = 256,
@@ -108,7 +99,7 @@ def build_rare_dataset_ray(
     if llm_kwargs.get("batch"):
         raise ValueError("llm_kwargs: batch=True does not run on Ray (the Batch API needs no cluster); drop it.")
     llm = None
-    if any(name in plan for name in _LLM_STEPS):
+    if plan.uses_llm:
         llm = LLM(**{**llm_kwargs, "cache_dir": False})  # a bad teacher configuration fails here, once
         llm.close()
     output = Path(output_dir)
@@ -118,12 +109,13 @@ def build_rare_dataset_ray(
     # Streaming repartition (no all-to-all shuffle): blocks of one batch, so every actor gets work.
     table = _read(data).repartition(target_num_rows_per_block=batch_size)
     wall: dict[str, float] = {}
-    for name, kwargs in plan.items():
+    for planned in plan.steps:
+        name, kwargs = planned.name, planned.kwargs
         step_started = time.monotonic()
         actor: type = _Teacher
-        step_args: dict[str, Any] = {"step": name, "kwargs": kwargs, "llm_kwargs": llm_kwargs}
+        step_args: dict[str, Any] = {"planned": planned, "llm_kwargs": llm_kwargs}
         step_args |= {"cache_dir": str(cache_dir), "summaries": str(summaries / name)}
-        if name == "hard_negatives":
+        if not planned.spec.uses_llm:  # mining: one index, built here, memory-mapped by every actor
             index_path = Path(index_dir or output / "_bm25_index")
             _build_index(table, kwargs["input_text_key"], index_path)
             actor = _Miner
@@ -141,7 +133,7 @@ def build_rare_dataset_ray(
         table = table.materialize()
         wall[name] = time.monotonic() - step_started
     if not keep_failed:
-        errors = [_error_column(name, kwargs) for name, kwargs in plan.items() if name in _DROPS_FAILED]
+        errors = plan.error_columns()
         table = table.map_batches(_drop_failed, fn_kwargs={"errors": errors}, batch_format="pyarrow")
     shutil.rmtree(output / "data", ignore_errors=True)  # an earlier run's shards
     table.write_parquet(str(output / "data"))
@@ -149,9 +141,9 @@ def build_rare_dataset_ray(
     out = datasets.load_dataset("parquet", data_files=files, split="train")
     if not return_summary:
         return out
-    merged = [_merged_summary(summaries / name, name, wall[name]) for name in plan]
+    merged = [_merged_summary(summaries / name, name, wall[name]) for name in plan.names]
     params = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions, "answer_key": answer_key}
-    params |= {"seed": seed, "steps": list(steps), "keep_failed": keep_failed, "ray_actors": num_actors}
+    params |= {"seed": seed, "steps": plan.names, "keep_failed": keep_failed, "ray_actors": num_actors}
     summary = run_summary(
         merged,
         rows_in=merged[0].rows_in,
@@ -160,6 +152,7 @@ def build_rare_dataset_ray(
         llm=llm,
         params=params,
         seconds=time.monotonic() - started,
+        roles=plan.context.roles,
     )
     return out, summary
 
@@ -214,20 +207,18 @@ class _Teacher:
 
     NUM_CPUS = 0.5  # it mostly waits on the network
 
-    def __init__(
-        self, step: str, kwargs: dict[str, Any], llm_kwargs: dict[str, Any], cache_dir: str, summaries: str
-    ) -> None:
+    def __init__(self, planned: PlannedStep, llm_kwargs: dict[str, Any], cache_dir: str, summaries: str) -> None:
         self.folder = Path(cache_dir)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.llm = LLM(**{**llm_kwargs, "cache_dir": False})
         self.llm._cache = ResponseCache(self.folder / f"responses-{uuid.uuid4().hex[:12]}.sqlite")
-        self.step, self.kwargs, self.summaries = _LLM_STEPS[step], kwargs, summaries
+        self.planned, self.summaries = planned, summaries
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         # Read every other actor's file, new ones too: a batch retried after its actor died (a lost node, a
         # pool scaling down) then resends only the requests that actor had not completed.
         self.llm._cache.read_also(sorted(self.folder.glob("responses*.sqlite")))  # with a single machine's
-        out, summary = self.step(_dataset(batch), self.llm, **self.kwargs, show_progress=False, return_summary=True)
+        out, summary = self.planned.run(_dataset(batch), self.llm, show_progress=False)
         _save_summary(self.summaries, batch, summary)
         return out.with_format("arrow")[:]
 

@@ -18,7 +18,7 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
 from . import plots
-from ..steps.pipeline import RunSummary, describe_price
+from ..steps.pipeline import ALL_STEPS, RunSummary, describe_price
 from ..steps.summary import StepSummary
 from ..text.prompts import BUILT_IN, PROMPTS, Prompt
 
@@ -227,14 +227,12 @@ def _columns_table(ds: datasets.Dataset, summary: RunSummary | None) -> str:
 
 
 def _default_steps() -> list[StepSummary]:
-    """Column docs of the steps with their default keys, for a card pushed without a run summary."""
+    """Column docs of every built-in step with its default keys, for a card pushed without a run summary."""
     from ..steps.base import column_docs
-    from ..steps.negatives import negative_columns
-    from ..steps.questions import QuestionStep
-    from ..steps.reasoning import ReasoningStep
+    from ..steps.plan import plan_steps
 
-    columns = [QuestionStep.columns_for(), negative_columns(), ReasoningStep.columns_for()]
-    return [StepSummary(step="", columns=column_docs(c)) for c in columns]
+    plan = plan_steps(ALL_STEPS)
+    return [StepSummary(step=s.name, columns=column_docs(s.definition.columns(s.kwargs))) for s in plan.steps]
 
 
 def _type_name(feature: Any) -> str:
@@ -316,7 +314,10 @@ def _statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: di
                 f"{reasoning.stats['first_try_correct'] / graded:.1%}, final "
                 f"{reasoning.stats['final_correct'] / graded:.1%}"
             )
-    for column in ("question", "reasoning"):
+    roles = (
+        summary.roles if summary is not None and summary.roles else {"question": "question", "reasoning": "reasoning"}
+    )
+    for column in (roles[role] for role in ("question", "reasoning") if role in roles):
         if column in ds.column_names:
             words = [len(t.split()) for t in ds.with_format("arrow")[column].to_pylist() if t]
             if words:

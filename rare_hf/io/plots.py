@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from ..steps.pipeline import RunSummary
+if TYPE_CHECKING:
+    from ..steps.pipeline import RunSummary
 
 Figure = Any
+# Where each figure's data is when the run did not say (a card pushed without a summary).
+_DEFAULT_ROLES = {"question": "question", "hard_negatives": "hard_negatives", "reasoning": "reasoning"}
 
 
 def available() -> bool:
@@ -27,16 +30,24 @@ def available() -> bool:
 
 
 def card_plots(ds: datasets.Dataset, summary: RunSummary | None) -> dict[str, tuple[str, bytes]]:
-    """``{file name: (caption, PNG bytes)}`` of every figure the data supports."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
+    """``{file name: (caption, PNG bytes)}`` of every figure the data supports, found in the columns the run
+    says hold each kind of data (custom column names included)."""
     columns = ds.with_format("arrow")
+    roles = {**_DEFAULT_ROLES, **(summary.roles if summary is not None else {})}
+    question, negatives, reasoning = (roles.get(k) or "" for k in ("question", "hard_negatives", "reasoning"))
     makers: list[tuple[str, str, Callable[[], Figure | None]]] = [
-        ("question_words.png", "Words per question", lambda: _question_words(columns)),
-        ("negatives_per_row.png", "Hard negatives per row", lambda: _negatives_per_row(columns)),
-        ("negative_vs_positive_score.png", "BM25 score of each negative / the positive's", lambda: _scores(columns)),
-        ("positive_position.png", "Where the positive was shown to the teacher", lambda: _positions(columns)),
+        ("question_words.png", "Words per question", lambda: _question_words(columns, question)),
+        ("negatives_per_row.png", "Hard negatives per row", lambda: _negatives_per_row(columns, negatives)),
+        (
+            "negative_vs_positive_score.png",
+            "BM25 score of each negative / the positive's",
+            lambda: _scores(columns, negatives),
+        ),
+        (
+            "positive_position.png",
+            "Where the positive was shown to the teacher",
+            lambda: _positions(columns, reasoning),
+        ),
         ("teacher_accuracy.png", "Teacher accuracy against gold answers", lambda: _accuracy(summary)),
     ]
     plots = {}
@@ -48,29 +59,28 @@ def card_plots(ds: datasets.Dataset, summary: RunSummary | None) -> dict[str, tu
 
 
 def _figure(title: str) -> tuple[Figure, Any]:
-    import matplotlib.pyplot as plt
+    # A bare Figure renders to PNG without pyplot: the user's backend (a notebook's) is never switched.
+    from matplotlib.figure import Figure as MatplotlibFigure
 
-    figure, axes = plt.subplots(figsize=(5, 3), dpi=100)
+    figure = MatplotlibFigure(figsize=(5, 3), dpi=100)
+    axes = figure.add_subplot()
     axes.set_title(title, fontsize=10)
     return figure, axes
 
 
 def _png(figure: Figure) -> bytes:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
     return buffer.getvalue()
 
 
 def _column(columns: Any, name: str) -> list[Any] | None:
-    return columns[name].to_pylist() if name in columns.column_names else None
+    return columns[name].to_pylist() if name and name in columns.column_names else None
 
 
-def _question_words(columns: Any) -> Figure | None:
-    questions = [q for q in _column(columns, "question") or [] if q]
+def _question_words(columns: Any, question: str) -> Figure | None:
+    questions = [q for q in _column(columns, question) or [] if q]
     if not questions:
         return None
     figure, axes = _figure("Words per question")
@@ -80,8 +90,8 @@ def _question_words(columns: Any) -> Figure | None:
     return figure
 
 
-def _negatives_per_row(columns: Any) -> Figure | None:
-    negatives = _column(columns, "hard_negatives")
+def _negatives_per_row(columns: Any, key: str) -> Figure | None:
+    negatives = _column(columns, key)
     if negatives is None:
         return None
     counts = [len(n) if n else 0 for n in negatives]
@@ -93,9 +103,9 @@ def _negatives_per_row(columns: Any) -> Figure | None:
     return figure
 
 
-def _scores(columns: Any) -> Figure | None:
-    scores = _column(columns, "hard_negatives_scores")
-    positives = _column(columns, "hard_negatives_positive_score")
+def _scores(columns: Any, key: str) -> Figure | None:
+    scores = _column(columns, f"{key}_scores")
+    positives = _column(columns, f"{key}_positive_score")
     if scores is None or positives is None:
         return None
     ratios = [s / p for row, p in zip(scores, positives) if row and p for s in row]
@@ -108,8 +118,8 @@ def _scores(columns: Any) -> Figure | None:
     return figure
 
 
-def _positions(columns: Any) -> Figure | None:
-    positions = [p for p in _column(columns, "reasoning_positive_index") or [] if p is not None]
+def _positions(columns: Any, key: str) -> Figure | None:
+    positions = [p for p in _column(columns, f"{key}_positive_index") or [] if p is not None]
     if not positions:
         return None
     figure, axes = _figure("Position of the positive among the shown documents")

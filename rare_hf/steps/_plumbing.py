@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import inspect
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..teacher.client import LLMRun
 from ..utils.datasets import DOC_ID, column_values, doc_id_for
+from .registry import Read
 from .summary import StepSummary
 
 logger = logging.getLogger("rare_hf")
@@ -200,3 +202,24 @@ def llm_step_summary(
         prompt_version=prompt_version,
         stats=stats,
     )
+
+
+def check_reads(ds: datasets.Dataset, reads: list[Read], names: dict[str, str] | None = None) -> None:
+    """Raise a one-line ``ValueError`` for the first column a step reads that is missing or of the wrong type.
+    ``names`` says how to call an argument in the message (the CLI names its flags)."""
+    for read in reads:
+        label = (names or {}).get(read.argument, read.argument)
+        if read.kind == "list":
+            require_string_list_column(ds, label, read.column)
+        elif read.kind == "string":
+            require_string_column(ds, label, read.column)
+        else:
+            require_columns(ds, **{label: read.column})
+
+
+def arguments(function: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` over the defaults of ``function``'s keyword arguments: a step's defaults live in its signature."""
+    defaults = {
+        name: p.default for name, p in inspect.signature(function).parameters.items() if p.default is not p.empty
+    }
+    return {**defaults, **kwargs}

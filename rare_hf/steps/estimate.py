@@ -1,29 +1,29 @@
 """What a run will cost, before anything is sent (``rare-hf --dry-run``): requests, cache hits, tokens, dollars.
 
-The questions step's prompts are built exactly and looked up in the response cache. The reasoning step's
-prompts depend on questions that do not exist yet, so they are estimated from the same template with the
-row's own document, ``num_neg`` documents of the corpus' mean length and a question of typical length.
-Tokens are estimated from characters: 4 per token for ASCII text and 1 per token for other scripts (CJK
-text tokenises near one character per token), which errs on the high side for most tokenizers.
+Each LLM step estimates itself (its :class:`~rare_hf.steps.registry.StepDefinition`). A step whose inputs exist
+before the run (the questions step, a user step over input columns) builds its exact first requests and looks
+them up in the response cache. A later step's prompts depend on columns that do not exist yet, so they are
+estimated from its template with the row's own document, documents of the corpus' mean length and a question
+of typical length. Tokens are estimated from characters (``rare_hf.text.tokens``), erring on the high side.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import datasets
 
-from ..text.tokens import estimate_tokens
 from ..teacher.client import LLM
-from ..text.prompts import VERIFY_PROMPT, WRITTEN_NEGATIVES_PROMPT, format_documents, reasoning_messages
-from .questions import QuestionStep
+from ..text.tokens import estimate_tokens
+from ..utils.datasets import column_values
+from .registry import PlanContext, StepSpec, spec_of
 
-__all__ = ["StepEstimate", "estimate_run", "estimate_tokens"]
+__all__ = ["StepEstimate", "estimate_run", "estimate_requests", "estimate_templated", "TYPICAL_QUESTION"]
 
-# Assumed replies when nothing is known yet (first-try replies; repairs and resamples add to them).
-COMPLETION_TOKENS = {"questions": 200, "verify_negatives": 60, "written_negatives": 500, "reasoning": 800}
-_TYPICAL_QUESTION = "x" * 400  # ~100 tokens with its scenario
+TYPICAL_QUESTION = "x" * 400  # ~100 tokens with its scenario
+Messages = list[dict[str, Any]]
 
 
 @dataclasses.dataclass
@@ -31,10 +31,10 @@ class StepEstimate:
     """One LLM step's estimated first-try cost.
 
     Attributes:
-        step: ``"questions"`` or ``"reasoning"``.
+        step: The step's name.
         requests: First-try requests of the step (one per row).
-        cached: Of them, those already in the response cache (exact for questions; 0 for reasoning, whose
-            prompts are not known yet).
+        cached: Of them, those already in the response cache (exact where the prompts are known before the
+            run; 0 for steps whose prompts depend on earlier steps' output).
         prompt_tokens / completion_tokens: Estimated tokens of the requests still to send.
         usd: Their estimated dollars at the LLM's price, or ``None`` without one.
     """
@@ -54,62 +54,84 @@ def estimate_run(
     text_key: str = "text",
     num_neg: int = 3,
     num_questions: int = 1,
-    steps: tuple[str, ...] | list[str] = ("questions", "hard_negatives", "reasoning"),
-    max_doc_chars: int = 20_000,
+    answer_key: str | None = None,
+    seed: int = 0,
+    steps: Sequence[str | StepSpec | Any] | None = None,
+    **step_kwargs: dict[str, Any] | None,
 ) -> list[StepEstimate]:
-    """Estimate the LLM steps of :func:`rare_hf.build_rare_dataset` on ``ds`` without sending a request (the
-    prompts of steps after the questions, whose questions do not exist yet, from their templates).
+    """Estimate the LLM steps of :func:`rare_hf.build_rare_dataset` on ``ds`` without sending a request.
 
     Args:
         ds: The documents, as given to the pipeline.
         llm: The teacher (its cache, model, parameters and price are used; nothing is sent).
-        text_key, num_neg, num_questions, steps: As in :func:`rare_hf.build_rare_dataset`.
-        max_doc_chars: As in the steps.
+        text_key, num_neg, num_questions, answer_key, seed, steps: As in :func:`rare_hf.build_rare_dataset`.
+        **step_kwargs: The pipeline's ``question_kwargs``, ``reasoning_kwargs``, … .
 
     Returns:
-        One :class:`StepEstimate` per LLM step in ``steps``.
+        One :class:`StepEstimate` per LLM step in ``steps``, in run order.
 
     Example:
         >>> for e in rare_hf.estimate_run(docs, rare_hf.LLM("gpt-4o-mini", price_per_million=(0.15, 0.6))):
         ...     print(e.step, e.requests, e.usd)
     """
-    texts = [t if isinstance(t, str) else "" for t in ds[text_key]]
+    from .pipeline import plan_steps
+
+    plan = plan_steps(
+        steps,
+        text_key=text_key,
+        num_neg=num_neg,
+        num_questions=num_questions,
+        answer_key=answer_key,
+        seed=seed,
+        **step_kwargs,
+    )
     estimates = []
-    if "questions" in steps:
-        step = QuestionStep(llm, num_questions=num_questions, max_doc_chars=max_doc_chars)
-        step.detect_language(ds, text_key)  # the prompt set the run will use, so the cache lookups match
-        prompts = [step.first_request(t) for t in texts if t.strip()]
-        to_send = [m for m, params in prompts if not llm.is_cached(m, **params)]
-        estimates.append(
-            _estimate(llm, "questions", len(prompts), to_send, COMPLETION_TOKENS["questions"] * num_questions)
-        )
-    mean_doc = "x" * int(sum(min(len(t), max_doc_chars) for t in texts) / max(1, len(texts)))
-    rows = len(texts) * (num_questions if "questions" in steps else 1)
-    later = {  # each later step's prompt for one row, from the template with typical fields
-        "verify_negatives": lambda t: VERIFY_PROMPT.render(
-            question=_TYPICAL_QUESTION, documents=format_documents([mean_doc] * (2 * num_neg))
-        ),
-        "written_negatives": lambda t: WRITTEN_NEGATIVES_PROMPT.render(
-            question=_TYPICAL_QUESTION, scenario=_TYPICAL_QUESTION, document=t[:max_doc_chars], num_neg=1
-        ),
-        "reasoning": lambda t: reasoning_messages(
-            _TYPICAL_QUESTION, _TYPICAL_QUESTION, [t[:max_doc_chars], *[mean_doc] * num_neg]
-        ),
-    }
-    for name, build in later.items():
-        if name in steps:
-            per_row = sum(_tokens(build(t)) for t in texts) / max(1, len(texts))
-            completion = COMPLETION_TOKENS[name] * rows
-            estimates.append(_priced(llm, StepEstimate(name, rows, 0, round(per_row * rows), completion, None)))
+    for planned in plan.steps:
+        if planned.spec.uses_llm:
+            estimate = planned.definition.estimate(ds, llm, planned.kwargs, plan.context)
+            if estimate is not None:
+                estimates.append(estimate)
     return estimates
 
 
-def _estimate(llm: LLM, step: str, requests: int, to_send: list[Any], completion_per_request: int) -> StepEstimate:
-    prompt_tokens = sum(_tokens(m) for m in to_send)
+def estimate_requests(
+    llm: LLM,
+    step: str,
+    requests: list[tuple[Messages, dict[str, Any]]],
+    replies_per_request: int = 1,
+    completion_tokens: int | None = None,
+) -> StepEstimate:
+    """Exact first requests, each looked up in the cache; only those still to send count in tokens.
+    ``completion_tokens`` per reply defaults to the step's registry entry."""
+    to_send = [messages for messages, params in requests if not llm.is_cached(messages, **params)]
+    completion = spec_of(step).completion_tokens if completion_tokens is None else completion_tokens
     estimate = StepEstimate(
-        step, requests, requests - len(to_send), prompt_tokens, completion_per_request * len(to_send), None
+        step,
+        len(requests),
+        len(requests) - len(to_send),
+        sum(_tokens(m) for m in to_send),
+        completion * replies_per_request * len(to_send),
+        None,
     )
     return _priced(llm, estimate)
+
+
+def estimate_templated(
+    llm: LLM,
+    step: str,
+    ds: datasets.Dataset,
+    ctx: PlanContext,
+    prompt: Callable[[str, str], Messages],
+    completion_tokens: int | None = None,
+) -> StepEstimate:
+    """A later step's requests from its template: ``prompt(row's document, a document of mean length)``."""
+    max_doc_chars = 20_000
+    texts = [t if isinstance(t, str) else "" for t in column_values(ds, ctx.column("text", "text"))]
+    mean_doc = "x" * int(sum(min(len(t), max_doc_chars) for t in texts) / max(1, len(texts)))
+    rows = len(texts) * (ctx.options["num_questions"] if "questions" in ctx.chosen else 1)
+    per_row = sum(_tokens(prompt(t, mean_doc)) for t in texts) / max(1, len(texts))
+    completion = spec_of(step).completion_tokens if completion_tokens is None else completion_tokens
+    return _priced(llm, StepEstimate(step, rows, 0, round(per_row * rows), completion * rows, None))
 
 
 def _priced(llm: LLM, estimate: StepEstimate) -> StepEstimate:
@@ -118,5 +140,5 @@ def _priced(llm: LLM, estimate: StepEstimate) -> StepEstimate:
     return estimate
 
 
-def _tokens(messages: list[dict[str, Any]]) -> int:
+def _tokens(messages: Messages) -> int:
     return sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in messages)  # + the chat template's marks

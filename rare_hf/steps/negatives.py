@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from . import _plumbing
 from .base import Column, column_docs
+from .registry import PlanContext, Read, StepDefinition
 from ..retrieval.shingles import passage_csr
 from ..retrieval.bm25 import _HAS_NUMBA, BM25Index
 from .summary import StepSummary
@@ -102,9 +103,9 @@ def add_hard_negatives(
         raise ValueError(f"min_neg must be between 0 and num_neg ({num_neg}), got {min_neg}.")
     key = output_negatives_key
     outputs = [c.name for c in negative_columns(key)]
+    reads = DEFINITION.reads({"input_question_key": input_question_key, "input_text_key": input_text_key})
     for split in _plumbing.splits_of(ds):
-        _plumbing.require_string_column(split, "input_question_key", input_question_key)
-        _plumbing.require_string_column(split, "input_text_key", input_text_key)
+        _plumbing.check_reads(split, reads)
         _plumbing.free_output_columns(split, outputs, overwrite)
     shared_index = _external_index(corpus, input_text_key, k1, b, language, stopwords, show_progress)
     filters = _Filters(num_neg, min_neg, skip_top, max_score_ratio, max_overlap, exclude_shared_passages)
@@ -525,3 +526,34 @@ class _Miner:
                 "dropped_candidates": dict(self.dropped),
             },
         )
+
+
+class _Definition(StepDefinition):
+    function = staticmethod(add_hard_negatives)
+
+    def plan(self, ctx: PlanContext) -> dict[str, Any]:
+        num_neg = ctx.options["num_neg"]
+        return {
+            "input_question_key": ctx.column("question", "question"),
+            "input_text_key": ctx.column("text", "text"),
+            "num_neg": 2 * num_neg if "verify_negatives" in ctx.chosen else num_neg,  # replacements for dropped ones
+        }
+
+    def provides(self, kwargs: dict[str, Any]) -> dict[str, str]:
+        return {"hard_negatives": _plumbing.arguments(add_hard_negatives, kwargs)["output_negatives_key"]}
+
+    def reads(self, kwargs: dict[str, Any]) -> list[Read]:
+        args = _plumbing.arguments(add_hard_negatives, kwargs)
+        return [
+            Read("input_question_key", args["input_question_key"], "string"),
+            Read("input_text_key", args["input_text_key"], "string"),
+        ]
+
+    def columns(self, kwargs: dict[str, Any]) -> list[Column]:
+        return negative_columns(self.provides(kwargs)["hard_negatives"])
+
+    def error_column(self, kwargs: dict[str, Any]) -> str:
+        return f"{self.provides(kwargs)['hard_negatives']}_error"
+
+
+DEFINITION = _Definition()

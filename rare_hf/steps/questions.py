@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
 from . import _plumbing
 from .base import Column, LLMStep
+from .registry import PlanContext, Read, StepDefinition
 from ..teacher.client import LLM, Completion, LLMRun
 from ..errors import LLMRequestError
 from ..text.parsing import ParseError, is_near_duplicate, parse_questions, validate_question
@@ -20,6 +21,9 @@ from ..text.prompts import (
     question_repair_messages,
 )
 from ..utils.datasets import DOC_ID, column_values, doc_id_for
+
+if TYPE_CHECKING:
+    from .estimate import StepEstimate
 
 __all__ = ["add_questions"]
 
@@ -240,7 +244,7 @@ class QuestionStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _plumbing.require_string_column(ds, "input_key", self.input_key)
+        _plumbing.check_reads(ds, DEFINITION.reads({"input_key": self.input_key}))
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         return await self._rows_for(row, run)
@@ -349,3 +353,39 @@ class QuestionStep(LLMStep):
         if not problem and len(kept) < self.n:
             problem = f"parse: the reply has {len(kept)} usable question(s), {self.n} were asked for"
         return problem
+
+
+class _Definition(StepDefinition):
+    function = staticmethod(add_questions)
+
+    def plan(self, ctx: PlanContext) -> dict[str, Any]:
+        return {"input_key": ctx.column("text", "text"), "num_questions": ctx.options["num_questions"]}
+
+    def provides(self, kwargs: dict[str, Any]) -> dict[str, str]:
+        args = _plumbing.arguments(add_questions, kwargs)
+        return {"question": args["output_question_key"], "scenario": args["output_scenario_key"]}
+
+    def reads(self, kwargs: dict[str, Any]) -> list[Read]:
+        return [Read("input_key", _plumbing.arguments(add_questions, kwargs)["input_key"], "string")]
+
+    def columns(self, kwargs: dict[str, Any]) -> list[Column]:
+        keys = self.provides(kwargs)
+        return QuestionStep.columns_for(keys["question"], keys["scenario"])
+
+    def error_column(self, kwargs: dict[str, Any]) -> str:
+        return f"{self.provides(kwargs)['question']}_error"
+
+    def estimate(self, ds: datasets.Dataset, llm: LLM, kwargs: dict[str, Any], ctx: PlanContext) -> StepEstimate:
+        """Exact: every document's first request is built as the run will build it and looked up in the cache."""
+        from .estimate import estimate_requests
+
+        args = _plumbing.arguments(add_questions, kwargs)
+        options = {k: args[k] for k in ("num_questions", "max_doc_chars", "query_length", "prompt", "prompt_language")}
+        step = QuestionStep(llm, **options, structured=args["structured"], max_tokens=args["max_tokens"])
+        step.detect_language(ds, args["input_key"])  # the prompt set the run will use, so the lookups match
+        texts = [t for t in column_values(ds, args["input_key"]) if isinstance(t, str) and t.strip()]
+        requests = [step.first_request(t) for t in texts]
+        return estimate_requests(llm, "questions", requests, replies_per_request=args["num_questions"])
+
+
+DEFINITION = _Definition()

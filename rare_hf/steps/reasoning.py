@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
 from . import _plumbing
 from .base import Column, LLMStep
+from .registry import PlanContext, Read, StepDefinition
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, Completion, LLMRun
 from ..text.answers import answers_match, split_reasoning
 from ..text.prompts import BUILT_IN, REASONING_PROMPT, Prompt, reasoning_messages
 from ..utils.datasets import DOC_ID, column_values
+
+if TYPE_CHECKING:
+    from .estimate import StepEstimate
 
 __all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]
 
@@ -262,12 +266,9 @@ class ReasoningStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _plumbing.require_string_column(ds, "input_text_key", self.k["text"])
-        _plumbing.require_string_column(ds, "input_question_key", self.k["question"])
-        _plumbing.require_string_column(ds, "input_scenario_key", self.k["scenario"])
-        _plumbing.require_string_list_column(ds, "input_hardneg_key", self.k["negatives"])
-        if self.k["gold"] is not None:
-            _plumbing.require_columns(ds, answer_key=self.k["gold"])
+        keys = {"input_text_key": "text", "input_question_key": "question", "input_scenario_key": "scenario"}
+        keys |= {"input_hardneg_key": "negatives", "answer_key": "gold"}
+        _plumbing.check_reads(ds, DEFINITION.reads({argument: self.k[key] for argument, key in keys.items()}))
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.k["text"])  # the corpus language, as for the questions
@@ -374,3 +375,52 @@ def _skip_reason(question: Any, text: Any, negatives: Any) -> str | None:
     if negatives is None:
         return "hard negatives are missing (failed upstream)"
     return None
+
+
+class _Definition(StepDefinition):
+    function = staticmethod(add_reasoning)
+
+    def plan(self, ctx: PlanContext) -> dict[str, Any]:
+        return {
+            "input_text_key": ctx.column("text", "text"),
+            "input_question_key": ctx.column("question", "question"),
+            "input_scenario_key": ctx.column("scenario", "scenario"),
+            "input_hardneg_key": ctx.column("hard_negatives", "hard_negatives"),
+            "answer_key": ctx.roles.get("answer"),
+            "seed": ctx.options["seed"],
+        }
+
+    def provides(self, kwargs: dict[str, Any]) -> dict[str, str]:
+        args = _plumbing.arguments(add_reasoning, kwargs)
+        return {"reasoning": args["output_key"], "answer_output": args["output_answer_key"]}
+
+    def reads(self, kwargs: dict[str, Any]) -> list[Read]:
+        args = _plumbing.arguments(add_reasoning, kwargs)
+        reads = [
+            Read("input_text_key", args["input_text_key"], "string"),
+            Read("input_question_key", args["input_question_key"], "string"),
+            Read("input_scenario_key", args["input_scenario_key"], "string"),
+            Read("input_hardneg_key", args["input_hardneg_key"], "list"),
+        ]
+        return reads + ([Read("answer_key", args["answer_key"])] if args["answer_key"] is not None else [])
+
+    def columns(self, kwargs: dict[str, Any]) -> list[Column]:
+        keys = self.provides(kwargs)
+        return ReasoningStep.columns_for(keys["reasoning"], keys["answer_output"])
+
+    def error_column(self, kwargs: dict[str, Any]) -> str:
+        return f"{self.provides(kwargs)['reasoning']}_error"
+
+    def estimate(self, ds: datasets.Dataset, llm: LLM, kwargs: dict[str, Any], ctx: PlanContext) -> StepEstimate:
+        from .estimate import TYPICAL_QUESTION, estimate_templated
+
+        max_chars = _plumbing.arguments(add_reasoning, kwargs)["max_doc_chars"]
+        num_neg = ctx.options["num_neg"]
+
+        def prompt(text: str, mean_doc: str) -> list[dict[str, Any]]:
+            return reasoning_messages(TYPICAL_QUESTION, TYPICAL_QUESTION, [text[:max_chars], *[mean_doc] * num_neg])
+
+        return estimate_templated(llm, "reasoning", ds, ctx, prompt)
+
+
+DEFINITION = _Definition()

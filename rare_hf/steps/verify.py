@@ -8,17 +8,21 @@ candidates have replacements.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
 from . import _plumbing
 from .base import Column, LLMStep
+from .registry import PlanContext, Read, StepDefinition
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
 from ..text.parsing import iter_json_objects
 from ..text.prompts import VERIFY_PROMPT, format_documents
 from ..utils.datasets import column_values
+
+if TYPE_CHECKING:
+    from .estimate import StepEstimate
 
 __all__ = ["verify_negatives"]
 
@@ -133,8 +137,7 @@ class VerifyStep(LLMStep):
         return [c.name for c in self.columns() if c.name != self.neg]  # the negatives are rewritten in place
 
     def check(self, ds: datasets.Dataset) -> None:
-        _plumbing.require_string_column(ds, "input_question_key", self.q)
-        _plumbing.require_string_list_column(ds, "input_hardneg_key", self.neg)
+        _plumbing.check_reads(ds, DEFINITION.reads({"input_question_key": self.q, "input_hardneg_key": self.neg}))
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
         dropped = [len(d or []) for d in column_values(out, f"{self.neg}_false_negatives")]
@@ -178,3 +181,41 @@ def _answering(text: str, count: int) -> set[int] | None:
         if isinstance(numbers, list) and all(isinstance(n, int) and 1 <= n <= count for n in numbers):
             return set(numbers)
     return None
+
+
+class _Definition(StepDefinition):
+    function = staticmethod(verify_negatives)
+
+    def plan(self, ctx: PlanContext) -> dict[str, Any]:
+        return {
+            "input_question_key": ctx.column("question", "question"),
+            "input_hardneg_key": ctx.column("hard_negatives", "hard_negatives"),
+            "num_neg": ctx.options["num_neg"],
+        }
+
+    def reads(self, kwargs: dict[str, Any]) -> list[Read]:
+        args = _plumbing.arguments(verify_negatives, kwargs)
+        return [
+            Read("input_question_key", args["input_question_key"], "string"),
+            Read("input_hardneg_key", args["input_hardneg_key"], "list"),
+        ]
+
+    def columns(self, kwargs: dict[str, Any]) -> list[Column]:
+        return VerifyStep.columns_for(_plumbing.arguments(verify_negatives, kwargs)["input_hardneg_key"])
+
+    def error_column(self, kwargs: dict[str, Any]) -> str:
+        return f"{_plumbing.arguments(verify_negatives, kwargs)['input_hardneg_key']}_verify_error"
+
+    def estimate(self, ds: datasets.Dataset, llm: LLM, kwargs: dict[str, Any], ctx: PlanContext) -> StepEstimate:
+        from .estimate import TYPICAL_QUESTION, estimate_templated
+
+        candidates = 2 * ctx.options["num_neg"]
+
+        def prompt(text: str, mean_doc: str) -> list[dict[str, Any]]:
+            documents = format_documents([mean_doc] * candidates)
+            return [{"role": "user", "content": VERIFY_PROMPT.render(question=TYPICAL_QUESTION, documents=documents)}]
+
+        return estimate_templated(llm, "verify_negatives", ds, ctx, prompt)
+
+
+DEFINITION = _Definition()

@@ -4,7 +4,7 @@ the known answer, is rejected and the teacher asked again."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -12,11 +12,15 @@ import numpy as np
 from . import _plumbing
 from ..retrieval.shingles import passage_hashes
 from .base import Column, LLMStep
+from .registry import PlanContext, Read, StepDefinition
 from ..text.answers import normalize_answer
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
 from ..text.parsing import iter_json_objects, prompt_echo
-from ..text.prompts import Prompt
+from ..text.prompts import WRITTEN_NEGATIVES_PROMPT, Prompt
+
+if TYPE_CHECKING:
+    from .estimate import StepEstimate
 
 __all__ = ["add_written_negatives"]
 
@@ -156,10 +160,8 @@ class WrittenNegativesStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _plumbing.require_string_column(ds, "input_text_key", self.k["text"])
-        _plumbing.require_string_column(ds, "input_question_key", self.k["question"])
-        if self.answer_key:
-            _plumbing.require_columns(ds, answer_key=self.answer_key)
+        keys = {"input_text_key": self.k["text"], "input_question_key": self.k["question"]}
+        _plumbing.check_reads(ds, DEFINITION.reads({**keys, "answer_key": self.answer_key}))
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.k["text"])
@@ -220,3 +222,46 @@ def _check(doc: Any, positive: str, answer: Any, prompt: str) -> str | None:
     if echo := prompt_echo(doc, prompt):
         return f'a written document echoes the prompt ("{echo}")'
     return None
+
+
+class _Definition(StepDefinition):
+    function = staticmethod(add_written_negatives)
+
+    def plan(self, ctx: PlanContext) -> dict[str, Any]:
+        return {
+            "input_text_key": ctx.column("text", "text"),
+            "input_question_key": ctx.column("question", "question"),
+            "input_scenario_key": ctx.column("scenario", "scenario"),
+            "answer_key": ctx.roles.get("answer"),
+        }
+
+    def provides(self, kwargs: dict[str, Any]) -> dict[str, str]:
+        return {"written_negatives": _plumbing.arguments(add_written_negatives, kwargs)["output_key"]}
+
+    def reads(self, kwargs: dict[str, Any]) -> list[Read]:
+        args = _plumbing.arguments(add_written_negatives, kwargs)
+        reads = [
+            Read("input_text_key", args["input_text_key"], "string"),
+            Read("input_question_key", args["input_question_key"], "string"),
+        ]
+        return reads + ([Read("answer_key", args["answer_key"])] if args["answer_key"] else [])
+
+    def columns(self, kwargs: dict[str, Any]) -> list[Column]:
+        return WrittenNegativesStep.columns_for(self.provides(kwargs)["written_negatives"])
+
+    def error_column(self, kwargs: dict[str, Any]) -> str:
+        return f"{self.provides(kwargs)['written_negatives']}_error"
+
+    def estimate(self, ds: datasets.Dataset, llm: LLM, kwargs: dict[str, Any], ctx: PlanContext) -> StepEstimate:
+        from .estimate import TYPICAL_QUESTION, estimate_templated
+
+        max_chars = _plumbing.arguments(add_written_negatives, kwargs)["max_doc_chars"]
+
+        def prompt(text: str, mean_doc: str) -> list[dict[str, Any]]:
+            fields = {"question": TYPICAL_QUESTION, "scenario": TYPICAL_QUESTION, "document": text[:max_chars]}
+            return [{"role": "user", "content": WRITTEN_NEGATIVES_PROMPT.render(**fields, num_neg=1)}]
+
+        return estimate_templated(llm, "written_negatives", ds, ctx, prompt)
+
+
+DEFINITION = _Definition()

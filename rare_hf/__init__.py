@@ -22,6 +22,7 @@ _LAZY = {
     "reasoning_messages_for_row": "steps.reasoning",
     "document_order": "steps.reasoning",
     "build_rare_dataset": "steps.pipeline",
+    "PromptStep": "steps.custom",
     "RunSummary": "steps.pipeline",
     "to_sft": "io.export",
     "to_retrieval_triples": "io.export",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .steps.estimate import StepEstimate, estimate_run
     from .teacher.client import LLM, Completion, LLMRun, Price, Usage
     from .steps.negatives import add_hard_negatives
+    from .steps.custom import PromptStep
     from .steps.pipeline import RunSummary, build_rare_dataset
     from .text.prompts import Prompt
     from .steps.questions import add_questions

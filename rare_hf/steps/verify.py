@@ -213,7 +213,7 @@ class _Definition(StepDefinition):
 
         def prompt(text: str, mean_doc: str) -> list[dict[str, Any]]:
             documents = format_documents([mean_doc] * candidates)
-            return [{"role": "user", "content": VERIFY_PROMPT.render(question=TYPICAL_QUESTION, documents=documents)}]
+            return VERIFY_PROMPT.render(question=TYPICAL_QUESTION, documents=documents)
 
         return estimate_templated(llm, "verify_negatives", ds, ctx, prompt)
 

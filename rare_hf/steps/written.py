@@ -259,7 +259,7 @@ class _Definition(StepDefinition):
 
         def prompt(text: str, mean_doc: str) -> list[dict[str, Any]]:
             fields = {"question": TYPICAL_QUESTION, "scenario": TYPICAL_QUESTION, "document": text[:max_chars]}
-            return [{"role": "user", "content": WRITTEN_NEGATIVES_PROMPT.render(**fields, num_neg=1)}]
+            return WRITTEN_NEGATIVES_PROMPT.render(**fields, num_neg=1)
 
         return estimate_templated(llm, "written_negatives", ds, ctx, prompt)
 

@@ -39,7 +39,10 @@ _LAZY = {
     "estimate_run": "steps.estimate",
     "StepEstimate": "steps.estimate",
     "ResponseCache": "teacher.cache",
-    "CacheError": "teacher.cache",
+    "CacheError": "errors",
+    "MalformedReply": "errors",
+    "ParseError": "errors",
+    "CliError": "errors",
     "default_cache_dir": "teacher.cache",
     "RareHFError": "errors",
     "LLMConfigError": "errors",
@@ -67,8 +70,18 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .retrieval.bm25 import BM25Index
-    from .teacher.cache import CacheError, ResponseCache, default_cache_dir
-    from .errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError, RareHFError
+    from .teacher.cache import ResponseCache, default_cache_dir
+    from .errors import (
+        CacheError,
+        CliError,
+        LLMClosedError,
+        LLMConfigError,
+        LLMFatalError,
+        LLMRequestError,
+        MalformedReply,
+        ParseError,
+        RareHFError,
+    )
     from .io.export import to_retrieval_triples, to_sft
     from .io.hub import push_to_hub
     from .steps.estimate import StepEstimate, estimate_run

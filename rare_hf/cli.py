@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LLMConfigError, LLMFatalError
+from .errors import CliError, LLMConfigError, LLMFatalError
 from .steps.registry import BUILT_IN, DEFAULT_STEPS, aliases
 
 if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --help stays instant
@@ -26,10 +26,6 @@ if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --he
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _EXPORTS = ("messages", "rare", "triples")
 DEMO_MODEL = "rare-hf-demo-teacher"
-
-
-class CliError(Exception):
-    """A configuration problem, reported in one line with exit code 2 before any LLM request."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,14 @@
-"""Exceptions raised by rare_hf.
+"""Every exception rare_hf raises, in one tree::
+
+    RareHFError
+    ├── LLMConfigError (ValueError)      the teacher is not configured; raised before any request
+    │   └── CacheError                   the response cache cannot be used
+    ├── LLMFatalError                    the run was stopped: every request would fail (cached replies stay)
+    ├── LLMRequestError                  one request failed for good; steps record it per row, never raise it
+    ├── LLMClosedError (RuntimeError)    the LLM was closed
+    ├── MalformedReply (ValueError)      an HTTP 200 that is not a usable chat completion
+    ├── ParseError (ValueError)          a reply the steps cannot use; the message is shown in a repair turn
+    └── CliError                         a command-line problem, reported in one line with exit code 2
 
 Per-row LLM failures never raise: they are recorded in the row's error column and counted in the step
 summary. Only problems that would make *every* row fail (bad configuration, a dead endpoint) raise, so a
@@ -7,7 +17,17 @@ run stops before it spends money on requests that cannot succeed.
 
 from __future__ import annotations
 
-__all__ = ["RareHFError", "LLMConfigError", "LLMFatalError", "LLMRequestError", "LLMClosedError"]
+__all__ = [
+    "RareHFError",
+    "LLMConfigError",
+    "CacheError",
+    "LLMFatalError",
+    "LLMRequestError",
+    "LLMClosedError",
+    "MalformedReply",
+    "ParseError",
+    "CliError",
+]
 
 
 class RareHFError(Exception):
@@ -16,6 +36,10 @@ class RareHFError(Exception):
 
 class LLMConfigError(RareHFError, ValueError):
     """The teacher is not configured (no model, no API key, bad URL). Raised before any request."""
+
+
+class CacheError(LLMConfigError):
+    """The response cache cannot be used (corrupt, unreadable, or owned by another user)."""
 
 
 class LLMFatalError(RareHFError):
@@ -35,3 +59,19 @@ class LLMRequestError(RareHFError):
 
 class LLMClosedError(RareHFError, RuntimeError):
     """The :class:`rare_hf.LLM` was closed and cannot send or cache anything any more."""
+
+
+class MalformedReply(RareHFError, ValueError):
+    """An HTTP 200 that is not a usable chat completion; keeps the usage it reported (it was paid for)."""
+
+    def __init__(self, reason: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        super().__init__(reason)
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
+
+
+class ParseError(RareHFError, ValueError):
+    """The reply cannot be used; the message says why (it is shown to the teacher in a repair turn)."""
+
+
+class CliError(RareHFError):
+    """A configuration problem, reported in one line with exit code 2 before any LLM request."""

@@ -20,6 +20,8 @@ os.environ.update(
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_TOKEN": "hf_local_test_token",
         "HF_HOME": tempfile.mkdtemp(prefix="rare_hf_test_hf_home_"),
+        # The response cache's default folder (the CLI demo's too): never the user's ~/.cache.
+        "RARE_HF_CACHE": tempfile.mkdtemp(prefix="rare_hf_test_cache_"),
     }
 )
 

@@ -21,15 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import LLMConfigError
+from ..errors import CacheError
 
 __all__ = ["ResponseCache", "CacheError", "cache_key", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
-
-
-class CacheError(LLMConfigError):
-    """The response cache cannot be used (corrupt, unreadable, or owned by another user)."""
 
 
 def default_cache_dir() -> Path:

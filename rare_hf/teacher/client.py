@@ -11,12 +11,9 @@ in a notebook cell); ``a``-prefixed twins are coroutines usable from any event l
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import dataclasses
 import logging
 import os
-import random
 import threading
 import time
 import weakref
@@ -31,6 +28,18 @@ from ._endpoint import Endpoint, Fleet
 from ._limiter import AdaptiveLimiter, Slot
 from ._loop import LoopThread
 from ..text.tokens import estimate_tokens
+from ._http import (
+    backoff,
+    error_code,
+    error_message,
+    http_client,
+    short,
+    shutdown,
+    single_call_run,
+    gather_or_cancel,
+)
+from ._probes import endpoint_problem, server_tokens
+from .usage import LLMRun, Price, Usage
 from .replies import (
     Completion,
     MalformedReply,
@@ -43,7 +52,7 @@ from .replies import (
 )
 from ._urls import redact_url
 from .cache import ResponseCache, cache_key, default_cache_dir
-from ..errors import LLMClosedError, LLMConfigError, LLMFatalError, LLMRequestError
+from ..errors import LLMClosedError, LLMConfigError, LLMRequestError
 
 __all__ = ["LLM", "Completion", "Price", "Usage", "LLMRun"]
 
@@ -51,139 +60,9 @@ logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, Any]]
 
-# The breaker looks at attempts, not at rows that have used up their retries: a dead endpoint is seen
-# after a few dozen requests instead of after every row's full retry budget.
-_BREAKER_WINDOW = 50
-_BREAKER_FAILURE_RATIO = 0.9
-# Different prompts rejected alike (same status, same message but for numbers) before any success: the
-# request itself is wrong (an unsupported parameter), not one row.
-_SAME_REJECTIONS_TO_STOP = 3
 _MAX_BACKOFF_S = 60.0
 # openai SDK request options that are not body fields.
 _OPTION_KEYS = ("extra_body", "extra_headers", "extra_query")
-
-
-@dataclasses.dataclass(frozen=True)
-class Price:
-    """US dollars per million prompt and completion tokens, times ``discount`` (0.5 in batch mode)."""
-
-    input_usd: float
-    output_usd: float
-    discount: float = 1.0
-
-    def usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_usd + completion_tokens * self.output_usd) * self.discount / 1e6
-
-
-@dataclasses.dataclass
-class Usage:
-    """Counts for one run (a step) or for the whole life of an :class:`LLM`.
-
-    ``prompt_tokens``/``completion_tokens`` are what this process sent and was billed for (every reply
-    counts, usable or not); ``cached_prompt_tokens``/``cached_completion_tokens`` are what the replies
-    served from the cache cost when they were first paid for. Their sum is what the data cost.
-    """
-
-    requests: int = 0
-    cached: int = 0
-    failed: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    cached_completion_tokens: int = 0
-    price: Price | None = None
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def data_tokens(self) -> int:
-        """Tokens the data cost, whether paid by this run or by the run that filled the cache."""
-        return self.total_tokens + self.cached_prompt_tokens + self.cached_completion_tokens
-
-    def add(self, completion: Completion) -> None:
-        if completion.cached:
-            self.cached += 1
-            self.cached_prompt_tokens += completion.prompt_tokens
-            self.cached_completion_tokens += completion.completion_tokens
-        else:
-            self.add_paid(completion.prompt_tokens, completion.completion_tokens)
-
-    def add_paid(self, prompt_tokens: int, completion_tokens: int) -> None:
-        self.requests += 1
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        """The counts; with a price, also ``usd`` (paid by this run) and ``data_usd`` (what the data cost,
-        the cached replies priced as this run's)."""
-        counts = {k: v for k, v in dataclasses.asdict(self).items() if k != "price"}
-        counts |= {"total_tokens": self.total_tokens, "data_tokens": self.data_tokens}
-        if self.price is not None:
-            counts |= {"usd": self.usd, "data_usd": self.data_usd}
-        return counts
-
-    @property
-    def usd(self) -> float | None:
-        """Dollars this run paid (``None`` without a price)."""
-        return None if self.price is None else self.price.usd(self.prompt_tokens, self.completion_tokens)
-
-    @property
-    def data_usd(self) -> float | None:
-        """Dollars the data cost, the cached replies priced as this run's (``None`` without a price)."""
-        if self.price is None:
-            return None
-        return self.price.usd(
-            self.prompt_tokens + self.cached_prompt_tokens, self.completion_tokens + self.cached_completion_tokens
-        )
-
-
-@dataclasses.dataclass
-class LLMRun:
-    """State of one run (one step over one dataset): its usage, its breaker and its fail-fast stop.
-
-    Create it with :meth:`LLM.new_run` and pass it to every call of that run.
-    """
-
-    name: str = "run"
-    usage: Usage = dataclasses.field(default_factory=Usage)
-    fatal: LLMFatalError | None = None
-    succeeded: bool = False
-    started: bool = False  # its first request has started a new epoch of the endpoint's limiter
-    recent: collections.deque[bool] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=_BREAKER_WINDOW)
-    )
-    rejections: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-    endpoints: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)  # attempts sent
-
-    def check(self) -> None:
-        if self.fatal is not None:
-            raise self.fatal
-
-    def stop(self, reason: str) -> None:
-        self.fatal = self.fatal or LLMFatalError(f"Stopped '{self.name}': {reason}")
-
-    def attempt(self, ok: bool, last_error: str = "") -> None:
-        """Count one attempt's outcome in the breaker."""
-        self.recent.append(ok)
-        self.succeeded = self.succeeded or ok
-        failures = self.recent.count(False)
-        if len(self.recent) == self.recent.maxlen and failures >= _BREAKER_FAILURE_RATIO * len(self.recent):
-            self.stop(
-                f"{failures} of the last {len(self.recent)} attempts failed (last error: {last_error}). Check "
-                "the endpoint; responses received so far are cached, so running the same call again resumes."
-            )
-
-    def rejected(self, signature: str, prompt_key: str, error: str, hint: str) -> None:
-        """Count a rejected prompt; stop when several different prompts are rejected alike before any success."""
-        if self.succeeded:
-            return
-        prompts = self.rejections.setdefault(signature, set())
-        prompts.add(prompt_key)
-        if len(prompts) >= _SAME_REJECTIONS_TO_STOP:
-            self.stop(f"{len(prompts)} different prompts were all rejected with {error} before any success. {hint}")
 
 
 class LLM:
@@ -292,7 +171,7 @@ class LLM:
         # Closes the HTTP session on the loop that owns it even when close() is never called (a notebook
         # that drops the object, or interpreter exit), instead of leaving aiohttp to complain at teardown.
         self._clients: list[openai.AsyncOpenAI] = []
-        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._clients, self._cache)
+        self._finalizer = weakref.finalize(self, shutdown, self._loop, self._clients, self._cache)
         self._usage_lock = threading.Lock()
         self._batch_poll_interval = batch_poll_interval
         self.tokenizer: str | None = None  # "server /tokenize" or "estimated", once count_tokens has run
@@ -339,14 +218,14 @@ class LLM:
             LLMClosedError: :meth:`close` was called.
         """
         self._check_open()
-        return self._loop.run(self._complete(messages, sample_index, run or _single_call_run(), params))
+        return self._loop.run(self._complete(messages, sample_index, run or single_call_run(), params))
 
     async def acomplete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
     ) -> Completion:
         """Coroutine twin of :meth:`complete`, awaitable from any event loop."""
         self._check_open()
-        coro = self._complete(messages, sample_index, run or _single_call_run(), params)
+        coro = self._complete(messages, sample_index, run or single_call_run(), params)
         if self._loop.owns_running_loop():
             return await coro
         return await asyncio.wrap_future(self._loop.submit(coro))
@@ -394,7 +273,7 @@ class LLM:
         """Coroutine twin of :meth:`count_tokens`."""
         if self.tokenizer != "estimated":
             try:
-                count = await self._server_tokens(text)
+                count = await server_tokens(self._client(self._endpoints[0]), self.model, text, self.timeout)
             except (openai.APIError, asyncio.TimeoutError, KeyError, TypeError, ValueError):
                 count = None
             if count is not None:
@@ -402,16 +281,6 @@ class LLM:
                 return count
             self.tokenizer = "estimated"  # asked once: a server without /tokenize will not grow one
         return estimate_tokens(text)
-
-    async def _server_tokens(self, text: str) -> int | None:
-        client = self._client(self._endpoints[0])
-        root = str(client.base_url).rstrip("/").removesuffix("/v1")
-        # vLLM answers {"count": n}; llama.cpp's server answers {"tokens": [...]} to {"content": ...}.
-        body = {"model": self.model, "prompt": text, "content": text, "add_special_tokens": False}
-        reply = await asyncio.wait_for(client.post(f"{root}/tokenize", body=body, cast_to=dict), self.timeout)
-        if isinstance(reply.get("count"), int):
-            return reply["count"]
-        return len(reply["tokens"]) if isinstance(reply.get("tokens"), list) else None
 
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is
@@ -504,7 +373,7 @@ class LLM:
         self._check_open()
         if endpoint.client is None:
             # The batch calls (file upload) use the SDK's default transport; the chat calls use aiohttp.
-            transport = None if self.batch else _http_client()
+            transport = None if self.batch else http_client()
             self._clients.append(endpoint.client_for(self.api_key, self.timeout, transport))
         assert endpoint.client is not None
         return endpoint.client
@@ -545,11 +414,11 @@ class LLM:
                 except (asyncio.TimeoutError, openai.APITimeoutError):
                     slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
                 except openai.APIConnectionError as exc:
-                    slot.outcome, error = "error", f"{type(exc).__name__}: {_short(str(exc))}"
+                    slot.outcome, error = "error", f"{type(exc).__name__}: {short(str(exc))}"
                 except (openai.APIError, ValueError, TypeError) as exc:  # malformed body or reply
                     if isinstance(exc, MalformedReply):
                         self._count_paid(run, exc.prompt_tokens, exc.completion_tokens)
-                    slot.outcome, error = "error", f"malformed response: {_short(str(exc))}"
+                    slot.outcome, error = "error", f"malformed response: {short(str(exc))}"
                 else:
                     slot.outcome, slot.latency = "ok", time.monotonic() - sent_at
                     endpoint.succeeded()
@@ -560,7 +429,7 @@ class LLM:
                     run.attempt(False, error)
             if attempt < self.max_retries:
                 run.usage.retries += 1
-                await asyncio.sleep(delay if delay is not None else _backoff(attempt))
+                await asyncio.sleep(delay if delay is not None else backoff(attempt))
         run.usage.failed += 1
         run.check()
         raise LLMRequestError(f"{error} (after {self.max_retries + 1} attempts)")
@@ -582,9 +451,9 @@ class LLM:
         """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run.
         ``optional``: the request carried a parameter its step drops when refused (``response_format``), so a
         rejection says nothing about the prompts and does not count toward stopping the run."""
-        status, message = exc.status_code, _short(_error_message(exc))
+        status, message = exc.status_code, short(error_message(exc))
         error = f"HTTP {status}: {message}"
-        kind = status_kind(status, _error_code(exc))
+        kind = status_kind(status, error_code(exc))
         if kind == "fatal":
             run.stop(f"the endpoint {endpoint.display_url} answered {error}. {fix_hint(status)}")
             run.check()
@@ -604,80 +473,8 @@ class LLM:
             self.usage.add_paid(prompt_tokens, completion_tokens)
 
     async def _check_connection(self) -> None:
-        problems = [await self._check_endpoint(e) for e in self._endpoints]
+        problems = [await endpoint_problem(self._client(e), e.display_url, self.timeout) for e in self._endpoints]
         if all(problems):
             raise LLMConfigError(problems[0])
         for problem in filter(None, problems):
             logger.warning("%s The other endpoints carry the run.", problem)
-
-    async def _check_endpoint(self, endpoint: Endpoint) -> str | None:
-        """Why this endpoint cannot serve (one line), or None."""
-        try:
-            await asyncio.wait_for(self._client(endpoint).models.list(), self.timeout)
-        except openai.APIStatusError as exc:
-            if exc.status_code in (401, 403):
-                return f"{endpoint.display_url} refused the API key (HTTP {exc.status_code}). {fix_hint(401)}"
-        except (asyncio.TimeoutError, openai.APITimeoutError, openai.APIConnectionError) as exc:
-            return (
-                f"Cannot reach the teacher at {endpoint.display_url} ({type(exc).__name__}). "
-                "Check --base-url / OPENAI_BASE_URL and that the server is running."
-            )
-        return None
-
-
-def _single_call_run() -> LLMRun:
-    """The run of a call made without one: it counts apart but, unlike a step, does not restart the
-    endpoint's concurrency probing (callers may gather thousands of such calls)."""
-    return LLMRun(name="call", started=True)
-
-
-def _http_client() -> Any:
-    """The SDK's aiohttp transport: its default httpx pool scans every connection for every request, which
-    caps a few hundred concurrent requests at a fraction of what aiohttp sustains (openai's own advice)."""
-    try:
-        return openai.DefaultAioHttpClient()
-    except (RuntimeError, AttributeError):  # aiohttp missing, or an SDK without it: the default transport
-        return None
-
-
-def _shutdown(loop: LoopThread, clients: list[openai.AsyncOpenAI], cache: ResponseCache | None) -> None:
-    for client in clients:
-        with contextlib.suppress(Exception):
-            loop.run(client.close())
-    clients.clear()
-    loop.close()
-    if cache is not None:
-        cache.close()
-
-
-async def gather_or_cancel(coros: list[Any]) -> list[Any]:
-    """``asyncio.gather`` that cancels the siblings when one raises, so a fatal stop sends no more requests."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return exc.message
-
-
-def _error_code(exc: openai.APIStatusError) -> str | None:
-    body = exc.body
-    return body.get("code") if isinstance(body, dict) and isinstance(body.get("code"), str) else None
-
-
-def _backoff(attempt: int) -> float:
-    return min(_MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."

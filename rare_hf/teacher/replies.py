@@ -2,6 +2,7 @@
 or a configuration error that stops the run."""
 
 from __future__ import annotations
+from ..errors import MalformedReply
 
 import zlib
 
@@ -55,14 +56,6 @@ class Completion:
         data = dataclasses.asdict(self)
         del data["cached"]
         return data
-
-
-class MalformedReply(ValueError):
-    """An HTTP 200 that is not a usable chat completion; keeps the usage it reported (it was paid for)."""
-
-    def __init__(self, reason: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-        super().__init__(reason)
-        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
 
 
 def parse_reply(body: Any) -> Completion:

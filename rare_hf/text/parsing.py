@@ -6,6 +6,7 @@ the reasoning (set notation, code, LaTeX) are skipped, not fatal.
 """
 
 from __future__ import annotations
+from ..errors import ParseError
 
 import functools
 import json
@@ -21,10 +22,6 @@ __all__ = [
     "prompt_echo",
     "is_near_duplicate",
 ]
-
-
-class ParseError(ValueError):
-    """The reply cannot be used; the message says why (it is shown to the teacher in a repair turn)."""
 
 
 _DECODER = json.JSONDecoder()

@@ -1,0 +1,75 @@
+"""The HTTP plumbing under :class:`rare_hf.LLM`: the shared connection pool, shutdown, backoff and the
+wording of an endpoint's errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+
+import openai
+
+from ._loop import LoopThread
+from .cache import ResponseCache
+from .usage import LLMRun
+
+_MAX_BACKOFF_S = 60.0
+
+
+def single_call_run() -> LLMRun:
+    """The run of a call made without one: it counts apart but, unlike a step, does not restart the
+    endpoint's concurrency probing (callers may gather thousands of such calls)."""
+    return LLMRun(name="call", started=True)
+
+
+def http_client() -> Any:
+    """The SDK's aiohttp transport: its default httpx pool scans every connection for every request, which
+    caps a few hundred concurrent requests at a fraction of what aiohttp sustains (openai's own advice)."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except (RuntimeError, AttributeError):  # aiohttp missing, or an SDK without it: the default transport
+        return None
+
+
+def shutdown(loop: LoopThread, clients: list[openai.AsyncOpenAI], cache: ResponseCache | None) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):
+            loop.run(client.close())
+    clients.clear()
+    loop.close()
+    if cache is not None:
+        cache.close()
+
+
+async def gather_or_cancel(coros: list[Any]) -> list[Any]:
+    """``asyncio.gather`` that cancels the siblings when one raises, so a fatal stop sends no more requests."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return exc.message
+
+
+def error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    return body.get("code") if isinstance(body, dict) and isinstance(body.get("code"), str) else None
+
+
+def backoff(attempt: int) -> float:
+    return min(_MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,35 @@
+"""Questions to a server beside chat completions: can it serve us at all, and how does it count tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+
+from .replies import fix_hint
+
+
+async def server_tokens(client: openai.AsyncOpenAI, model: str | None, text: str, timeout: float) -> int | None:
+    """Tokens of ``text`` by the server's ``/tokenize`` (None when its reply has no count)."""
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    # vLLM answers {"count": n}; llama.cpp's server answers {"tokens": [...]} to {"content": ...}.
+    body = {"model": model, "prompt": text, "content": text, "add_special_tokens": False}
+    reply = await asyncio.wait_for(client.post(f"{root}/tokenize", body=body, cast_to=dict), timeout)
+    if isinstance(reply.get("count"), int):
+        return reply["count"]
+    return len(reply["tokens"]) if isinstance(reply.get("tokens"), list) else None
+
+
+async def endpoint_problem(client: openai.AsyncOpenAI, display_url: str, timeout: float) -> str | None:
+    """Why this endpoint cannot serve (one line), or None. Servers without ``/models`` pass."""
+    try:
+        await asyncio.wait_for(client.models.list(), timeout)
+    except openai.APIStatusError as exc:
+        if exc.status_code in (401, 403):
+            return f"{display_url} refused the API key (HTTP {exc.status_code}). {fix_hint(401)}"
+    except (asyncio.TimeoutError, openai.APITimeoutError, openai.APIConnectionError) as exc:
+        return (
+            f"Cannot reach the teacher at {display_url} ({type(exc).__name__}). "
+            "Check --base-url / OPENAI_BASE_URL and that the server is running."
+        )
+    return None

@@ -62,3 +62,14 @@ def make_llm(teacher: LocalTeacher, tmp_path: Path):
     yield make
     for llm in made:
         llm.close()
+
+
+# Tests that start a Ray cluster, a CLI subprocess or compile a kernel: the fast loop is `pytest -m "not slow"`.
+_SLOW_FILES = {"test_ray.py"}
+_SLOW_NAMES = ("cli", "numba", "demo", "killed", "ctrl_c", "sigkill")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in _SLOW_FILES or any(word in item.name.lower() for word in _SLOW_NAMES):
+            item.add_marker(pytest.mark.slow)

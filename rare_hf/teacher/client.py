@@ -264,7 +264,7 @@ class LLM:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the server's own tokenizer (``/tokenize``, as vLLM and llama.cpp serve it), or
-        a conservative estimate (:func:`rare_hf.estimate.estimate_tokens`) when the server has none;
+        a conservative estimate (:func:`rare_hf.text.tokens.estimate_tokens`) when the server has none;
         :attr:`tokenizer` says which was used."""
         self._check_open()
         return self._loop.run(self.acount_tokens(text))

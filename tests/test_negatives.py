@@ -13,7 +13,7 @@ import pytest
 import rare_hf
 from rare_hf import BM25Index
 from rare_hf.retrieval import bm25 as bm25_module
-from rare_hf.steps import negatives as negatives_module
+from rare_hf.retrieval import kernels as kernels_module
 
 TOPICS = {
     "cardio": "heart artery vein blood pressure stroke anticoagulant warfarin rhythm atrial valve".split(),
@@ -242,7 +242,7 @@ def test_numba_backend_gives_the_same_results(monkeypatch: pytest.MonkeyPatch) -
     ds = dataset(40)
     numpy_out = rare_hf.add_hard_negatives(ds, show_progress=False)
     monkeypatch.setattr(bm25_module, "_NUMBA_MIN_WORK", 0)
-    monkeypatch.setattr(negatives_module, "_NUMBA_MIN_CELLS", 0)
+    monkeypatch.setattr(kernels_module, "NUMBA_MIN_CELLS", 0)
     numba_out = rare_hf.add_hard_negatives(ds, show_progress=False)
     # Same scores row by row; documents tied on score at the cut-off may differ between backends.
     for a, b in zip(numba_out["hard_negatives_scores"], numpy_out["hard_negatives_scores"]):

@@ -27,7 +27,7 @@ from typing import Any
 
 from ._batch_server import BatchAPI
 from ..demo import demo_responder
-from ..text.parsing import iter_json_objects  # the parser the steps use
+from .wire import Reply, Responder, constrain_to_schema, count_tokens, error_body, write_body
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
 
@@ -43,53 +43,6 @@ _REASON = {
     503: "Service Unavailable",
 }
 _THINK = re.compile(r"^\s*<think>(.*?)(?:</think>|$)(.*)", re.DOTALL)
-
-
-@dataclasses.dataclass(frozen=True)
-class Reply:
-    """What the server answers to one request; build faults with the class methods."""
-
-    content: str = ""
-    finish_reason: str = "stop"
-    status: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-    hang: bool = False
-    malformed: bool = False
-    delay: float | None = None
-    drip: float | None = None
-
-    @classmethod
-    def error(cls, status: int, *, retry_after: float | None = None, message: str = "injected fault") -> Reply:
-        headers = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
-        return cls(content=message, status=status, headers=headers)
-
-    @classmethod
-    def hang_forever(cls) -> Reply:
-        """Never answer (until the client gives up): a request past the client's timeout."""
-        return cls(hang=True)
-
-    @classmethod
-    def malformed_body(cls) -> Reply:
-        """HTTP 200 with a body that is not a chat completion."""
-        return cls(malformed=True)
-
-    @classmethod
-    def truncated(cls, content: str) -> Reply:
-        return cls(content=content, finish_reason="length")
-
-    @classmethod
-    def slow_drip(cls, content: str = "slow", *, interval: float = 1.0) -> Reply:
-        """Send the headers at once, then the body one byte every ``interval`` seconds (a proxy keeping a
-        stalled connection alive, a GPU box swapping)."""
-        return cls(content=content, drip=interval)
-
-
-Responder = Callable[[dict[str, Any]], "str | Reply"]
-
-
-def count_tokens(text: str) -> int:
-    """The server's token count: whitespace-separated words (deterministic, so tests can sum it)."""
-    return len(text.split())
 
 
 class LocalTeacher:
@@ -282,7 +235,7 @@ class LocalTeacher:
                     *(f"{k}: {v}" for k, v in extra_headers),
                 ]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-                await _write_body(writer, payload, drip)
+                await write_body(writer, payload, drip)
                 if headers.get("connection", "").lower() == "close":
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -298,7 +251,7 @@ class LocalTeacher:
         with self._lock:
             self.http_request_count += 1
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return 401, (), _error_body("Incorrect API key provided.", "invalid_api_key"), None
+            return 401, (), error_body("Incorrect API key provided.", "invalid_api_key"), None
         if method == "GET" and path.rstrip("/").endswith("/models"):
             names = self.models or ["rare-hf-local"]
             return (
@@ -320,11 +273,11 @@ class LocalTeacher:
             reply = {"count": len(tokens), "tokens": list(range(len(tokens))), "max_model_len": self.max_context_tokens}
             return 200, (), json.dumps(reply).encode(), None
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
-            return 404, (), _error_body(f"No route {method} {path}", "not_found"), None
+            return 404, (), error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")
         if self.models is not None and request.get("model") not in self.models:
             message = f"The model '{request.get('model')}' does not exist"
-            return 404, (), _error_body(message, "model_not_found"), None
+            return 404, (), error_body(message, "model_not_found"), None
         fault = self._arrived(request)
         with self._lock:
             self.in_flight += 1
@@ -372,10 +325,10 @@ class LocalTeacher:
                 f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
                 f"requested {prompt_tokens} tokens in the messages, Please reduce the length of the messages."
             )
-            return 400, (), _error_body(message, "context_length_exceeded"), None
+            return 400, (), error_body(message, "context_length_exceeded"), None
         if request.get("response_format") and self.structured_outputs == "reject":
             message = "Unsupported parameter: 'response_format' is not supported by this server."
-            return 400, (), _error_body(message, "unsupported_parameter"), None
+            return 400, (), error_body(message, "unsupported_parameter"), None
         reply = fault or self.responder(request)
         if isinstance(reply, str):
             reply = Reply(content=reply)
@@ -390,7 +343,7 @@ class LocalTeacher:
         if reply.malformed:
             return 200, (), b'{"this is": "not a chat completion"', None
         if reply.status != 200:
-            return reply.status, reply.headers, _error_body(reply.content, "injected"), None
+            return reply.status, reply.headers, error_body(reply.content, "injected"), None
         completion_tokens = count_tokens(reply.content)
         message = self._message(reply)
         with self._lock:
@@ -429,40 +382,3 @@ class LocalTeacher:
         thinking, rest = match.group(1).strip(), match.group(2).strip()
         content = None if reply.finish_reason == "length" and not rest else rest
         return {"role": "assistant", "content": content, self.reasoning_field: thinking}
-
-
-async def _write_body(writer: asyncio.StreamWriter, payload: bytes, drip: float | None) -> None:
-    if drip is None:
-        writer.write(payload)
-        await writer.drain()
-        return
-    for i in range(len(payload)):
-        writer.write(payload[i : i + 1])
-        await writer.drain()
-        await asyncio.sleep(drip)
-
-
-def constrain_to_schema(text: str, schema: dict[str, Any]) -> str:
-    """What a schema-constrained server makes of a reply: a JSON object with exactly the schema's properties.
-
-    The responder's last JSON object supplies the fields it has; the first string property (the reasoning
-    field) gets the text before that object; a missing string is ``""``, a missing list ``[]``. The values
-    are not otherwise checked, as constrained decoding guarantees the shape, not the content.
-    """
-    objects = list(iter_json_objects(text))
-    found = objects[-1] if objects else {}
-    before = text.split("```json")[0].strip()
-    out: dict[str, Any] = {}
-    for i, (name, spec) in enumerate(schema.get("properties", {}).items()):
-        kind = spec.get("type")
-        if name in found:
-            out[name] = found[name]
-        elif kind == "string":
-            out[name] = before if i == 0 else ""
-        else:
-            out[name] = [] if kind == "array" else {}
-    return json.dumps(out, ensure_ascii=False)
-
-
-def _error_body(message: str, code: str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()

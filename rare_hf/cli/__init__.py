@@ -1,0 +1,208 @@
+"""Command line: build a RARE training set from documents (``rare-hf`` / ``scripts/build_rare_dataset.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CliError, LLMConfigError, LLMFatalError
+from ..demo import DEMO_MODEL
+from ..steps.registry import BUILT_IN
+from ._inputs import check_columns, load_input, pipeline_kwargs
+from ._outputs import dry_run, hub_token, push, write_outputs
+from ._parser import build_parser, parse_formats, parse_price, parse_steps
+
+__all__ = ["main", "build_parser"]
+
+if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --help stays instant
+    import datasets
+
+    from ..teacher.client import LLM
+    from ..steps.pipeline import RunSummary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return _run(args)
+    except (CliError, LLMConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LLMFatalError as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        where = f" in {args.cache_path}" if getattr(args, "cache_path", None) else ""
+        print(
+            f"\ninterrupted: the replies received so far are cached{where}; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    steps = parse_steps(args.steps)
+    if args.ray and importlib.util.find_spec("ray") is None:
+        raise CliError("--ray needs the ray extra: pip install 'rare-hf[ray]'")
+    if args.ray_actors < 1:
+        raise CliError(f"--ray-actors must be at least 1, got {args.ray_actors}.")
+    if args.ray and args.batch:
+        raise CliError("--batch and --ray do not go together: the Batch API needs no cluster; drop --ray.")
+    args.price_per_million = parse_price(args.price)
+    exports = parse_formats(args.format, steps)
+    output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
+    if output.exists() and not args.overwrite:
+        raise CliError(f"--output {output} already exists; pass --overwrite to replace it, or choose another folder.")
+    _quiet_libraries()
+    from ..steps.pipeline import build_rare_dataset
+
+    with _teacher_endpoint(args) as (base_url, api_key, model, cache_dir):
+        ds = load_input(args)
+        check_columns(ds, args, steps)
+        token = hub_token() if args.push_to_hub else None
+        needs_llm = any(spec.uses_llm for spec in BUILT_IN if spec.name in steps)
+        llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
+        args.cache_path = llm.cache_path if llm is not None else None
+        if args.dry_run:
+            return dry_run(ds, llm, args, steps)
+        try:
+            if llm is not None:
+                llm.check_connection()
+                print(
+                    f"Teacher: {llm.model} at {llm.display_url}. Responses are cached in {llm.cache_path}; "
+                    "if this run is interrupted, re-run the same command to resume."
+                )
+            if args.demo:
+                print(
+                    "DEMO: the built-in offline teacher writes PLACEHOLDER questions and reasoning, "
+                    "not real model output. Use --model/--base-url for real data."
+                )
+            if args.ray:
+                ds, summary = _build_on_ray(ds, args, steps, output, llm, (base_url, api_key, model, cache_dir))
+            else:
+                ds, summary = build_rare_dataset(
+                    ds, llm, **pipeline_kwargs(args), steps=steps, keep_failed=args.keep_failed, return_summary=True
+                )
+        finally:
+            if llm is not None:
+                llm.close()
+    write_outputs(ds, summary, output, exports, args)
+    shutil.rmtree(output.parent / f".{output.name}.ray", ignore_errors=True)
+    print(summary.table())
+    cached = sum(s.usage.get("cached", 0) for s in summary.steps)
+    if cached:
+        cached_tokens = sum(s.usage.get("data_tokens", 0) - s.usage.get("total_tokens", 0) for s in summary.steps)
+        print(
+            f"{cached} responses came from the cache: {cached_tokens:,} tokens paid by an earlier run, "
+            "none by this one."
+        )
+    print(f"Wrote {output}/")
+    if args.push_to_hub:
+        return push(ds, summary, args, token, output)
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """One progress bar per step (ours): the libraries' own bars and repeated warnings off while we run."""
+    import bm25s  # noqa: F401 - imported first: it sets its logger's level when imported
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index internals at DEBUG
+    datasets.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    disable_progress_bars()
+
+
+@contextlib.contextmanager
+def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[Any, str | None, str | None, Any]]:
+    """The teacher's (base_url, api_key, model, cache_dir); with --demo, a local server for the run. The demo
+    caches in a folder of its own that outlives the run (cache keys do not depend on the server's port), so
+    re-running the demo resumes like any other run."""
+    if not args.demo:
+        urls = [u.strip() for given in args.base_url or [] for u in given.split(",") if u.strip()]
+        yield urls or None, os.environ.get(args.api_key_env), args.model, args.cache_dir
+        return
+    from ..teacher.cache import default_cache_dir
+    from ..testing.server import LocalTeacher
+
+    with LocalTeacher() as teacher:
+        yield teacher.url, "EMPTY", DEMO_MODEL, args.cache_dir or default_cache_dir() / "demo"
+
+
+def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None, cache_dir: Any) -> LLM:
+    from ..teacher.client import LLM
+
+    if not api_key:
+        raise CliError(
+            f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
+            "local servers without auth accept any value, e.g. EMPTY."
+        )
+    if model is None and not os.environ.get("RARE_HF_MODEL"):
+        raise CliError("no teacher model: pass --model or set RARE_HF_MODEL.")
+    return LLM(**_llm_kwargs(args, base_url, api_key, model), cache_dir=cache_dir)
+
+
+def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None) -> dict[str, Any]:
+    return {
+        "model": model,
+        "base_url": base_url,
+        "api_key": api_key,
+        "max_concurrency": args.max_concurrency,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+        "batch": args.batch,
+        "price_per_million": args.price_per_million,
+    }
+
+
+def _build_on_ray(
+    ds: datasets.Dataset,
+    args: argparse.Namespace,
+    steps: list[str],
+    output: Path,
+    llm: LLM | None,
+    teacher: tuple[Any, str | None, str | None, Any],
+) -> tuple[datasets.Dataset, RunSummary]:
+    """The pipeline on Ray: the actors cache beside the single-machine cache (each its own file, all read by
+    all), and the shards go to a work folder next to --output that is removed once the output is written."""
+    import ray
+
+    from ..ray import build_rare_dataset_ray
+
+    base_url, api_key, model, _ = teacher
+    llm_kwargs = _llm_kwargs(args, base_url, api_key, model)
+    if llm is not None:
+        llm_kwargs["model"] = llm.model  # resolved here: the actors may not see $RARE_HF_MODEL
+    owns_cluster = not ray.is_initialized()
+    if owns_cluster:
+        ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=args.verbose)
+    work = output.parent / f".{output.name}.ray"
+    try:
+        return build_rare_dataset_ray(
+            ds,
+            output_dir=work,
+            cache_dir=llm.cache_path.parent if llm is not None and llm.cache_path else work / "cache",
+            llm_kwargs=llm_kwargs,
+            **pipeline_kwargs(args),
+            steps=steps,
+            keep_failed=args.keep_failed,
+            num_actors=args.ray_actors,
+            return_summary=True,
+        )
+    finally:
+        if owns_cluster:
+            ray.shutdown()

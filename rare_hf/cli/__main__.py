@@ -1,0 +1,7 @@
+"""``python -m rare_hf.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The command line's input: files, folders, save_to_disk output and Hub ids, checked before any request."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CliError
+
+if TYPE_CHECKING:
+    import datasets
+
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_input(args: argparse.Namespace) -> datasets.Dataset:
+    import datasets
+
+    if args.demo:
+        from ..io.samples import load_sample_documents
+
+        ds = load_sample_documents()
+    elif not args.input:
+        raise CliError("give an input file, folder or Hub dataset id, or --demo.")
+    elif Path(args.input).exists():
+        ds = load_local(Path(args.input))
+    else:
+        try:
+            ds = datasets.load_dataset(args.input, args.config, split=args.split)
+        except Exception as exc:  # noqa: BLE001 - any loading failure is a configuration error here
+            raise CliError(f"cannot load '{args.input}' as a local path or Hub dataset: {exc}") from exc
+    if isinstance(ds, datasets.DatasetDict):
+        if args.split not in ds:
+            raise CliError(f"the input has splits {list(ds)}; choose one with --split.")
+        ds = ds[args.split]
+    if args.limit is not None:
+        ds = ds.select(range(min(args.limit, len(ds))))
+    return ds
+
+
+def load_local(path: Path) -> Any:
+    """Data files (one type per folder), or a folder written by ``save_to_disk`` (this command's
+    ``--output``/dataset, or the output folder itself)."""
+    import datasets
+
+    for folder in (path, path / "dataset"):
+        if (folder / "dataset_info.json").exists() or (folder / "dataset_dict.json").exists():
+            return datasets.load_from_disk(str(folder))
+    files = sorted(p for p in path.iterdir() if p.suffix in _FORMATS) if path.is_dir() else [path]
+    kinds = {_FORMATS.get(p.suffix) for p in files}
+    if not files or None in kinds:
+        raise CliError(f"{path}: expected .jsonl, .json, .parquet or .csv files, or a save_to_disk folder.")
+    if len(kinds) > 1:
+        raise CliError(f"{path}: mixes file types {sorted(kinds)}; keep one type per folder.")
+    empty = [p for p in files if p.stat().st_size == 0]
+    if empty:
+        raise CliError(f"{empty[0]} is empty: there are no documents to read.")
+    try:
+        ds = datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+    except Exception as exc:  # noqa: BLE001 - a file datasets cannot read is the user's input problem
+        if "corresponds to no data" in str(exc):  # datasets' words for a file without rows
+            raise CliError(f"{path} has no rows: there are no documents to read.") from exc
+        raise CliError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    if len(ds) == 0:
+        raise CliError(f"{path} has no rows: there are no documents to read.")
+    return ds
+
+
+def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "text_key": args.text_column,
+        "num_neg": args.num_neg,
+        "num_questions": args.num_questions,
+        "answer_key": args.answer_column,
+        "seed": args.seed,
+    }
+
+
+_FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", "answer_key": "--answer-column"}
+
+
+def check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[str]) -> None:
+    """Fail before any request when a column the chosen steps read is missing (the pipeline's own check,
+    naming our flags, or saying the column must come from an earlier run)."""
+    from ..steps.plan import check_inputs, plan_steps
+
+    plan = plan_steps(steps, **pipeline_kwargs(args))
+    names = {
+        "input_question_key": "a question column from an earlier run",
+        "input_scenario_key": "a scenario column from an earlier run",
+        "input_hardneg_key": "a hard negatives column from an earlier run",
+        **_FLAG_NAMES,
+    }
+    try:
+        check_inputs(ds, plan, names)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc

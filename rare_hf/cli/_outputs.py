@@ -1,0 +1,108 @@
+"""The command line's output: the dry run's table, the output folder (written whole or not at all), the push."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import CliError
+from ..steps.registry import BUILT_IN
+
+if TYPE_CHECKING:
+    import datasets
+
+    from ..steps.pipeline import RunSummary
+    from ..teacher.client import LLM
+
+
+def dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, steps: list[str]) -> int:
+    """Print what the run would send and cost; nothing is sent."""
+    from ..steps.estimate import estimate_run
+
+    try:
+        if llm is None:
+            print(f"dry run: {len(ds)} rows; no step asks the teacher, so the run costs nothing.")
+            return 0
+        estimates = estimate_run(
+            ds, llm, text_key=args.text_column, num_neg=args.num_neg, num_questions=args.num_questions, steps=steps
+        )
+    finally:
+        if llm is not None:
+            llm.close()
+    print(f"dry run: {len(ds)} rows; nothing was sent.")
+    print(f"{'step':<18}{'requests':>10}{'cached':>8}{'est. prompt tokens':>20}{'est. completion':>17}{'est. USD':>10}")
+    for e in estimates:
+        usd = f"{e.usd:>10.4f}" if e.usd is not None else f"{'-':>10}"
+        print(f"{e.step:<18}{e.requests:>10}{e.cached:>8}{e.prompt_tokens:>20,}{e.completion_tokens:>17,}{usd}")
+    assumed = ", ".join(f"{s.completion_tokens} {s.name}" for s in BUILT_IN if s.uses_llm and s.name in steps)
+    print(
+        f"Completion tokens assume first-try replies of {assumed} tokens; repairs and resamples add to them. "
+        "Prompts after the questions step are estimated (their questions do not exist yet)."
+        + (" Prices include the batch discount." if args.batch else "")
+    )
+    return 0
+
+
+def hub_token() -> str:
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise CliError("--push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login`.")
+    return token
+
+
+def write_outputs(
+    ds: datasets.Dataset, summary: RunSummary, output: Path, exports: list[str], args: argparse.Namespace
+) -> None:
+    """Write everything into a sibling folder, then move it into place: an interrupted run leaves no
+    half-written output, and --overwrite replaces the old folder only once the new one is complete."""
+    from ..io.export import to_retrieval_triples, to_sft
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        ds.save_to_disk(str(partial / "dataset"))
+        (partial / "summary.json").write_text(summary.to_json())
+        text_key = {"input_text_key": args.text_column}
+        for export in exports:
+            records = to_retrieval_triples(ds, **text_key) if export == "triples" else to_sft(ds, export, **text_key)
+            records.to_parquet(str(partial / f"{export}.parquet"))
+            records.to_json(str(partial / f"{export}.jsonl"), lines=True, force_ascii=False)
+        if output.exists():
+            shutil.rmtree(output)
+        partial.rename(output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None, output: Path) -> int:
+    from ..io.hub import push_to_hub
+
+    language = [code.strip() for code in args.language.split(",")] if args.language else None
+    try:
+        url = push_to_hub(
+            ds,
+            args.push_to_hub,
+            private=args.private,
+            token=token,
+            summary=summary,
+            license=args.license,
+            pretty_name=args.pretty_name,
+            language=language,
+        )
+    except Exception as exc:  # noqa: BLE001 - the data is safe on disk; say how to retry only the push
+        print(
+            f"error: the push to {args.push_to_hub} failed ({exc}). The data is saved in {output}/dataset; "
+            f'retry only the push with: python -c "import datasets, rare_hf, json; '
+            f"rare_hf.push_to_hub(datasets.load_from_disk('{output}/dataset'), '{args.push_to_hub}', "
+            f"summary=rare_hf.RunSummary.from_dict(json.load(open('{output}/summary.json'))))\"",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"Pushed to {url}")
+    return 0

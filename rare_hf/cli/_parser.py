@@ -1,0 +1,164 @@
+"""The command line's arguments: the parser, its help, and the parsing of --steps, --format and --price."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import CliError
+from ..steps.registry import BUILT_IN, DEFAULT_STEPS, aliases
+
+
+_EXPORTS = ("messages", "rare", "triples")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rare-hf",
+        description="Build a RARE training set from documents: questions, BM25 hard negatives, distilled reasoning.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
+    src = parser.add_argument_group("input")
+    src.add_argument(
+        "input", nargs="?", help="a .jsonl/.json/.parquet/.csv file, a folder of them, or a Hub dataset id"
+    )
+    src.add_argument(
+        "--demo",
+        action="store_true",
+        help="run on the bundled sample documents with a built-in offline teacher (no key, no network)",
+    )
+    src.add_argument("--split", default="train", help="split to load (Hub datasets and files; default: train)")
+    src.add_argument("--config", default=None, help="Hub dataset configuration name")
+    src.add_argument("--text-column", default="text", help="column holding the documents (default: text)")
+    src.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    teacher = parser.add_argument_group("teacher (any OpenAI-compatible endpoint)")
+    teacher.add_argument("--model", default=None, help="teacher model (default: $RARE_HF_MODEL)")
+    teacher.add_argument(
+        "--base-url",
+        action="append",
+        default=None,
+        help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL or OpenAI); give it several times, "
+        "or comma-separated, for replicas of one model",
+    )
+    teacher.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key"
+    )
+    teacher.add_argument(
+        "--max-concurrency", type=int, default=64, help="most requests in flight; probed upward from 16 (default: 64)"
+    )
+    teacher.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0.0)")
+    teacher.add_argument("--max-tokens", type=int, default=None, help="completion budget (default: the server's)")
+    teacher.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds one attempt may take, first byte to last (default: 120)"
+    )
+    teacher.add_argument(
+        "--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default: 6)"
+    )
+    teacher.add_argument(
+        "--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)"
+    )
+    teacher.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the OpenAI Batch API: half the price, results within 24 h; re-run the "
+        "same command to collect batches a stopped run submitted",
+    )
+    teacher.add_argument(
+        "--price",
+        default=None,
+        metavar="IN,OUT",
+        help="USD per million input and output tokens, e.g. 0.15,0.60: dollars in the progress, summary and card",
+    )
+    teacher.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count the requests and estimate the tokens (and dollars, with --price) of the run; send nothing",
+    )
+    steps = parser.add_argument_group("steps")
+    steps.add_argument(
+        "--steps",
+        default=",".join(short_name(name) for name in DEFAULT_STEPS),
+        help="comma-separated steps (default: %(default)s); they run in this order: "
+        + "; ".join(f"{short_name(spec.name)}: {spec.help}" for spec in BUILT_IN),
+    )
+    steps.add_argument("--num-neg", type=int, default=3, help="hard negatives per question (default: 3)")
+    steps.add_argument("--num-questions", type=int, default=1, help="questions per document (default: 1)")
+    steps.add_argument("--answer-column", default=None, help="gold answers: verify and resample the teacher's answers")
+    steps.add_argument("--seed", type=int, default=0, help="seed of the per-row document shuffles (default: 0)")
+    steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed")
+    scale = parser.add_argument_group("scale-out (pip install 'rare-hf[ray]')")
+    scale.add_argument("--ray", action="store_true", help="run the steps on a Ray cluster (a local one if none runs)")
+    scale.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one)"
+    )
+    scale.add_argument("--ray-actors", type=int, default=2, help="actors per step on Ray (default: 2)")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output", default=None, help="output folder (default: rare_output, or rare_demo_output with --demo)"
+    )
+    out.add_argument(
+        "--format",
+        default=None,
+        help="training exports, comma-separated: messages, rare, triples (default: messages when reasoning runs, "
+        "else triples)",
+    )
+    out.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    out.add_argument("--push-to-hub", metavar="REPO", default=None, help="also publish the dataset to this Hub repo")
+    out.add_argument("--private", action="store_true", help="make the Hub repo private")
+    out.add_argument("--license", default=None, help="license of the pushed dataset, e.g. cc-by-4.0 (never guessed)")
+    out.add_argument("--pretty-name", default=None, help="title of the pushed dataset's card")
+    out.add_argument("--language", default=None, help="language code(s) for the card, comma-separated, e.g. en,zh")
+    out.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
+    return parser
+
+
+_EPILOG = """examples:
+  rare-hf --demo                                       offline, on the bundled sample documents
+  rare-hf docs.jsonl --model gpt-4o-mini --output out
+  rare-hf docs/ --text-column body --model Qwen/Qwen2.5-7B-Instruct --base-url http://localhost:8000/v1 \\
+      --api-key-env VLLM_KEY --max-concurrency 128
+  rare-hf out/dataset --steps negatives --format triples --output out-neg    (a folder this command wrote)
+  rare-hf docs.jsonl --model M --base-url http://gpu1:8000/v1,http://gpu2:8000/v1 --ray --ray-actors 8
+
+Responses are cached on disk: after a crash or Ctrl-C, run the same command again to resume."""
+
+
+def short_name(step: str) -> str:
+    """The name --steps shows: the shortest a step answers to."""
+    return min((alias for alias, name in aliases().items() if name == step), key=len)
+
+
+def parse_steps(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    known = aliases()
+    unknown = [s for s in names if s not in known]
+    if unknown or not names:
+        choices = ", ".join(short_name(spec.name) for spec in BUILT_IN)
+        raise CliError(f"--steps: unknown step(s) {unknown}; choose from {choices}.")
+    chosen = {known[s] for s in names}
+    return [spec.name for spec in BUILT_IN if spec.name in chosen]
+
+
+def parse_formats(text: str | None, steps: list[str]) -> list[str]:
+    if text is None:
+        return ["messages"] if "reasoning" in steps else ["triples"] if "hard_negatives" in steps else []
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in _EXPORTS]
+    if unknown or not formats:
+        raise CliError(f"--format: unknown export(s) {unknown}; choose from {', '.join(_EXPORTS)}.")
+    for export in formats:
+        if export in ("messages", "rare") and "reasoning" not in steps:
+            raise CliError(f"--format {export} needs the reasoning step; add it to --steps or choose --format triples.")
+    return list(dict.fromkeys(formats))
+
+
+def parse_price(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        prices = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        prices = ()
+    if len(prices) != 2 or min(prices) < 0:
+        raise CliError(f"--price: expected two numbers IN,OUT (USD per million tokens), e.g. 0.15,0.60; got {text!r}.")
+    return prices  # type: ignore[return-value]

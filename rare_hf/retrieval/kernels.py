@@ -1,0 +1,117 @@
+"""The mining kernels: per row, the first candidates that pass the lexical guards, in the numpy subset numba
+compiles (the ``fast`` extra); without numba the same code runs as Python."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .bm25 import _HAS_NUMBA
+
+__all__ = ["pick", "csr_rows", "NUMBA_MIN_CELLS"]
+
+
+def count_shared(ids_a: np.ndarray, a: int, a_end: int, ids_b: np.ndarray, b: int, b_end: int) -> int:
+    """How many values two sorted, distinct runs ``ids_a[a:a_end]`` and ``ids_b[b:b_end]`` share."""
+    shared = 0
+    while a < a_end and b < b_end:
+        if ids_a[a] == ids_b[b]:
+            shared += 1
+            a += 1
+            b += 1
+        elif ids_a[a] < ids_b[b]:
+            a += 1
+        else:
+            b += 1
+    return shared
+
+
+def pick_kernel(
+    docs: np.ndarray,
+    keep: np.ndarray,
+    pos_doc: np.ndarray,
+    indptr: np.ndarray,
+    token_ids: np.ndarray,
+    passage_indptr: np.ndarray,
+    passage_ids: np.ndarray,
+    pos_passage_indptr: np.ndarray,
+    pos_passage_ids: np.ndarray,
+    max_overlap: float,
+    num_neg: int,
+    skip_top: int,
+) -> tuple[np.ndarray, int, int]:
+    """Per row, the columns of the first ``num_neg`` kept candidates after ``skip_top``, dropping those
+    that share a passage with the positive (a winnowed run of words, see ``_shingles``) and those whose
+    distinct terms overlap the positive's by more than ``max_overlap`` (Jaccard; < 0: no overlap check).
+
+    Written in the numpy subset numba compiles; without numba the same code runs as Python.
+    """
+    rows, width = docs.shape
+    chosen = np.full((rows, num_neg), -1, dtype=np.int64)
+    overlapping = 0
+    sharing = 0
+    for r in range(rows):
+        found, skipped, p = 0, 0, pos_doc[r]
+        for c in range(width):
+            if found == num_neg:
+                break
+            if not keep[r, c]:
+                continue
+            d = docs[r, c]
+            if count_shared(
+                passage_ids,
+                passage_indptr[d],
+                passage_indptr[d + 1],
+                pos_passage_ids,
+                pos_passage_indptr[r],
+                pos_passage_indptr[r + 1],
+            ):
+                sharing += 1
+                continue
+            if max_overlap >= 0 and p >= 0:
+                a, a_end, b, b_end = indptr[d], indptr[d + 1], indptr[p], indptr[p + 1]
+                shared = count_shared(token_ids, a, a_end, token_ids, b, b_end)
+                union = max(1, (a_end - a) + (b_end - b) - shared)
+                if shared > max_overlap * union:
+                    overlapping += 1
+                    continue
+            if skipped < skip_top:
+                skipped += 1
+                continue
+            chosen[r, found] = c
+            found += 1
+    return chosen, overlapping, sharing
+
+
+# Candidate cells from which the compiled kernel pays for its one-off compilation (about 3 s cold); below
+# that the same code runs as Python.
+NUMBA_MIN_CELLS = 200_000
+_compiled_pick_kernel = None
+
+if _HAS_NUMBA:
+    import types
+
+    import numba
+
+    # The compiled kernel calls the compiled helper; the Python one keeps calling the Python helper.
+    _compiled_pick_kernel = numba.njit(cache=True)(
+        types.FunctionType(
+            pick_kernel.__code__,
+            {**globals(), "count_shared": numba.njit(cache=True)(count_shared)},
+            "pick_kernel",
+        )
+    )
+
+
+def csr_rows(indptr: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR of only these rows, in this order."""
+    starts, ends = indptr[rows], indptr[rows + 1]
+    out = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=out[1:])
+    picked = [ids[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
+    return out, np.concatenate(picked) if picked else ids[:0]
+
+
+def pick(docs: np.ndarray, *args: object) -> tuple[np.ndarray, int, int]:
+    """:func:`pick_kernel`, compiled when numba is installed and the batch is large enough to pay for it."""
+    compiled = _compiled_pick_kernel is not None and docs.size >= NUMBA_MIN_CELLS
+    return (_compiled_pick_kernel if compiled else pick_kernel)(docs, *args)  # type: ignore[misc]

@@ -19,8 +19,8 @@ _LAZY = {
     "add_reasoning": "steps.reasoning",
     "verify_negatives": "steps.verify",
     "add_written_negatives": "steps.written",
-    "reasoning_messages_for_row": "steps.reasoning",
-    "document_order": "steps.reasoning",
+    "reasoning_messages_for_row": "steps.shown_documents",
+    "document_order": "steps.shown_documents",
     "build_rare_dataset": "steps.pipeline",
     "PromptStep": "steps.custom",
     "RunSummary": "steps.pipeline",
@@ -69,8 +69,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
-    from .retrieval.bm25 import BM25Index
-    from .teacher.cache import ResponseCache, default_cache_dir
     from .errors import (
         CacheError,
         CliError,
@@ -84,17 +82,20 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     )
     from .io.export import to_retrieval_triples, to_sft
     from .io.hub import push_to_hub
-    from .steps.estimate import StepEstimate, estimate_run
-    from .teacher.client import LLM, Completion, LLMRun, Price, Usage
-    from .steps.negatives import add_hard_negatives
-    from .steps.custom import PromptStep
-    from .steps.pipeline import RunSummary, build_rare_dataset
-    from .text.prompts import Prompt
-    from .steps.questions import add_questions
-    from .steps.reasoning import add_reasoning, document_order, reasoning_messages_for_row
     from .io.samples import load_sample_documents
+    from .retrieval.bm25 import BM25Index
+    from .steps.custom import PromptStep
+    from .steps.estimate import StepEstimate, estimate_run
+    from .steps.negatives import add_hard_negatives
+    from .steps.pipeline import RunSummary, build_rare_dataset
+    from .steps.questions import add_questions
+    from .steps.reasoning import add_reasoning
+    from .steps.shown_documents import document_order, reasoning_messages_for_row
+    from .steps.summary import StepSummary
     from .steps.verify import verify_negatives
     from .steps.written import add_written_negatives
-    from .steps.summary import StepSummary
+    from .teacher.cache import ResponseCache, default_cache_dir
+    from .teacher.client import LLM, Completion, LLMRun, Price, Usage
+    from .text.prompts import Prompt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

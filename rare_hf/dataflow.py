@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import LLMConfigError
-from .teacher.client import LLM
 from .steps.negatives import add_hard_negatives
 from .steps.questions import add_questions
 from .steps.reasoning import add_reasoning
+from .teacher.client import LLM
 
 __all__ = ["FileStorage", "APILLMServing_request", "Doc2Query", "BM25HardNeg", "ReasonDistill"]
 

@@ -39,13 +39,13 @@ import ray
 import ray.data
 
 from .retrieval.bm25 import BM25Index
-from .teacher.cache import ResponseCache
-from .teacher.client import LLM
 from .steps.negatives import add_hard_negatives
 from .steps.pipeline import run_summary
 from .steps.plan import PlannedStep, plan_steps
 from .steps.registry import DEFAULT_STEPS, StepSpec
 from .steps.summary import StepSummary
+from .teacher.cache import ResponseCache
+from .teacher.client import LLM
 from .utils.datasets import DOC_ID
 
 __all__ = ["build_rare_dataset_ray"]

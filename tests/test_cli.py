@@ -12,11 +12,10 @@ from pathlib import Path
 
 import datasets
 import pytest
+from test_pipeline import _cli
 
 import rare_hf
 from rare_hf.testing import LocalTeacher, Reply, demo_responder
-
-from test_pipeline import _cli
 
 
 def test_help_and_import_load_no_heavy_library() -> None:

@@ -119,3 +119,19 @@ def test_a_layer_loads_without_the_layers_above_it(module: str) -> None:
     }[module]
     assert packages == expected[0]
     assert {name.strip("'[] ") for name in layers.split(",")} - {""} <= expected[1]
+
+
+def test_no_module_is_over_400_lines_and_no_function_over_80() -> None:
+    long_modules, long_functions = {}, {}
+    for path in ROOT.rglob("*.py"):
+        text = path.read_text()
+        if (lines := len(text.splitlines())) > 400:
+            long_modules[str(path.relative_to(ROOT))] = lines
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body  # the docstring (Args, Returns, Example) does not count
+                has_doc = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and len(body) > 1
+                start = body[1].lineno if has_doc else body[0].lineno
+                if node.end_lineno - start + 1 > 80:
+                    long_functions[f"{path.relative_to(ROOT)}:{node.name}"] = node.end_lineno - start + 1
+    assert (long_modules, long_functions) == ({}, {})

@@ -8,9 +8,9 @@ import datasets
 import pytest
 
 import rare_hf
-from rare_hf.text.tokens import estimate_tokens
 from rare_hf.prompts import QUESTION_PROMPT
 from rare_hf.testing import LocalTeacher, Reply
+from rare_hf.text.tokens import estimate_tokens
 
 DOCS = [
     "Warfarin dosing is guided by the INR; vitamin K intake, interacting drugs such as amiodarone and "

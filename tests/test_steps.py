@@ -117,3 +117,29 @@ def test_wrong_input_types_say_what_to_pass(teacher: LocalTeacher, make_llm, val
         with pytest.raises(TypeError, match=hint):
             call()
     assert teacher.http_request_count == 0
+
+
+@pytest.mark.parametrize(
+    ("function", "options"),
+    [
+        ("add_questions", "rare_hf.steps.questions:QuestionOptions"),
+        ("add_reasoning", "rare_hf.steps.reasoning:ReasoningOptions"),
+        ("verify_negatives", "rare_hf.steps.verify:VerifyOptions"),
+        ("add_written_negatives", "rare_hf.steps.written:WrittenOptions"),
+    ],
+)
+def test_a_step_s_options_are_its_function_s_arguments(function: str, options: str) -> None:
+    """Each LLM step's options dataclass and its public signature name the same options with the same
+    defaults and types, so neither can drift from the other."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    module, name = options.split(":")
+    fields = {
+        f.name: (f.default, str(f.type)) for f in dataclasses.fields(getattr(importlib.import_module(module), name))
+    }
+    common = {"ds", "llm", "overwrite", "batch_size", "show_progress", "return_summary"}
+    parameters = inspect.signature(getattr(rare_hf, function)).parameters
+    arguments = {n: (p.default, str(p.annotation)) for n, p in parameters.items() if n not in common}
+    assert arguments == fields

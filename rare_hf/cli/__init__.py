@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CliError, LLMConfigError, LLMFatalError
 from ..demo import DEMO_MODEL
+from ..errors import CliError, LLMConfigError, LLMFatalError
 from ..steps.registry import BUILT_IN
 from ._inputs import check_columns, load_input, pipeline_kwargs
 from ._outputs import dry_run, hub_token, push, write_outputs
@@ -25,8 +25,8 @@ __all__ = ["main", "build_parser"]
 if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --help stays instant
     import datasets
 
-    from ..teacher.client import LLM
     from ..steps.pipeline import RunSummary
+    from ..teacher.client import LLM
 
 
 def main(argv: list[str] | None = None) -> int:

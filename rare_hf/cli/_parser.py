@@ -7,7 +7,6 @@ import argparse
 from ..errors import CliError
 from ..steps.registry import BUILT_IN, DEFAULT_STEPS, aliases
 
-
 _EXPORTS = ("messages", "rare", "triples")
 
 
@@ -18,6 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,
     )
+    _input_arguments(parser)
+    _teacher_arguments(parser)
+    _step_arguments(parser)
+    _output_arguments(parser)
+    return parser
+
+
+def _input_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the documents come from."""
     src = parser.add_argument_group("input")
     src.add_argument(
         "input", nargs="?", help="a .jsonl/.json/.parquet/.csv file, a folder of them, or a Hub dataset id"
@@ -31,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", default=None, help="Hub dataset configuration name")
     src.add_argument("--text-column", default="text", help="column holding the documents (default: text)")
     src.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+
+
+def _teacher_arguments(parser: argparse.ArgumentParser) -> None:
+    """The teacher endpoint, its limits, the cache, batch mode, prices and the dry run."""
     teacher = parser.add_argument_group("teacher (any OpenAI-compatible endpoint)")
     teacher.add_argument("--model", default=None, help="teacher model (default: $RARE_HF_MODEL)")
     teacher.add_argument(
@@ -74,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count the requests and estimate the tokens (and dollars, with --price) of the run; send nothing",
     )
+
+
+def _step_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which steps run, with the pipeline's shared options, and where (one process or Ray)."""
     steps = parser.add_argument_group("steps")
     steps.add_argument(
         "--steps",
@@ -92,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one)"
     )
     scale.add_argument("--ray-actors", type=int, default=2, help="actors per step on Ray (default: 2)")
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The output folder, its training exports and the Hub push."""
     out = parser.add_argument_group("output")
     out.add_argument(
         "--output", default=None, help="output folder (default: rare_output, or rare_demo_output with --demo)"
@@ -109,7 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--pretty-name", default=None, help="title of the pushed dataset's card")
     out.add_argument("--language", default=None, help="language code(s) for the card, comma-separated, e.g. en,zh")
     out.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
-    return parser
 
 
 _EPILOG = """examples:

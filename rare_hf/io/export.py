@@ -8,8 +8,8 @@ from typing import Any, Literal
 import datasets
 
 from ..steps import _plumbing
+from ..steps.shown_documents import reasoning_messages_for_row
 from ..text.prompts import Prompt
-from ..steps.reasoning import reasoning_messages_for_row
 from ..utils.datasets import DOC_ID, doc_id_for, quiet_datasets_progress
 
 __all__ = ["to_sft", "to_retrieval_triples", "assistant_target"]

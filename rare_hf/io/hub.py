@@ -17,10 +17,10 @@ from typing import Any
 import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
-from . import plots
 from ..steps.pipeline import ALL_STEPS, RunSummary, describe_price
 from ..steps.summary import StepSummary
 from ..text.prompts import BUILT_IN, PROMPTS, Prompt
+from . import plots
 
 __all__ = ["push_to_hub", "build_card", "RUN_CONFIG_FILENAME"]
 

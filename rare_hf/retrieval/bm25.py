@@ -23,8 +23,8 @@ import Stemmer
 from bm25s.tokenization import Tokenizer
 from tqdm.auto import tqdm
 
-from .shingles import passage_csr
 from ..utils.datasets import doc_id_for, quiet_datasets_progress
+from .shingles import passage_csr
 
 __all__ = ["BM25Index", "normalized_key"]
 

@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 import datasets
 
-from . import _plumbing
-from .runner import stream_map
-from ..teacher.replies import Completion, is_repetitive
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
+from ..teacher.replies import Completion, is_repetitive
 from ..text.prompts import PROMPT_SETS, Prompt, resolve_prompt_language
-from .summary import StepSummary
 from ..utils.datasets import DOC_ID, column_values
+from . import _plumbing
+from .runner import stream_map
+from .summary import StepSummary
 
 Row = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -32,6 +32,29 @@ class Column:
     name: str
     feature: Any
     doc: str
+
+
+class StepOptions:
+    """Base of a step's options: a frozen dataclass whose fields are the public function's keyword arguments,
+    with the same names and defaults (``tests/test_steps.py`` holds them to it). The function builds it from its
+    own arguments and the step object reads it; ``params`` is what the summary and the card record."""
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> Any:
+        """The options among a function's ``locals()``."""
+        return cls(**{f.name: arguments[f.name] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+    def params(self, llm: LLM, **resolved: Any) -> dict[str, Any]:
+        """What determines the output, to record and fingerprint: the teacher, every option (a custom prompt
+        is recorded by :meth:`LLMStep.use_language`), and values resolved from the LLM's defaults."""
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "prompt"}  # type: ignore[arg-type]
+        return {
+            "model": llm.model,
+            "base_url": llm.display_url,
+            **options,
+            **resolved,
+            "llm_params": llm.default_params,
+        }
 
 
 def column_docs(columns: list[Column]) -> dict[str, str]:

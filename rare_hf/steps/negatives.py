@@ -8,13 +8,13 @@ from typing import Any
 
 import datasets
 
+from ..retrieval.bm25 import BM25Index
+from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
 from ._miner import Filters, Miner
 from .base import Column
 from .registry import PlanContext, Read, StepDefinition
-from ..retrieval.bm25 import BM25Index
 from .summary import StepSummary
-from ..utils.datasets import DOC_ID, column_values
 
 __all__ = ["add_hard_negatives"]
 

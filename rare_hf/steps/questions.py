@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from . import _plumbing
-from .base import Column, LLMStep
-from .registry import PlanContext, Read, StepDefinition
-from ..teacher.client import LLM, Completion, LLMRun
 from ..errors import LLMRequestError
+from ..teacher.client import LLM, Completion, LLMRun
 from ..text.parsing import ParseError, is_near_duplicate, parse_questions, validate_question
 from ..text.prompts import (
     PROMPT_SETS,
@@ -21,6 +19,9 @@ from ..text.prompts import (
     question_repair_messages,
 )
 from ..utils.datasets import DOC_ID, column_values, doc_id_for
+from . import _plumbing
+from .base import Column, LLMStep, StepOptions
+from .registry import PlanContext, Read, StepDefinition
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
@@ -56,6 +57,33 @@ _RESPONSE_FORMAT = {
 def _prompt_text(*prompts: Prompt) -> str:
     """The prompts' own text with the document slot left empty: what a question must not repeat."""
     return "\n".join(p.system + "\n" + p.user.replace("{document}", "") for p in prompts)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionOptions(StepOptions):
+    """The options of :func:`add_questions` (see it for what each means)."""
+
+    input_key: str = "text"
+    output_question_key: str = "question"
+    output_scenario_key: str = "scenario"
+    max_attempts: int = 3
+    num_questions: int = 1
+    temperature: float | None = None
+    max_doc_chars: int = 20_000
+    max_tokens: int | None = None
+    prompt: Prompt | None = None
+    prompt_language: str = "auto"
+    structured: str = "auto"
+    query_length: str = "short"
+    max_doc_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
+        if self.num_questions < 1:
+            raise ValueError(f"num_questions must be >= 1, got {self.num_questions}.")
+        if self.query_length not in ("short", "long", "varied"):
+            raise ValueError(f"query_length: expected 'short', 'long' or 'varied', got {self.query_length!r}.")
 
 
 def add_questions(
@@ -127,26 +155,7 @@ def add_questions(
         >>> ds = rare_hf.add_questions(ds)              # teacher from the environment
         >>> ds[0]["question"], ds[0]["scenario"]
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}.")
-    if num_questions < 1:
-        raise ValueError(f"num_questions must be >= 1, got {num_questions}.")
-    step = QuestionStep(
-        llm or LLM(),
-        input_key=input_key,
-        output_question_key=output_question_key,
-        output_scenario_key=output_scenario_key,
-        max_attempts=max_attempts,
-        num_questions=num_questions,
-        temperature=temperature,
-        max_doc_chars=max_doc_chars,
-        max_tokens=max_tokens,
-        prompt=prompt,
-        prompt_language=prompt_language,
-        structured=structured,
-        query_length=query_length,
-        max_doc_tokens=max_doc_tokens,
-    )
+    step = QuestionStep(llm or LLM(), QuestionOptions.from_arguments(locals()))
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
     )
@@ -163,51 +172,21 @@ class QuestionStep(LLMStep):
     prompt_placeholders = {"document", "num_questions"}
     prompt_required = {"document"}
 
-    def __init__(
-        self,
-        llm: LLM,
-        *,
-        input_key: str = "text",
-        output_question_key: str = "question",
-        output_scenario_key: str = "scenario",
-        max_attempts: int = 3,
-        num_questions: int = 1,
-        temperature: float | None = None,
-        max_doc_chars: int = 20_000,
-        max_tokens: int | None = None,
-        prompt: Prompt | None = None,
-        prompt_language: str = "auto",
-        structured: str = "auto",
-        query_length: str = "short",
-        max_doc_tokens: int | None = None,
-    ) -> None:
-        if query_length not in ("short", "long", "varied"):
-            raise ValueError(f"query_length: expected 'short', 'long' or 'varied', got {query_length!r}.")
-        self.query_length, self.max_doc_tokens = query_length, max_doc_tokens
-        if query_length != "short":
+    def __init__(self, llm: LLM, options: QuestionOptions) -> None:
+        self.options = o = options
+        if o.query_length != "short":
             self.default_budget = 4096  # a 2,000-word scenario is ~2,700 tokens before any reasoning
-        super().__init__(llm, f"{output_question_key}_error", max_tokens, structured)
-        self.input_key, self.q, self.s = input_key, output_question_key, output_scenario_key
-        self.max_attempts, self.n, self.max_doc_chars = max_attempts, num_questions, max_doc_chars
-        self.temperature = temperature
-        self.params = {
-            "model": llm.model,
-            "base_url": llm.display_url,
-            "input_key": input_key,
-            "output_question_key": output_question_key,
-            "output_scenario_key": output_scenario_key,
-            "max_attempts": max_attempts,
-            "num_questions": num_questions,
-            "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
-            "retry_temperature": _RETRY_TEMPERATURE,
-            "max_doc_chars": max_doc_chars,
-            "max_tokens": self.budget,
-            "structured": structured,
-            "query_length": query_length,
-            "max_doc_tokens": max_doc_tokens,
-            "llm_params": llm.default_params,
-        }
-        self.choose_prompt(prompt, prompt_language)
+        super().__init__(llm, f"{o.output_question_key}_error", o.max_tokens, o.structured)
+        self.question_key, self.scenario_key, self.max_doc_tokens = (
+            o.output_question_key,
+            o.output_scenario_key,
+            o.max_doc_tokens,
+        )
+        temperature = o.temperature if o.temperature is not None else llm.default_params.get("temperature")
+        self.params = o.params(
+            llm, temperature=temperature, retry_temperature=_RETRY_TEMPERATURE, max_tokens=self.budget
+        )
+        self.choose_prompt(o.prompt, o.prompt_language)
 
     def response_format(self) -> dict[str, Any]:
         return _RESPONSE_FORMAT
@@ -221,11 +200,11 @@ class QuestionStep(LLMStep):
         self.params["repair_prompt_version"] = self.repair_prompt.version
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
-        self.detect_language(ds, self.input_key)
+        self.detect_language(ds, self.options.input_key)
         return ds
 
     def columns(self) -> list[Column]:
-        return self.columns_for(self.q, self.s)
+        return self.columns_for(self.question_key, self.scenario_key)
 
     @staticmethod
     def columns_for(q: str = "question", scenario: str = "scenario") -> list[Column]:
@@ -244,44 +223,53 @@ class QuestionStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        _plumbing.check_reads(ds, DEFINITION.reads({"input_key": self.input_key}))
+        _plumbing.check_reads(ds, DEFINITION.reads({"input_key": self.options.input_key}))
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         return await self._rows_for(row, run)
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        return {"documents_truncated": sum(column_values(out, f"{self.q}_input_truncated"))}
+        return {"documents_truncated": sum(column_values(out, f"{self.question_key}_input_truncated"))}
 
     async def _rows_for(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
-        text = row[self.input_key]
+        text = row[self.options.input_key]
         doc_id = doc_id_for(text) if row.get(DOC_ID) is None else str(row[DOC_ID])
         long = self._is_long(doc_id)
         base = {
             **row,
             DOC_ID: doc_id,
-            f"{self.q}_prompt_version": (self.long_prompt if long else self.prompt).version,
-            f"{self.q}_length": "long" if long else "short",
-            f"{self.q}_attempts": 0,
-            f"{self.q}_input_truncated": False,
+            f"{self.question_key}_prompt_version": (self.long_prompt if long else self.prompt).version,
+            f"{self.question_key}_length": "long" if long else "short",
+            f"{self.question_key}_attempts": 0,
+            f"{self.question_key}_input_truncated": False,
         }
         if not isinstance(text, str) or not text.strip():
             return [
-                {**base, f"{self.q}_index": i, f"{self.q}_error": "skipped: empty or missing document"}
-                for i in range(self.n)
+                {
+                    **base,
+                    f"{self.question_key}_index": i,
+                    f"{self.question_key}_error": "skipped: empty or missing document",
+                }
+                for i in range(self.options.num_questions)
             ]
-        document = await self.fit(text, self.max_doc_chars)
+        document = await self.fit(text, self.options.max_doc_chars)
         pairs, attempts, problem = await self._ask(document, run, long)
-        base.update({f"{self.q}_attempts": attempts, f"{self.q}_input_truncated": len(document) < len(text)})
+        base.update(
+            {
+                f"{self.question_key}_attempts": attempts,
+                f"{self.question_key}_input_truncated": len(document) < len(text),
+            }
+        )
         rows = []
-        for i in range(self.n):
+        for i in range(self.options.num_questions):
             pair = pairs[i] if i < len(pairs) else None
             rows.append(
                 {
                     **base,
-                    f"{self.q}_index": i,
-                    self.q: pair["question"] if pair else None,
-                    self.s: pair["scenario"] if pair else None,
-                    f"{self.q}_error": None if pair else problem,
+                    f"{self.question_key}_index": i,
+                    self.question_key: pair["question"] if pair else None,
+                    self.scenario_key: pair["scenario"] if pair else None,
+                    f"{self.question_key}_error": None if pair else problem,
                 }
             )
         return rows
@@ -289,23 +277,25 @@ class QuestionStep(LLMStep):
     def first_request(self, text: str) -> tuple[Messages, dict[str, Any]]:
         """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
         prompt = self.long_prompt if self._is_long(doc_id_for(text)) else self.prompt
-        messages, _, params = self._plan(0, question_messages(text[: self.max_doc_chars], self.n, prompt), None, "")
+        messages, _, params = self._plan(
+            0, question_messages(text[: self.options.max_doc_chars], self.options.num_questions, prompt), None, ""
+        )
         structured = {"response_format": _RESPONSE_FORMAT} if self.structured_mode != "off" else {}
         return messages, {**params, "max_tokens": self.budget, **structured}
 
     def _is_long(self, doc_id: str) -> bool:
         """Whether this document gets a long query (``"varied"``: by its id, so reruns choose alike)."""
-        if self.query_length == "varied":
+        if self.options.query_length == "varied":
             return hashlib.sha1(doc_id.encode()).digest()[0] % 2 == 1
-        return self.query_length == "long"
+        return self.options.query_length == "long"
 
     async def _ask(self, document: str, run: LLMRun, long: bool) -> tuple[list[dict[str, str]], int, str]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""
-        first = question_messages(document, self.n, self.long_prompt if long else self.prompt)
+        first = question_messages(document, self.options.num_questions, self.long_prompt if long else self.prompt)
         kept: list[dict[str, str]] = []
         previous: Completion | None = None
         problem = "no attempt"
-        for attempt in range(self.max_attempts):
+        for attempt in range(self.options.max_attempts):
             messages, sample_index, params = self._plan(attempt, first, previous, problem)
             try:
                 previous = await self.ask(messages, run, sample_index, **params)
@@ -313,9 +303,9 @@ class QuestionStep(LLMStep):
                 previous, problem = None, f"request: {exc.reason}"
                 continue
             problem = self._collect(previous, document, kept, long)
-            if len(kept) >= self.n:
-                return kept[: self.n], attempt + 1, ""
-        return kept, self.max_attempts, problem
+            if len(kept) >= self.options.num_questions:
+                return kept[: self.options.num_questions], attempt + 1, ""
+        return kept, self.options.max_attempts, problem
 
     def _plan(
         self, attempt: int, first: Messages, previous: Completion | None, problem: str
@@ -323,12 +313,14 @@ class QuestionStep(LLMStep):
         """What attempt ``attempt`` sends: the prompt, then a repair turn showing the teacher its unusable
         reply, then fresh resamples (new sample index and seed, higher temperature), so a deterministic
         teacher does not repeat its failure."""
-        first_params = {} if self.temperature is None else {"temperature": self.temperature}
+        first_params = {} if self.options.temperature is None else {"temperature": self.options.temperature}
         if attempt == 0:
             return first, 0, first_params
         if attempt == 1 and previous is not None:
             detail = problem.split(": ", 1)[-1]  # the reason without its kind prefix
-            repair = question_repair_messages(first, previous.text, detail, self.n, self.repair_prompt)
+            repair = question_repair_messages(
+                first, previous.text, detail, self.options.num_questions, self.repair_prompt
+            )
             return repair, 0, first_params
         temperature = max(self.params["temperature"] or 0.0, _RETRY_TEMPERATURE)
         return first, attempt, {"temperature": temperature, "seed": attempt}
@@ -338,7 +330,7 @@ class QuestionStep(LLMStep):
         if completion.truncated:
             return self.truncation_problem(completion)
         try:
-            pairs = parse_questions(completion.text, self.n)
+            pairs = parse_questions(completion.text, self.options.num_questions)
         except ParseError as exc:
             return f"parse: {exc}"
         problem = ""
@@ -350,8 +342,10 @@ class QuestionStep(LLMStep):
                 problem = problem or f"invalid: {reason}"
             else:
                 kept.append(pair)
-        if not problem and len(kept) < self.n:
-            problem = f"parse: the reply has {len(kept)} usable question(s), {self.n} were asked for"
+        if not problem and len(kept) < self.options.num_questions:
+            problem = (
+                f"parse: the reply has {len(kept)} usable question(s), {self.options.num_questions} were asked for"
+            )
         return problem
 
 
@@ -380,8 +374,7 @@ class _Definition(StepDefinition):
         from .estimate import estimate_requests
 
         args = _plumbing.arguments(add_questions, kwargs)
-        options = {k: args[k] for k in ("num_questions", "max_doc_chars", "query_length", "prompt", "prompt_language")}
-        step = QuestionStep(llm, **options, structured=args["structured"], max_tokens=args["max_tokens"])
+        step = QuestionStep(llm, QuestionOptions.from_arguments(args))
         step.detect_language(ds, args["input_key"])  # the prompt set the run will use, so the lookups match
         texts = [t for t in column_values(ds, args["input_key"]) if isinstance(t, str) and t.strip()]
         requests = [step.first_request(t) for t in texts]

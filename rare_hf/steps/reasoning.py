@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import random
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from . import _plumbing
-from .base import Column, LLMStep
-from .registry import PlanContext, Read, StepDefinition
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, Completion, LLMRun
 from ..text.answers import answers_match, split_reasoning
-from ..text.prompts import BUILT_IN, REASONING_PROMPT, Prompt, reasoning_messages
+from ..text.prompts import Prompt, reasoning_messages
 from ..utils.datasets import DOC_ID, column_values
+from . import _plumbing
+from .base import Column, LLMStep, StepOptions
+from .registry import PlanContext, Read, StepDefinition
+from .shown_documents import document_order, reasoning_messages_for_row
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
@@ -23,48 +23,35 @@ if TYPE_CHECKING:
 __all__ = ["add_reasoning", "document_order", "reasoning_messages_for_row"]
 
 
-def document_order(seed: int, doc_id: str, question: str, num_documents: int) -> list[int]:
-    """The shown order of ``[positive, *negatives]`` for one row: a shuffle seeded by ``seed``, the row's
-    ``doc_id`` and its question, so it is the same in every run and differs between rows."""
-    digest = hashlib.sha256(f"{seed}\x00{doc_id}\x00{question}".encode()).digest()
-    order = list(range(num_documents))
-    random.Random(int.from_bytes(digest[:8], "little")).shuffle(order)
-    return order
+@dataclasses.dataclass(frozen=True)
+class ReasoningOptions(StepOptions):
+    """The options of :func:`add_reasoning` (see it for what each means)."""
 
+    input_text_key: str = "text"
+    input_question_key: str = "question"
+    input_scenario_key: str = "scenario"
+    input_hardneg_key: str = "hard_negatives"
+    output_key: str = "reasoning"
+    output_answer_key: str = "answer"
+    answer_key: str | None = None
+    max_attempts: int = 4
+    seed: int = 0
+    temperature: float | None = None
+    resample_temperature: float = 0.95
+    max_doc_chars: int = 20_000
+    max_tokens: int | None = None
+    prompt: Prompt | None = None
+    prompt_language: str = "auto"
+    max_doc_tokens: int | None = None
 
-def reasoning_messages_for_row(
-    row: dict[str, Any],
-    *,
-    input_text_key: str = "text",
-    input_question_key: str = "question",
-    input_scenario_key: str = "scenario",
-    input_hardneg_key: str = "hard_negatives",
-    output_key: str = "reasoning",
-    max_doc_chars: int = 20_000,
-    prompt: Prompt | None = None,
-) -> list[dict[str, Any]]:
-    """Rebuild, from a row written by :func:`add_reasoning`, the exact messages the teacher received.
-
-    ``max_doc_chars`` must be the value the row was written with (the default unless you changed it). The
-    built-in prompt the row names in ``{output_key}_prompt_version`` is found by itself; a custom one must be
-    given as ``prompt``.
-
-    Example:
-        >>> messages = reasoning_messages_for_row(ds[0])
-        >>> messages[1]["content"]        # scenario, question and the documents in their shown order
-    """
-    pool = [row[input_text_key][:max_doc_chars], *(n[:max_doc_chars] for n in row[input_hardneg_key])]
-    documents = [pool[i] for i in row[f"{output_key}_doc_order"]]
-    return reasoning_messages(
-        row[input_question_key], row.get(input_scenario_key), documents, prompt or _prompt_of(row, output_key)
-    )
-
-
-def _prompt_of(row: dict[str, Any], output_key: str) -> Prompt:
-    version = row.get(f"{output_key}_prompt_version") or REASONING_PROMPT.version
-    if version not in BUILT_IN:
-        raise ValueError(f"{output_key}_prompt_version: {version!r} is a custom prompt; pass it as prompt=.")
-    return BUILT_IN[version]
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
+        if self.answer_key is not None and self.answer_key == self.output_answer_key:
+            raise ValueError(
+                f"answer_key and output_answer_key are both '{self.answer_key}': the teacher's answer would "
+                "overwrite the gold one. Pass output_answer_key='teacher_answer' (or another name)."
+            )
 
 
 def add_reasoning(
@@ -138,32 +125,7 @@ def add_reasoning(
         >>> ds = rare_hf.add_reasoning(ds)                        # after add_questions, add_hard_negatives
         >>> ds[0]["reasoning"], ds[0]["answer"]
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}.")
-    if answer_key is not None and answer_key == output_answer_key:
-        raise ValueError(
-            f"answer_key and output_answer_key are both '{answer_key}': the teacher's answer would "
-            "overwrite the gold one. Pass output_answer_key='teacher_answer' (or another name)."
-        )
-    step = ReasoningStep(
-        llm or LLM(),
-        input_text_key=input_text_key,
-        input_question_key=input_question_key,
-        input_scenario_key=input_scenario_key,
-        input_hardneg_key=input_hardneg_key,
-        output_key=output_key,
-        output_answer_key=output_answer_key,
-        answer_key=answer_key,
-        max_attempts=max_attempts,
-        seed=seed,
-        temperature=temperature,
-        resample_temperature=resample_temperature,
-        max_doc_chars=max_doc_chars,
-        max_tokens=max_tokens,
-        prompt=prompt,
-        prompt_language=prompt_language,
-        max_doc_tokens=max_doc_tokens,
-    )
+    step = ReasoningStep(llm or LLM(), ReasoningOptions.from_arguments(locals()))
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
     )
@@ -180,59 +142,25 @@ class ReasoningStep(LLMStep):
     prompt_placeholders = {"scenario", "question", "documents"}
     prompt_required = {"question", "documents"}
 
-    def __init__(
-        self,
-        llm: LLM,
-        *,
-        input_text_key: str = "text",
-        input_question_key: str = "question",
-        input_scenario_key: str = "scenario",
-        input_hardneg_key: str = "hard_negatives",
-        output_key: str = "reasoning",
-        output_answer_key: str = "answer",
-        answer_key: str | None = None,
-        max_attempts: int = 4,
-        seed: int = 0,
-        temperature: float | None = None,
-        resample_temperature: float = 0.95,
-        max_doc_chars: int = 20_000,
-        max_tokens: int | None = None,
-        prompt: Prompt | None = None,
-        prompt_language: str = "auto",
-        max_doc_tokens: int | None = None,
-    ) -> None:
-        super().__init__(llm, f"{output_key}_error", max_tokens)
-        self.max_doc_tokens = max_doc_tokens
-        self.k = dict(
-            text=input_text_key,
-            question=input_question_key,
-            scenario=input_scenario_key,
-            negatives=input_hardneg_key,
-            gold=answer_key,
-            answer=output_answer_key,
-        )
-        self.r, self.max_doc_chars = output_key, max_doc_chars
-        self.max_attempts, self.seed = max_attempts, seed
-        self.temperature, self.resample_temperature = temperature, resample_temperature
-        self.params = {
-            "model": llm.model,
-            "base_url": llm.display_url,
-            "keys": self.k,
-            "output_key": output_key,
-            "max_attempts": max_attempts,
-            "max_doc_chars": max_doc_chars,
-            "max_tokens": self.budget,
-            "max_doc_tokens": max_doc_tokens,
-            "seed": seed,
-            "temperature": temperature if temperature is not None else llm.default_params.get("temperature"),
-            "resample_temperature": resample_temperature,
-            "answer_key": answer_key,
-            "llm_params": llm.default_params,
+    def __init__(self, llm: LLM, options: ReasoningOptions) -> None:
+        self.options = o = options
+        super().__init__(llm, f"{o.output_key}_error", o.max_tokens)
+        self.max_doc_tokens = o.max_doc_tokens
+        self.column_of = {
+            "text": o.input_text_key,
+            "question": o.input_question_key,
+            "scenario": o.input_scenario_key,
+            "negatives": o.input_hardneg_key,
+            "gold": o.answer_key,
+            "answer": o.output_answer_key,
         }
-        self.choose_prompt(prompt, prompt_language)
+        self.reasoning_key = o.output_key
+        temperature = o.temperature if o.temperature is not None else llm.default_params.get("temperature")
+        self.params = o.params(llm, temperature=temperature, max_tokens=self.budget)
+        self.choose_prompt(o.prompt, o.prompt_language)
 
     def columns(self) -> list[Column]:
-        return self.columns_for(self.r, self.k["answer"])
+        return self.columns_for(self.reasoning_key, self.column_of["answer"])
 
     @staticmethod
     def columns_for(r: str = "reasoning", answer: str = "answer") -> list[Column]:
@@ -268,19 +196,19 @@ class ReasoningStep(LLMStep):
     def check(self, ds: datasets.Dataset) -> None:
         keys = {"input_text_key": "text", "input_question_key": "question", "input_scenario_key": "scenario"}
         keys |= {"input_hardneg_key": "negatives", "answer_key": "gold"}
-        _plumbing.check_reads(ds, DEFINITION.reads({argument: self.k[key] for argument, key in keys.items()}))
+        _plumbing.check_reads(ds, DEFINITION.reads({argument: self.column_of[key] for argument, key in keys.items()}))
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
-        self.detect_language(ds, self.k["text"])  # the corpus language, as for the questions
-        return _plumbing.with_doc_ids(ds, self.k["text"])
+        self.detect_language(ds, self.column_of["text"])  # the corpus language, as for the questions
+        return _plumbing.with_doc_ids(ds, self.column_of["text"])
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         return [await self._row(row, run)]
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        if not self.k["gold"]:
+        if not self.column_of["gold"]:
             return {}
-        r = self.r
+        r = self.reasoning_key
         errors = column_values(out, f"{r}_error")
         attempts = column_values(out, f"{r}_attempts")
         correct = column_values(out, f"{r}_correct")
@@ -292,11 +220,11 @@ class ReasoningStep(LLMStep):
         }
 
     async def _row(self, row: dict[str, Any], run: LLMRun) -> dict[str, Any]:
-        r = self.r
+        r = self.reasoning_key
         out = {
             **row,
             r: None,
-            self.k["answer"]: None,
+            self.column_of["answer"]: None,
             f"{r}_raw": None,
             f"{r}_doc_order": None,
             f"{r}_positive_index": None,
@@ -306,29 +234,33 @@ class ReasoningStep(LLMStep):
             f"{r}_input_truncated": False,
             f"{r}_prompt_version": self.prompt.version,
         }
-        question, text, negatives = row[self.k["question"]], row[self.k["text"]], row[self.k["negatives"]]
+        question, text, negatives = (
+            row[self.column_of["question"]],
+            row[self.column_of["text"]],
+            row[self.column_of["negatives"]],
+        )
         skip = _skip_reason(question, text, negatives)
         if skip:
             return {**out, f"{r}_error": f"skipped: {skip}"}
-        order = document_order(self.seed, row[DOC_ID], question, 1 + len(negatives))
+        order = document_order(self.options.seed, row[DOC_ID], question, 1 + len(negatives))
         pool = [text, *negatives]
-        fitted = [await self.fit(d, self.max_doc_chars) for d in pool]
+        fitted = [await self.fit(d, self.options.max_doc_chars) for d in pool]
         truncated = any(len(f) < len(d) for f, d in zip(fitted, pool))
         pool = fitted
-        messages = reasoning_messages(question, row[self.k["scenario"]], [pool[i] for i in order], self.prompt)
+        messages = reasoning_messages(question, row[self.column_of["scenario"]], [pool[i] for i in order], self.prompt)
         out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0), f"{r}_input_truncated": truncated})
-        gold = row[self.k["gold"]] if self.k["gold"] else None
+        gold = row[self.column_of["gold"]] if self.column_of["gold"] else None
         return {**out, **await self._ask(messages, None if gold is None else str(gold), run)}
 
     async def _ask(self, messages: list[dict[str, Any]], gold: str | None, run: LLMRun) -> dict[str, Any]:
-        r = self.r
+        r = self.reasoning_key
         result: dict[str, Any] = {}
         problem = "no attempt"
-        for attempt in range(self.max_attempts):
+        for attempt in range(self.options.max_attempts):
             if attempt == 0:
-                params = {} if self.temperature is None else {"temperature": self.temperature}
+                params = {} if self.options.temperature is None else {"temperature": self.options.temperature}
             else:  # a resample: new sample index (not a cache hit), sampling temperature, reproducible seed
-                params = {"temperature": self.resample_temperature, "seed": attempt}
+                params = {"temperature": self.options.resample_temperature, "seed": attempt}
             try:
                 completion = await self.ask(messages, run, attempt, **params)
             except LLMRequestError as exc:
@@ -345,8 +277,8 @@ class ReasoningStep(LLMStep):
                 result[f"{r}_correct"] = False
             else:
                 correct = None if gold is None else True
-                return {**result, r: reasoning, self.k["answer"]: answer, f"{r}_correct": correct}
-        return {**result, f"{r}_attempts": self.max_attempts, f"{r}_error": problem}
+                return {**result, r: reasoning, self.column_of["answer"]: answer, f"{r}_correct": correct}
+        return {**result, f"{r}_attempts": self.options.max_attempts, f"{r}_error": problem}
 
 
 def _reasoning_and_answer(completion: Completion) -> tuple[str | None, str | None]:

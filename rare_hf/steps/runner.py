@@ -16,7 +16,6 @@ from typing import Any
 import datasets
 
 from ..teacher._batch import MAX_REQUESTS as BATCH_MAX_REQUESTS
-
 from ..teacher.client import LLM
 from ..utils.datasets import quiet_datasets_progress
 

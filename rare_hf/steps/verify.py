@@ -8,23 +8,40 @@ candidates have replacements.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from . import _plumbing
-from .base import Column, LLMStep
-from .registry import PlanContext, Read, StepDefinition
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
 from ..text.parsing import iter_json_objects
 from ..text.prompts import VERIFY_PROMPT, format_documents
 from ..utils.datasets import column_values
+from . import _plumbing
+from .base import Column, LLMStep, StepOptions
+from .registry import PlanContext, Read, StepDefinition
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
 
 __all__ = ["verify_negatives"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyOptions(StepOptions):
+    """The options of :func:`verify_negatives` (see it for what each means)."""
+
+    input_question_key: str = "question"
+    input_hardneg_key: str = "hard_negatives"
+    num_neg: int | None = None
+    max_attempts: int = 2
+    max_doc_chars: int = 20_000
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
 
 
 def verify_negatives(
@@ -64,15 +81,7 @@ def verify_negatives(
         >>> ds = rare_hf.add_hard_negatives(ds, num_neg=6)
         >>> ds = rare_hf.verify_negatives(ds, llm, num_neg=3)
     """
-    step = VerifyStep(
-        llm or LLM(),
-        input_question_key=input_question_key,
-        input_hardneg_key=input_hardneg_key,
-        num_neg=num_neg,
-        max_attempts=max_attempts,
-        max_doc_chars=max_doc_chars,
-        max_tokens=max_tokens,
-    )
+    step = VerifyStep(llm or LLM(), VerifyOptions.from_arguments(locals()))
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
     )
@@ -89,38 +98,16 @@ class VerifyStep(LLMStep):
     prompt_placeholders = {"question", "documents"}
     prompt_required = {"question", "documents"}
 
-    def __init__(
-        self,
-        llm: LLM,
-        *,
-        input_question_key: str = "question",
-        input_hardneg_key: str = "hard_negatives",
-        num_neg: int | None = None,
-        max_attempts: int = 2,
-        max_doc_chars: int = 20_000,
-        max_tokens: int | None = None,
-    ) -> None:
-        neg = input_hardneg_key
-        super().__init__(llm, f"{neg}_verify_error", max_tokens)
-        self.q, self.neg, self.num_neg = input_question_key, neg, num_neg
-        self.max_attempts, self.max_doc_chars = max_attempts, max_doc_chars
+    def __init__(self, llm: LLM, options: VerifyOptions) -> None:
+        self.options = o = options
+        super().__init__(llm, f"{o.input_hardneg_key}_verify_error", o.max_tokens)
+        self.question_key, self.negatives_key = o.input_question_key, o.input_hardneg_key
         self.prompt = VERIFY_PROMPT
         self.prompt_version = VERIFY_PROMPT.version
-        self.params = {
-            "model": llm.model,
-            "base_url": llm.display_url,
-            "input_question_key": input_question_key,
-            "input_hardneg_key": neg,
-            "num_neg": num_neg,
-            "max_attempts": max_attempts,
-            "max_doc_chars": max_doc_chars,
-            "max_tokens": self.budget,
-            "llm_params": llm.default_params,
-            "prompt_version": VERIFY_PROMPT.version,
-        }
+        self.params = o.params(llm, max_tokens=self.budget, prompt_version=VERIFY_PROMPT.version)
 
     def columns(self) -> list[Column]:
-        return self.columns_for(self.neg)
+        return self.columns_for(self.negatives_key)
 
     @staticmethod
     def columns_for(neg: str = "hard_negatives") -> list[Column]:
@@ -134,28 +121,31 @@ class VerifyStep(LLMStep):
         ]
 
     def output_names(self) -> list[str]:
-        return [c.name for c in self.columns() if c.name != self.neg]  # the negatives are rewritten in place
+        return [c.name for c in self.columns() if c.name != self.negatives_key]  # the negatives are rewritten in place
 
     def check(self, ds: datasets.Dataset) -> None:
-        _plumbing.check_reads(ds, DEFINITION.reads({"input_question_key": self.q, "input_hardneg_key": self.neg}))
+        _plumbing.check_reads(
+            ds, DEFINITION.reads({"input_question_key": self.question_key, "input_hardneg_key": self.negatives_key})
+        )
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        dropped = [len(d or []) for d in column_values(out, f"{self.neg}_false_negatives")]
+        dropped = [len(d or []) for d in column_values(out, f"{self.negatives_key}_false_negatives")]
         return {"false_negatives": sum(dropped), "rows_with_false_negatives": sum(1 for d in dropped if d)}
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
-        neg = self.neg
+        neg = self.negatives_key
         candidates = list(row[neg] or [])
         out = {**row, f"{neg}_false_negatives": [], f"{neg}_verify_error": None}
         out[f"{neg}_verify_prompt_version"] = VERIFY_PROMPT.version
-        if not row[self.q] or not candidates:
+        if not row[self.question_key] or not candidates:
             out[f"{neg}_verify_error"] = "skipped: no question or no negatives"
             return [out]
         messages = VERIFY_PROMPT.render(
-            question=row[self.q], documents=format_documents([c[: self.max_doc_chars] for c in candidates])
+            question=row[self.question_key],
+            documents=format_documents([c[: self.options.max_doc_chars] for c in candidates]),
         )
         problem = "no attempt"
-        for attempt in range(self.max_attempts):
+        for attempt in range(self.options.max_attempts):
             try:
                 completion = await self.ask(messages, run, attempt, **({"temperature": 0.7} if attempt else {}))
             except LLMRequestError as exc:
@@ -166,10 +156,10 @@ class VerifyStep(LLMStep):
                 problem = 'parse: no JSON object with an "answers" list of document numbers'
                 continue
             kept = [c for i, c in enumerate(candidates, start=1) if i not in answering]
-            out[neg] = kept[: self.num_neg] if self.num_neg is not None else kept
+            out[neg] = kept[: self.options.num_neg] if self.options.num_neg is not None else kept
             out[f"{neg}_false_negatives"] = [candidates[i - 1] for i in sorted(answering)]
             return [out]
-        out[neg] = candidates[: self.num_neg] if self.num_neg is not None else candidates
+        out[neg] = candidates[: self.options.num_neg] if self.options.num_neg is not None else candidates
         out[f"{neg}_verify_error"] = problem
         return [out]
 

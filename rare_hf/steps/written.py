@@ -4,20 +4,21 @@ the known answer, is rejected and the teacher asked again."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
 
-from . import _plumbing
-from ..retrieval.shingles import passage_hashes
-from .base import Column, LLMStep
-from .registry import PlanContext, Read, StepDefinition
-from ..text.answers import normalize_answer
 from ..errors import LLMRequestError
+from ..retrieval.shingles import passage_hashes
 from ..teacher.client import LLM, LLMRun
+from ..text.answers import normalize_answer
 from ..text.parsing import iter_json_objects, prompt_echo
 from ..text.prompts import WRITTEN_NEGATIVES_PROMPT, Prompt
+from . import _plumbing
+from .base import Column, LLMStep, StepOptions
+from .registry import PlanContext, Read, StepDefinition
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
@@ -26,6 +27,27 @@ __all__ = ["add_written_negatives"]
 
 _MIN_WORDS = 40  # shorter is a sentence, not a document a retriever would index
 _MIN_ANSWER_CHARS = 3  # "B" or "no" are in every document
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenOptions(StepOptions):
+    """The options of :func:`add_written_negatives` (see it for what each means)."""
+
+    input_text_key: str = "text"
+    input_question_key: str = "question"
+    input_scenario_key: str = "scenario"
+    answer_key: str | None = None
+    output_key: str = "written_negatives"
+    num_neg: int = 1
+    max_attempts: int = 3
+    max_doc_chars: int = 20_000
+    max_tokens: int | None = None
+    prompt: Prompt | None = None
+    prompt_language: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.num_neg < 1:
+            raise ValueError(f"num_neg must be at least 1, got {self.num_neg}.")
 
 
 def add_written_negatives(
@@ -74,20 +96,7 @@ def add_written_negatives(
         >>> ds = rare_hf.add_written_negatives(ds, llm, num_neg=1)
         >>> rare_hf.to_retrieval_triples(ds)[0]["written_negative_passages"]
     """
-    step = WrittenNegativesStep(
-        llm or LLM(),
-        input_text_key=input_text_key,
-        input_question_key=input_question_key,
-        input_scenario_key=input_scenario_key,
-        answer_key=answer_key,
-        output_key=output_key,
-        num_neg=num_neg,
-        max_attempts=max_attempts,
-        max_doc_chars=max_doc_chars,
-        max_tokens=max_tokens,
-        prompt=prompt,
-        prompt_language=prompt_language,
-    )
+    step = WrittenNegativesStep(llm or LLM(), WrittenOptions.from_arguments(locals()))
     return step.apply(
         ds, overwrite=overwrite, batch_size=batch_size, show_progress=show_progress, return_summary=return_summary
     )
@@ -104,45 +113,17 @@ class WrittenNegativesStep(LLMStep):
     prompt_placeholders = {"question", "scenario", "document", "num_neg"}
     prompt_required = {"question"}
 
-    def __init__(
-        self,
-        llm: LLM,
-        *,
-        input_text_key: str = "text",
-        input_question_key: str = "question",
-        input_scenario_key: str = "scenario",
-        answer_key: str | None = None,
-        output_key: str = "written_negatives",
-        num_neg: int = 1,
-        max_attempts: int = 3,
-        max_doc_chars: int = 20_000,
-        max_tokens: int | None = None,
-        prompt: Prompt | None = None,
-        prompt_language: str = "auto",
-    ) -> None:
-        if num_neg < 1:
-            raise ValueError(f"num_neg must be at least 1, got {num_neg}.")
-        self.default_budget = 2048 * num_neg
-        super().__init__(llm, f"{output_key}_error", max_tokens)
-        self.k = {"text": input_text_key, "question": input_question_key, "scenario": input_scenario_key}
-        self.answer_key, self.out, self.num_neg = answer_key, output_key, num_neg
-        self.max_attempts, self.max_doc_chars = max_attempts, max_doc_chars
-        self.params = {
-            "model": llm.model,
-            "base_url": llm.display_url,
-            "keys": self.k,
-            "answer_key": answer_key,
-            "output_key": output_key,
-            "num_neg": num_neg,
-            "max_attempts": max_attempts,
-            "max_doc_chars": max_doc_chars,
-            "max_tokens": self.budget,
-            "llm_params": llm.default_params,
-        }
-        self.choose_prompt(prompt, prompt_language)
+    def __init__(self, llm: LLM, options: WrittenOptions) -> None:
+        self.options = o = options
+        self.default_budget = 2048 * o.num_neg
+        super().__init__(llm, f"{o.output_key}_error", o.max_tokens)
+        self.column_of = {"text": o.input_text_key, "question": o.input_question_key, "scenario": o.input_scenario_key}
+        self.answer_key, self.output_key = o.answer_key, o.output_key
+        self.params = o.params(llm, max_tokens=self.budget)
+        self.choose_prompt(o.prompt, o.prompt_language)
 
     def columns(self) -> list[Column]:
-        return self.columns_for(self.out)
+        return self.columns_for(self.output_key)
 
     @staticmethod
     def columns_for(o: str = "written_negatives") -> list[Column]:
@@ -160,25 +141,29 @@ class WrittenNegativesStep(LLMStep):
         ]
 
     def check(self, ds: datasets.Dataset) -> None:
-        keys = {"input_text_key": self.k["text"], "input_question_key": self.k["question"]}
+        keys = {"input_text_key": self.column_of["text"], "input_question_key": self.column_of["question"]}
         _plumbing.check_reads(ds, DEFINITION.reads({**keys, "answer_key": self.answer_key}))
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
-        self.detect_language(ds, self.k["text"])
+        self.detect_language(ds, self.column_of["text"])
         return ds
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
-        o = self.out
+        o = self.output_key
         out = {**row, o: None, f"{o}_attempts": 0, f"{o}_error": None, f"{o}_prompt_version": self.prompt.version}
-        question, positive = row[self.k["question"]], row[self.k["text"]]
+        question, positive = row[self.column_of["question"]], row[self.column_of["text"]]
         if not question or not positive:
             return [{**out, f"{o}_error": "skipped: no question or no positive document"}]
-        fields = {"question": question, "scenario": row.get(self.k["scenario"]) or "", "num_neg": self.num_neg}
-        messages = self.prompt.render(**fields, document=positive[: self.max_doc_chars])
+        fields = {
+            "question": question,
+            "scenario": row.get(self.column_of["scenario"]) or "",
+            "num_neg": self.options.num_neg,
+        }
+        messages = self.prompt.render(**fields, document=positive[: self.options.max_doc_chars])
         answer = row.get(self.answer_key) if self.answer_key else None
         kept: list[str] = []
         problem = "no attempt"
-        for attempt in range(self.max_attempts):
+        for attempt in range(self.options.max_attempts):
             params = {"temperature": 0.7, "seed": attempt} if attempt else {}
             try:
                 completion = await self.ask(messages, run, attempt, **params)
@@ -189,9 +174,9 @@ class WrittenNegativesStep(LLMStep):
                 problem = self.truncation_problem(completion)
                 continue
             problem = self._collect(completion.text, positive, answer, kept)
-            if len(kept) >= self.num_neg:
-                return [{**out, o: kept[: self.num_neg], f"{o}_attempts": attempt + 1}]
-        return [{**out, f"{o}_attempts": self.max_attempts, f"{o}_error": problem}]
+            if len(kept) >= self.options.num_neg:
+                return [{**out, o: kept[: self.options.num_neg], f"{o}_attempts": attempt + 1}]
+        return [{**out, f"{o}_attempts": self.options.max_attempts, f"{o}_error": problem}]
 
     def _collect(self, text: str, positive: str, answer: Any, kept: list[str]) -> str:
         """Add the reply's documents that pass the checks to ``kept``; return what was wrong, if anything."""
@@ -207,7 +192,9 @@ class WrittenNegativesStep(LLMStep):
             if reason is None and doc not in kept:
                 kept.append(doc)
             problem = problem or (f"invalid: {reason}" if reason else "")
-        return problem or ("" if len(kept) >= self.num_neg else f"parse: {len(kept)} of {self.num_neg} documents")
+        return problem or (
+            "" if len(kept) >= self.options.num_neg else f"parse: {len(kept)} of {self.options.num_neg} documents"
+        )
 
 
 def _check(doc: Any, positive: str, answer: Any, prompt: str) -> str | None:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import openai
 from tqdm.auto import tqdm
 
-from .replies import Completion, MalformedReply, fix_hint, parse_reply, rejection_reason, status_kind
 from ..errors import LLMRequestError
+from .replies import Completion, MalformedReply, fix_hint, parse_reply, rejection_reason, status_kind
 
 if TYPE_CHECKING:
     from .cache import ResponseCache

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 
-from ._limiter import AdaptiveLimiter
+from ._limiter import AdaptiveLimiter, Slot
 from ._urls import redact_url, split_credentials
 
 _FAILURES_TO_REST = 3
@@ -91,8 +93,21 @@ class Fleet:
     def __init__(self, endpoints: list[Endpoint]) -> None:
         self.endpoints = endpoints
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        for endpoint in endpoints:
-            endpoint.limiter.on_free = self._wake
+        if len(endpoints) > 1:
+            for endpoint in endpoints:
+                endpoint.limiter.on_free = self._wake
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[tuple[Endpoint, Slot]]:
+        """A slot at one endpoint: the only one's (waiting in its own queue), or the fleet's pick."""
+        if len(self.endpoints) == 1:
+            endpoint = self.endpoints[0]
+            async with endpoint.limiter.slot() as slot:
+                yield endpoint, slot
+        else:
+            endpoint = await self.acquire()
+            async with endpoint.limiter.held() as slot:
+                yield endpoint, slot
 
     async def acquire(self) -> Endpoint:
         """An endpoint with a slot taken for the caller (release it with ``endpoint.limiter.held()``)."""

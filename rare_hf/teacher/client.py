@@ -11,48 +11,30 @@ in a notebook cell); ``a``-prefixed twins are coroutines usable from any event l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import openai
 
-from ._batch import BatchQueue
-from ._endpoint import Endpoint, Fleet
-from ._limiter import AdaptiveLimiter, Slot
-from ._loop import LoopThread
-from ..text.tokens import estimate_tokens
-from ._http import (
-    backoff,
-    error_code,
-    error_message,
-    http_client,
-    short,
-    shutdown,
-    single_call_run,
-    gather_or_cancel,
-)
-from ._probes import endpoint_problem, server_tokens
-from .usage import LLMRun, Price, Usage
-from .replies import (
-    Completion,
-    MalformedReply,
-    fix_hint,
-    parse_reply,
-    rejection_reason,
-    rejection_signature,
-    retry_after,
-    status_kind,
-)
-from ._urls import redact_url
-from .cache import ResponseCache, cache_key, default_cache_dir
 from ..errors import LLMClosedError, LLMConfigError, LLMRequestError
+from ..text.tokens import estimate_tokens
+from ._batch import BatchQueue
+from ._config import resolve
+from ._endpoint import Endpoint, Fleet
+from ._http import backoff, gather_or_cancel, http_client, short, shutdown, single_call_run
+from ._limiter import AdaptiveLimiter
+from ._loop import LoopThread
+from ._probes import endpoint_problem, server_tokens
+from ._status import classify_status_error, post_chat
+from .cache import ResponseCache, cache_key, default_cache_dir
+from .replies import Completion, MalformedReply
+from .usage import LLMRun, Price, Usage
 
 __all__ = ["LLM", "Completion", "Price", "Usage", "LLMRun"]
 
@@ -122,30 +104,8 @@ class LLM:
         price_per_million: tuple[float, float] | None = None,
         **extra_params: Any,
     ) -> None:
-        self.model = model or os.environ.get("RARE_HF_MODEL")
-        if not self.model:
-            raise LLMConfigError(
-                "No teacher model given: pass LLM(model=...) or set the RARE_HF_MODEL environment variable."
-            )
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        if not self.api_key:
-            raise LLMConfigError(
-                "No API key: pass LLM(api_key=...) or set OPENAI_API_KEY. Local servers without "
-                "authentication (vLLM, Ollama, llama.cpp) accept any value, e.g. api_key='EMPTY'."
-            )
-        urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
-        urls = [(u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/") for u in urls]
-        for url in urls or [""]:
-            if not url.startswith(("http://", "https://")):
-                raise LLMConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}.")
-        if len(set(urls)) < len(urls):
-            raise LLMConfigError(f"base_url lists an endpoint twice: {[redact_url(u) for u in urls]}.")
-        self.base_urls = urls
-        self.base_url = urls[0]
-        if max_concurrency < 1:
-            raise LLMConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
-        if timeout <= 0 or max_retries < 0:
-            raise LLMConfigError(f"timeout must be > 0 and max_retries >= 0, got {timeout} and {max_retries}.")
+        self.model, self.api_key, urls = resolve(model, api_key, base_url, max_concurrency, timeout, max_retries)
+        self.base_urls, self.base_url = urls, urls[0]
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
@@ -166,7 +126,7 @@ class LLM:
         self._cache = ResponseCache(self.cache_path) if self.cache_path else None
         self._loop = LoopThread(name=f"rare_hf-llm-{self.model}")
         self._endpoints = [Endpoint(u, max_concurrency, rests=len(urls) > 1) for u in urls]
-        self._fleet = Fleet(self._endpoints) if len(urls) > 1 else None
+        self._fleet = Fleet(self._endpoints)
         self._closed = False
         # Closes the HTTP session on the loop that owns it even when close() is never called (a notebook
         # that drops the object, or interpreter exit), instead of leaving aiohttp to complain at teardown.
@@ -260,7 +220,7 @@ class LLM:
         self._check_open()
         if self._cache is None:
             return False
-        return self._cache.get(self._key(messages, sample_index, *self._split_params(params))) is not None
+        return self._cache.get(self._cache_key(messages, sample_index, *self._split_params(params))) is not None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the server's own tokenizer (``/tokenize``, as vLLM and llama.cpp serve it), or
@@ -316,6 +276,16 @@ class LLM:
                 "(the response cache on disk is reused)."
             )
 
+    def _cache_key(self, messages: Messages, sample_index: int, body: dict[str, Any], options: dict[str, Any]) -> str:
+        params = {**body, "extra_query": options.get("params")}
+        return cache_key(
+            model=self.model,
+            messages=messages,
+            params=params,
+            sample_index=sample_index,
+            namespace=self.cache_namespace,
+        )
+
     def _split_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Body fields (``extra_body`` merged in, as the SDK does) and request options (headers, query)."""
         merged = {k: v for k, v in {**self.default_params, **params}.items() if v is not None}
@@ -327,7 +297,7 @@ class LLM:
     async def _complete(self, messages: Messages, sample_index: int, run: LLMRun, params: dict[str, Any]) -> Completion:
         run.check()
         body, options = self._split_params(params)
-        key = self._key(messages, sample_index, body, options)
+        key = self._cache_key(messages, sample_index, body, options)
         hit = self._cache.get(key) if self._cache is not None else None
         if hit is not None:
             completion = Completion(**hit, cached=True)
@@ -359,16 +329,6 @@ class LLM:
             )
         return self._batches
 
-    def _key(self, messages: Messages, sample_index: int, body: dict[str, Any], options: dict[str, Any]) -> str:
-        params = {**body, "extra_query": options.get("params")}
-        return cache_key(
-            model=self.model,
-            messages=messages,
-            params=params,
-            sample_index=sample_index,
-            namespace=self.cache_namespace,
-        )
-
     def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
         self._check_open()
         if endpoint.client is None:
@@ -377,18 +337,6 @@ class LLM:
             self._clients.append(endpoint.client_for(self.api_key, self.timeout, transport))
         assert endpoint.client is not None
         return endpoint.client
-
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[tuple[Endpoint, Slot]]:
-        """A slot at one endpoint: the only one's (in its queue), or the fleet's pick."""
-        if self._fleet is None:
-            endpoint = self._endpoints[0]
-            async with endpoint.limiter.slot() as slot:
-                yield endpoint, slot
-        else:
-            endpoint = await self._fleet.acquire()
-            async with endpoint.limiter.held() as slot:
-                yield endpoint, slot
 
     async def _request(self, body: dict[str, Any], options: dict[str, Any], key: str, run: LLMRun) -> Completion:
         if not run.started:
@@ -400,16 +348,16 @@ class LLM:
             run.check()
             delay: float | None = None
             throttled = False
-            async with self._slot() as (endpoint, slot):  # released even when this task is cancelled
+            async with self._fleet.slot() as (endpoint, slot):  # released even when this task is cancelled
                 run.check()  # a fatal stop may have come while this request waited for its slot
                 client = self._client(endpoint)
                 endpoint.sent += 1
                 run.endpoints[endpoint.display_url] += 1
                 sent_at = time.monotonic()
                 try:
-                    completion = await self._attempt(client, body, options)
+                    completion = await post_chat(client, body, options, self.timeout)
                 except openai.APIStatusError as exc:
-                    error, delay = self._status_error(exc, key, run, slot, endpoint, "response_format" in body)
+                    error, delay = classify_status_error(exc, key, run, slot, endpoint, "response_format" in body)
                     throttled = exc.status_code == 429
                 except (asyncio.TimeoutError, openai.APITimeoutError):
                     slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
@@ -433,39 +381,6 @@ class LLM:
         run.usage.failed += 1
         run.check()
         raise LLMRequestError(f"{error} (after {self.max_retries + 1} attempts)")
-
-    async def _attempt(self, client: openai.AsyncOpenAI, body: dict[str, Any], options: dict[str, Any]) -> Completion:
-        # The SDK's typed create() re-walks every message through its TypedDict transformer and builds
-        # pydantic models of the reply (~2 ms a request together, more than the rest of the client); our
-        # messages are plain JSON already, so we send them through the SDK's documented generic request,
-        # which keeps its error classes, and read the reply's few fields ourselves. The transport's own
-        # timeouts are per read, so a server dripping bytes would never time out: the deadline is ours.
-        reply = await asyncio.wait_for(
-            client.post("/chat/completions", body=body, cast_to=dict, options=options), self.timeout
-        )
-        return parse_reply(reply)
-
-    def _status_error(
-        self, exc: openai.APIStatusError, key: str, run: LLMRun, slot: Slot, endpoint: Endpoint, optional: bool
-    ) -> tuple[str, float | None]:
-        """Classify an HTTP error: returns (error, delay) for a retry, or raises for this row or the run.
-        ``optional``: the request carried a parameter its step drops when refused (``response_format``), so a
-        rejection says nothing about the prompts and does not count toward stopping the run."""
-        status, message = exc.status_code, short(error_message(exc))
-        error = f"HTTP {status}: {message}"
-        kind = status_kind(status, error_code(exc))
-        if kind == "fatal":
-            run.stop(f"the endpoint {endpoint.display_url} answered {error}. {fix_hint(status)}")
-            run.check()
-        if kind == "rejected":
-            slot.outcome = "error"
-            if not optional:
-                run.rejected(rejection_signature(status, message), key, error, fix_hint(status))
-            run.check()
-            run.usage.failed += 1
-            raise LLMRequestError(rejection_reason(status, message), status_code=status) from exc
-        slot.outcome = "overload" if kind == "overload" else "error"
-        return error, retry_after(exc.response.headers)
 
     def _count_paid(self, run: LLMRun, prompt_tokens: int, completion_tokens: int) -> None:
         run.usage.add_paid(prompt_tokens, completion_tokens)

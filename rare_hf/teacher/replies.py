@@ -2,13 +2,13 @@
 or a configuration error that stops the run."""
 
 from __future__ import annotations
-from ..errors import MalformedReply
-
-import zlib
 
 import dataclasses
 import re
+import zlib
 from typing import Any, Literal
+
+from ..errors import MalformedReply
 
 # Retried: a later attempt can succeed (as huggingface_hub's http_backoff: 429 and 500/502/503/504).
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})

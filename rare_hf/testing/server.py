@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._batch_server import BatchAPI
 from ..demo import demo_responder
+from ._batch_server import BatchAPI
 from .wire import Reply, Responder, constrain_to_schema, count_tokens, error_body, write_body
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]

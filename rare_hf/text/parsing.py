@@ -6,13 +6,14 @@ the reasoning (set notation, code, LaTeX) are skipped, not fatal.
 """
 
 from __future__ import annotations
-from ..errors import ParseError
 
 import functools
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
+
+from ..errors import ParseError
 
 __all__ = [
     "ParseError",

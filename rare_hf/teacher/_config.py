@@ -1,0 +1,43 @@
+"""An :class:`rare_hf.LLM`'s configuration checked before anything starts: one line each, saying how to fix it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..errors import LLMConfigError
+from ._urls import redact_url
+
+
+def resolve(
+    model: str | None,
+    api_key: str | None,
+    base_url: str | Sequence[str] | None,
+    max_concurrency: int,
+    timeout: float,
+    max_retries: int,
+) -> tuple[str, str, list[str]]:
+    """The model, the API key and the endpoint URLs, from the arguments or the environment."""
+    model = model or os.environ.get("RARE_HF_MODEL")
+    if not model:
+        raise LLMConfigError(
+            "No teacher model given: pass LLM(model=...) or set the RARE_HF_MODEL environment variable."
+        )
+    api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        raise LLMConfigError(
+            "No API key: pass LLM(api_key=...) or set OPENAI_API_KEY. Local servers without "
+            "authentication (vLLM, Ollama, llama.cpp) accept any value, e.g. api_key='EMPTY'."
+        )
+    urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+    urls = [(u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/") for u in urls]
+    for url in urls or [""]:
+        if not url.startswith(("http://", "https://")):
+            raise LLMConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}.")
+    if len(set(urls)) < len(urls):
+        raise LLMConfigError(f"base_url lists an endpoint twice: {[redact_url(u) for u in urls]}.")
+    if max_concurrency < 1:
+        raise LLMConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+    if timeout <= 0 or max_retries < 0:
+        raise LLMConfigError(f"timeout must be > 0 and max_retries >= 0, got {timeout} and {max_retries}.")
+    return model, api_key, urls

@@ -18,6 +18,7 @@ from ..retrieval.shingles import passage_csr
 from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 from . import _plumbing
 from .base import Column, column_docs
+from .row_error import RowError, Tally, render
 from .summary import StepSummary
 
 
@@ -50,6 +51,8 @@ class Miner:
         self.key = columns[0].name  # the negatives; the others are named after it
         self.dropped: collections.Counter[str] = collections.Counter()
         self.short = 0  # rows with fewer than num_neg negatives, failed or not
+        self.without = 0  # rows mined with no negative at all
+        self.tally = Tally()
         self.total = total
         self.bar = tqdm(total=total, desc="Mining hard negatives", unit="question", disable=not show_progress)
 
@@ -83,23 +86,27 @@ class Miner:
         questions = table[self.question_key].to_pylist()
         texts, ids = table[self.text_key].to_pylist(), table[DOC_ID].to_pylist()
         n = len(questions)
-        errors: list[str | None] = [None] * n
+        errors: list[RowError | None] = [None] * n
         valid = [i for i, q in enumerate(questions) if isinstance(q, str) and q.strip()]
         tokens = dict(zip(valid, self.index.tokenize([questions[i] for i in valid]))) if valid else {}
         for i in range(n):
             if i not in tokens:
-                errors[i] = "skipped: question is missing (failed upstream)"
+                errors[i] = RowError("skipped", "question is missing (failed upstream)")
             elif not tokens[i]:
-                errors[i] = "skipped: the question has no term in the corpus vocabulary"
+                errors[i] = RowError("skipped", "the question has no term in the corpus vocabulary")
         rows = [i for i in range(n) if errors[i] is None]
         picks, pos_scores = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows])
         for i, (found, _) in zip(rows, picks):
             self.short += len(found) < self.f.num_neg
+            self.without += not found
             if len(found) < self.f.min_neg:
-                errors[i] = (
-                    f"short: {len(found)} of {self.f.num_neg} negatives found (min_neg={self.f.min_neg}); too few "
-                    "candidates pass the filters: use a larger corpus= or loosen max_score_ratio/max_overlap"
+                errors[i] = RowError(
+                    "short",
+                    f"{len(found)} of {self.f.num_neg} negatives found (min_neg={self.f.min_neg}); too few "
+                    "candidates pass the filters: use a larger corpus= or loosen max_score_ratio/max_overlap",
                 )
+        for error in errors:
+            self.tally.add(error)
         self.bar.update(n)
         for name, column in self._arrow_columns(n, rows, picks, pos_scores, errors).items():
             table = table.append_column(name, column)
@@ -201,7 +208,7 @@ class Miner:
         rows: list[int],
         picks: list[tuple[list[int], list[float]]],
         pos_scores: np.ndarray,
-        errors: list[str | None],
+        errors: list[RowError | None],
     ) -> dict[str, pa.Array]:
         lengths = np.zeros(n, dtype=np.int32)
         lengths[rows] = [len(p[0]) for p in picks]
@@ -216,32 +223,25 @@ class Miner:
             f"{self.key}_ids": pa.ListArray.from_arrays(offsets, self.index.id_array.take(flat_docs), mask=mask),
             f"{self.key}_scores": pa.ListArray.from_arrays(offsets, flat_scores, mask=mask),
             f"{self.key}_positive_score": pa.array(positive, from_pandas=True),
-            f"{self.key}_error": pa.array(errors, type=pa.string()),
+            f"{self.key}_error": pa.array([render(e) for e in errors], type=pa.string()),
         }
 
     def close(self) -> None:
         self.bar.close()
 
     def summary(self, out: datasets.Dataset, params: dict[str, Any], seconds: float) -> StepSummary:
-        errors = column_values(out, f"{self.key}_error")
         counts = [len(n) for n in column_values(out, self.key) if n is not None]
-        skipped = sum(map(_plumbing.is_skip, errors))
-        failed = sum(map(_plumbing.is_failure, errors))
         histogram = collections.Counter(counts)
-        return StepSummary(
-            step="hard_negatives",
-            rows_in=len(out),
-            rows_out=len(out),
-            ok=len(out) - skipped - failed,
-            failed=failed,
-            skipped=skipped,
-            failure_reasons=_plumbing.count_reasons(errors),
+        return _plumbing.step_summary(
+            "hard_negatives",
+            len(out),
+            self.tally,
             seconds=seconds,
             params=params,
             columns=column_docs(self.columns),
             stats={
                 "short": self.short,
-                "without_negatives": histogram.get(0, 0) + sum(1 for e in errors if e and e.startswith("short: 0 ")),
+                "without_negatives": self.without,
                 "negatives_per_row": {str(k): v for k, v in sorted(histogram.items())},
                 "mean_negatives": round(sum(counts) / len(counts), 3) if counts else 0.0,
                 "dropped_candidates": dict(self.dropped),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import inspect
 import json
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 from ..teacher.client import LLMRun
 from ..utils.datasets import DOC_ID, column_values, doc_id_for
 from .registry import Read
+from .row_error import Tally
 from .summary import StepSummary
 
 logger = logging.getLogger("rare_hf")
@@ -161,41 +161,35 @@ class StepProgress:
         self._bar.close()
 
 
-def count_reasons(reasons: list[str | None]) -> dict[str, int]:
-    """Group error strings by their kind (the text before the first colon) for the summary."""
-    return dict(collections.Counter(r.split(":", 1)[0] for r in reasons if r))
-
-
-def is_skip(error: str | None) -> bool:
-    """Rows that were not attempted (bad input, failed upstream) carry a ``skipped:`` reason."""
-    return bool(error) and error.startswith("skipped")
-
-
-def is_failure(error: str | None) -> bool:
-    return bool(error) and not is_skip(error)
+def step_summary(step: str, rows_in: int, tally: Tally, **fields: Any) -> StepSummary:
+    """The summary of a step from the rows it counted as it finished them."""
+    return StepSummary(
+        step=step,
+        rows_in=rows_in,
+        rows_out=tally.rows,
+        ok=tally.ok,
+        failed=tally.failed,
+        skipped=tally.skipped,
+        failure_reasons=dict(tally.reasons),
+        **fields,
+    )
 
 
 def llm_step_summary(
     step: str,
     rows_in: int,
-    errors: list[str | None],
+    tally: Tally,
     run: LLMRun,
     seconds: float,
     params: dict[str, Any],
     prompt_version: str,
     stats: dict[str, Any],
 ) -> StepSummary:
-    """The summary of an LLM step, counted from the error column it wrote."""
-    skipped = sum(map(is_skip, errors))
-    failed = sum(map(is_failure, errors))
-    return StepSummary(
-        step=step,
-        rows_in=rows_in,
-        rows_out=len(errors),
-        ok=len(errors) - failed - skipped,
-        failed=failed,
-        skipped=skipped,
-        failure_reasons=count_reasons(errors),
+    """The summary of an LLM step."""
+    return step_summary(
+        step,
+        rows_in,
+        tally,
         usage=run.usage.to_dict(),
         seconds=seconds,
         params=params,

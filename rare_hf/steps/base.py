@@ -16,9 +16,10 @@ from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
 from ..teacher.replies import Completion, is_repetitive
 from ..text.prompts import PROMPT_SETS, Prompt, resolve_prompt_language
-from ..utils.datasets import DOC_ID, column_values
+from ..utils.datasets import DOC_ID
 from . import _plumbing
 from .runner import stream_map
+from .row_error import RowError, Tally
 from .summary import StepSummary
 
 Row = dict[str, Any]
@@ -201,10 +202,10 @@ class LLMStep(abc.ABC):
             return {"structured_output": f"off: the server rejected response_format ({self.structured_fallback})"}
         return {"structured_output": self.structured_mode or "auto: no reply came back in the format"}
 
-    def truncation_problem(self, completion: Completion) -> str:
+    def truncation_problem(self, completion: Completion) -> RowError:
         if is_repetitive((completion.reasoning or "") + completion.text):
-            return "truncated: repetitive output (the teacher repeated itself until max_tokens)"
-        return f"truncated: the reply was cut off at max_tokens={2 * self.budget}; raise max_tokens"
+            return RowError("truncated", "repetitive output (the teacher repeated itself until max_tokens)")
+        return RowError("truncated", f"the reply was cut off at max_tokens={2 * self.budget}; raise max_tokens")
 
     def output_names(self) -> list[str]:
         return [c.name for c in self.columns() if c.name != DOC_ID]
@@ -240,9 +241,14 @@ class LLMStep(abc.ABC):
         run = self.llm.new_run(self.function)
         progress = _plumbing.StepProgress(self.progress_desc, len(ds), run, show_progress)
 
+        tally = Tally()
+
         async def row_fn(row: Row) -> list[Row]:
             out = await self.rows(row, run)
-            progress.row_done(failed=_plumbing.is_failure(out[0][self.error_column]))
+            for one in out:
+                tally.add(one[self.error_column])
+            error = out[0][self.error_column]
+            progress.row_done(failed=error is not None and not error.skipped)
             return out
 
         try:
@@ -256,7 +262,6 @@ class LLMStep(abc.ABC):
             )
         finally:
             progress.close()
-        errors = column_values(out, self.error_column)
         stats = {**self.stats(out), **self.structured_stat()}
         if self.max_doc_tokens is not None:
             stats["document_tokens"] = self.llm.tokenizer or "not measured"
@@ -265,7 +270,7 @@ class LLMStep(abc.ABC):
         summary = _plumbing.llm_step_summary(
             self.name,
             len(ds),
-            errors,
+            tally,
             run,
             time.monotonic() - started,
             self.params,

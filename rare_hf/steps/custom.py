@@ -20,6 +20,7 @@ from . import _plumbing
 from .base import Column, LLMStep
 from .estimate import TYPICAL_QUESTION, StepEstimate, estimate_requests, estimate_templated
 from .registry import PlanContext, Read, StepDefinition, StepSpec
+from .row_error import RowError
 
 __all__ = ["PromptStep"]
 
@@ -214,7 +215,7 @@ class _PromptRunner(LLMStep):
         n = self.step.name
         out = {**row, **dict.fromkeys(self.step.outputs), f"{n}_prompt_version": self.prompt_version}
         out |= {f"{n}_attempts": 0, f"{n}_error": None}
-        problem = "skipped: an input column is empty (failed upstream?)"
+        problem = RowError("skipped", "an input column is empty (failed upstream?)")
         for attempt in range(self.step.options["max_attempts"]):
             request = self.request(row, attempt)
             if request is None:
@@ -224,25 +225,26 @@ class _PromptRunner(LLMStep):
             try:
                 completion = await self.llm.acomplete(messages, sample_index=attempt, run=run, **params)
             except LLMRequestError as exc:
-                problem = f"request: {exc.reason}"
+                problem = RowError("request", exc.reason)
                 continue
             if completion.truncated:
                 problem = self.truncation_problem(completion)
                 continue
-            fields, problem = self._parse(completion.text)
-            if fields is not None:
-                return [{**out, **fields}]
+            parsed = self._parse(completion.text)
+            if not isinstance(parsed, RowError):
+                return [{**out, **parsed}]
+            problem = parsed
         return [{**out, f"{n}_error": problem}]
 
-    def _parse(self, text: str) -> tuple[dict[str, str] | None, str]:
+    def _parse(self, text: str) -> dict[str, str] | RowError:
         try:
             fields = self.step.parse(text)
         except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-            return None, f"parse: {exc}"
+            return RowError("parse", str(exc))
         missing = [c for c in self.step.outputs if not isinstance((fields or {}).get(c), str) or not fields[c]]
         if missing:
-            return None, f"parse: the parser gave no text for {missing}"
-        return {c: fields[c] for c in self.step.outputs}, ""
+            return RowError("parse", f"the parser gave no text for {missing}")
+        return {c: fields[c] for c in self.step.outputs}
 
 
 def _as_text(value: Any) -> str:

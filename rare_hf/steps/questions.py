@@ -22,6 +22,7 @@ from ..utils.datasets import DOC_ID, column_values, doc_id_for
 from . import _plumbing
 from .base import Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
+from .row_error import RowError
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
@@ -248,7 +249,7 @@ class QuestionStep(LLMStep):
                 {
                     **base,
                     f"{self.question_key}_index": i,
-                    f"{self.question_key}_error": "skipped: empty or missing document",
+                    f"{self.question_key}_error": RowError("skipped", "empty or missing document"),
                 }
                 for i in range(self.options.num_questions)
             ]
@@ -289,26 +290,26 @@ class QuestionStep(LLMStep):
             return hashlib.sha1(doc_id.encode()).digest()[0] % 2 == 1
         return self.options.query_length == "long"
 
-    async def _ask(self, document: str, run: LLMRun, long: bool) -> tuple[list[dict[str, str]], int, str]:
+    async def _ask(self, document: str, run: LLMRun, long: bool) -> tuple[list[dict[str, str]], int, RowError | None]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""
         first = question_messages(document, self.options.num_questions, self.long_prompt if long else self.prompt)
         kept: list[dict[str, str]] = []
         previous: Completion | None = None
-        problem = "no attempt"
+        problem: RowError | None = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             messages, sample_index, params = self._plan(attempt, first, previous, problem)
             try:
                 previous = await self.ask(messages, run, sample_index, **params)
             except LLMRequestError as exc:
-                previous, problem = None, f"request: {exc.reason}"
+                previous, problem = None, RowError("request", exc.reason)
                 continue
             problem = self._collect(previous, document, kept, long)
-            if len(kept) >= self.options.num_questions:
-                return kept[: self.options.num_questions], attempt + 1, ""
+            if problem is None:
+                return kept[: self.options.num_questions], attempt + 1, None
         return kept, self.options.max_attempts, problem
 
     def _plan(
-        self, attempt: int, first: Messages, previous: Completion | None, problem: str
+        self, attempt: int, first: Messages, previous: Completion | None, problem: RowError | None
     ) -> tuple[Messages, int, dict[str, Any]]:
         """What attempt ``attempt`` sends: the prompt, then a repair turn showing the teacher its unusable
         reply, then fresh resamples (new sample index and seed, higher temperature), so a deterministic
@@ -317,7 +318,7 @@ class QuestionStep(LLMStep):
         if attempt == 0:
             return first, 0, first_params
         if attempt == 1 and previous is not None:
-            detail = problem.split(": ", 1)[-1]  # the reason without its kind prefix
+            detail = problem.detail if problem else ""
             repair = question_repair_messages(
                 first, previous.text, detail, self.options.num_questions, self.repair_prompt
             )
@@ -325,27 +326,28 @@ class QuestionStep(LLMStep):
         temperature = max(self.params["temperature"] or 0.0, _RETRY_TEMPERATURE)
         return first, attempt, {"temperature": temperature, "seed": attempt}
 
-    def _collect(self, completion: Completion, document: str, kept: list[dict[str, str]], long: bool) -> str:
+    def _collect(
+        self, completion: Completion, document: str, kept: list[dict[str, str]], long: bool
+    ) -> RowError | None:
         """Add the reply's valid, new questions to ``kept``; return what was wrong with the reply, if anything."""
         if completion.truncated:
             return self.truncation_problem(completion)
         try:
             pairs = parse_questions(completion.text, self.options.num_questions)
         except ParseError as exc:
-            return f"parse: {exc}"
-        problem = ""
+            return RowError("parse", str(exc))
+        problem: RowError | None = None
         for pair in pairs:
             reason = validate_question(pair["question"], pair["scenario"], document, self.prompt_text, long=long)
             if not reason and is_near_duplicate(pair["question"], [k["question"] for k in kept]):
                 reason = "a near-duplicate of another question of this document"
             if reason:
-                problem = problem or f"invalid: {reason}"
+                problem = problem or RowError("invalid", reason)
             else:
                 kept.append(pair)
         if not problem and len(kept) < self.options.num_questions:
-            problem = (
-                f"parse: the reply has {len(kept)} usable question(s), {self.options.num_questions} were asked for"
-            )
+            wanted = self.options.num_questions
+            problem = RowError("parse", f"the reply has {len(kept)} usable question(s), {wanted} were asked for")
         return problem
 
 

@@ -15,6 +15,7 @@ from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
 from .base import Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
+from .row_error import RowError
 from .shown_documents import document_order, reasoning_messages_for_row
 
 if TYPE_CHECKING:
@@ -209,10 +210,9 @@ class ReasoningStep(LLMStep):
         if not self.column_of["gold"]:
             return {}
         r = self.reasoning_key
-        errors = column_values(out, f"{r}_error")
         attempts = column_values(out, f"{r}_attempts")
         correct = column_values(out, f"{r}_correct")
-        graded = [(a, c) for a, c, e in zip(attempts, correct, errors) if not _plumbing.is_skip(e)]
+        graded = [(a, c) for a, c in zip(attempts, correct) if a]  # rows not attempted have no attempts
         return {
             "with_gold": len(graded),
             "first_try_correct": sum(1 for a, c in graded if c and a == 1),
@@ -241,7 +241,7 @@ class ReasoningStep(LLMStep):
         )
         skip = _skip_reason(question, text, negatives)
         if skip:
-            return {**out, f"{r}_error": f"skipped: {skip}"}
+            return {**out, f"{r}_error": RowError("skipped", skip)}
         order = document_order(self.options.seed, row[DOC_ID], question, 1 + len(negatives))
         pool = [text, *negatives]
         fitted = [await self.fit(d, self.options.max_doc_chars) for d in pool]
@@ -255,7 +255,7 @@ class ReasoningStep(LLMStep):
     async def _ask(self, messages: list[dict[str, Any]], gold: str | None, run: LLMRun) -> dict[str, Any]:
         r = self.reasoning_key
         result: dict[str, Any] = {}
-        problem = "no attempt"
+        problem = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             if attempt == 0:
                 params = {} if self.options.temperature is None else {"temperature": self.options.temperature}
@@ -264,16 +264,17 @@ class ReasoningStep(LLMStep):
             try:
                 completion = await self.ask(messages, run, attempt, **params)
             except LLMRequestError as exc:
-                problem = f"request: {exc.reason}"
+                problem = RowError("request", exc.reason)
                 continue
             reasoning, answer = _reasoning_and_answer(completion)
             result = {f"{r}_raw": _raw_reply(completion), f"{r}_attempts": attempt + 1}
             if completion.truncated:
                 problem = self.truncation_problem(completion)
             elif not answer or not reasoning:
-                problem = "incomplete: the reply has no " + ("final answer" if not answer else "reasoning")
+                problem = RowError("incomplete", "the reply has no " + ("final answer" if not answer else "reasoning"))
             elif gold is not None and not answers_match(answer, gold):
-                problem = f"wrong: the teacher's answer did not match the gold answer in {attempt + 1} attempt(s)"
+                detail = f"the teacher's answer did not match the gold answer in {attempt + 1} attempt(s)"
+                problem = RowError("wrong", detail)
                 result[f"{r}_correct"] = False
             else:
                 correct = None if gold is None else True

@@ -18,6 +18,7 @@ import datasets
 from ..teacher._batch import MAX_REQUESTS as BATCH_MAX_REQUESTS
 from ..teacher.client import LLM
 from ..utils.datasets import quiet_datasets_progress
+from .row_error import render
 
 Row = dict[str, Any]
 RowFn = Callable[[Row], Awaitable[list[Row]]]
@@ -56,7 +57,7 @@ def stream_map(
         for group in llm.run_sync(feeder.take(indices)):
             for row in group:
                 for column in columns:
-                    out[column].append(row.get(column))
+                    out[column].append(render(row.get(column)))  # a RowError as its text
         return {column: out[column] for column in columns}
 
     try:

@@ -21,6 +21,7 @@ from ..utils.datasets import column_values
 from . import _plumbing
 from .base import Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
+from .row_error import RowError
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
@@ -138,22 +139,22 @@ class VerifyStep(LLMStep):
         out = {**row, f"{neg}_false_negatives": [], f"{neg}_verify_error": None}
         out[f"{neg}_verify_prompt_version"] = VERIFY_PROMPT.version
         if not row[self.question_key] or not candidates:
-            out[f"{neg}_verify_error"] = "skipped: no question or no negatives"
+            out[f"{neg}_verify_error"] = RowError("skipped", "no question or no negatives")
             return [out]
         messages = VERIFY_PROMPT.render(
             question=row[self.question_key],
             documents=format_documents([c[: self.options.max_doc_chars] for c in candidates]),
         )
-        problem = "no attempt"
+        problem = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             try:
                 completion = await self.ask(messages, run, attempt, **({"temperature": 0.7} if attempt else {}))
             except LLMRequestError as exc:
-                problem = f"request: {exc.reason}"
+                problem = RowError("request", exc.reason)
                 continue
             answering = _answering(completion.text, len(candidates))
             if answering is None:
-                problem = 'parse: no JSON object with an "answers" list of document numbers'
+                problem = RowError("parse", 'no JSON object with an "answers" list of document numbers')
                 continue
             kept = [c for i, c in enumerate(candidates, start=1) if i not in answering]
             out[neg] = kept[: self.options.num_neg] if self.options.num_neg is not None else kept

@@ -19,6 +19,7 @@ from ..text.prompts import WRITTEN_NEGATIVES_PROMPT, Prompt
 from . import _plumbing
 from .base import Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
+from .row_error import RowError
 
 if TYPE_CHECKING:
     from .estimate import StepEstimate
@@ -153,7 +154,7 @@ class WrittenNegativesStep(LLMStep):
         out = {**row, o: None, f"{o}_attempts": 0, f"{o}_error": None, f"{o}_prompt_version": self.prompt.version}
         question, positive = row[self.column_of["question"]], row[self.column_of["text"]]
         if not question or not positive:
-            return [{**out, f"{o}_error": "skipped: no question or no positive document"}]
+            return [{**out, f"{o}_error": RowError("skipped", "no question or no positive document")}]
         fields = {
             "question": question,
             "scenario": row.get(self.column_of["scenario"]) or "",
@@ -162,13 +163,13 @@ class WrittenNegativesStep(LLMStep):
         messages = self.prompt.render(**fields, document=positive[: self.options.max_doc_chars])
         answer = row.get(self.answer_key) if self.answer_key else None
         kept: list[str] = []
-        problem = "no attempt"
+        problem: RowError | None = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             params = {"temperature": 0.7, "seed": attempt} if attempt else {}
             try:
                 completion = await self.ask(messages, run, attempt, **params)
             except LLMRequestError as exc:
-                problem = f"request: {exc.reason}"
+                problem = RowError("request", exc.reason)
                 continue
             if completion.truncated:
                 problem = self.truncation_problem(completion)
@@ -178,23 +179,23 @@ class WrittenNegativesStep(LLMStep):
                 return [{**out, o: kept[: self.options.num_neg], f"{o}_attempts": attempt + 1}]
         return [{**out, f"{o}_attempts": self.options.max_attempts, f"{o}_error": problem}]
 
-    def _collect(self, text: str, positive: str, answer: Any, kept: list[str]) -> str:
+    def _collect(self, text: str, positive: str, answer: Any, kept: list[str]) -> RowError | None:
         """Add the reply's documents that pass the checks to ``kept``; return what was wrong, if anything."""
         documents = next(
             (o["documents"] for o in reversed(list(iter_json_objects(text))) if isinstance(o.get("documents"), list)),
             None,
         )
         if documents is None:
-            return 'parse: no JSON object with a "documents" list was found'
-        problem = ""
+            return RowError("parse", 'no JSON object with a "documents" list was found')
+        problem: RowError | None = None
         for doc in documents:
             reason = _check(doc, positive, answer, self.prompt.user)
             if reason is None and doc not in kept:
                 kept.append(doc)
-            problem = problem or (f"invalid: {reason}" if reason else "")
-        return problem or (
-            "" if len(kept) >= self.options.num_neg else f"parse: {len(kept)} of {self.options.num_neg} documents"
-        )
+            problem = problem or (RowError("invalid", reason) if reason else None)
+        if problem is None and len(kept) < self.options.num_neg:
+            problem = RowError("parse", f"{len(kept)} of {self.options.num_neg} documents")
+        return problem
 
 
 def _check(doc: Any, positive: str, answer: Any, prompt: str) -> str | None:

@@ -1,0 +1,67 @@
+"""Why a row of a step has no result: a kind, which summaries count, and a detail, which people read.
+
+Steps put a :class:`RowError` (or ``None``) in a row's error field; :class:`Tally` counts them as rows finish;
+the runner renders them to the error column as ``"kind: detail"`` in one place (:func:`render`). Nothing reads
+the column's text back to count it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Literal
+
+__all__ = ["RowError", "Tally", "render"]
+
+Kind = Literal["skipped", "request", "parse", "invalid", "truncated", "incomplete", "wrong", "short"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError:
+    """A row's failure.
+
+    Attributes:
+        kind: ``skipped`` (not attempted: bad input, or an earlier step failed), ``request`` (the teacher never
+            answered usably), ``parse`` / ``invalid`` (the reply had no usable result), ``truncated``,
+            ``incomplete``, ``wrong`` (answers that never matched the gold one), ``short`` (too few negatives).
+        detail: One line saying what happened and, where it helps, what to change.
+    """
+
+    kind: Kind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+    @property
+    def skipped(self) -> bool:
+        return self.kind == "skipped"
+
+
+def render(value: Any) -> Any:
+    """A field as the error column stores it: a :class:`RowError` as ``"kind: detail"``, anything else as is."""
+    return str(value) if isinstance(value, RowError) else value
+
+
+@dataclasses.dataclass
+class Tally:
+    """Rows counted as a step finishes them: ok, failed, skipped, and failures per kind."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    reasons: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def add(self, error: RowError | None) -> None:
+        if error is None:
+            self.ok += 1
+            return
+        if error.skipped:
+            self.skipped += 1
+        else:
+            self.failed += 1
+        self.reasons[error.kind] += 1
+
+    @property
+    def rows(self) -> int:
+        return self.ok + self.failed + self.skipped

@@ -11,12 +11,14 @@ import json
 import re
 from typing import Any
 
+from .text.script import HAN
+
 __all__ = ["demo_responder", "DEMO_MODEL", "PLACEHOLDER_MARK"]
 
 DEMO_MODEL = "rare-hf-demo-teacher"
 PLACEHOLDER_MARK = "[placeholder "  # every field the demo teacher writes carries it
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z-]{4,}|[\u4e00-\u9fff]{2,4}")  # Latin words, or short runs of Han characters
+_WORD = re.compile(rf"[A-Za-z][A-Za-z-]{{4,}}|[{HAN}]{{2,4}}")  # Latin words, or short runs of Han characters
 
 
 def demo_responder(request: dict[str, Any]) -> str:

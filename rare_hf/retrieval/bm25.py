@@ -23,6 +23,7 @@ import Stemmer
 from bm25s.tokenization import Tokenizer
 from tqdm.auto import tqdm
 
+from ..text.script import NO_SPACE, NO_SPACE_CHAR, share
 from ..utils.datasets import doc_id_for, quiet_datasets_progress
 from .shingles import passage_csr
 
@@ -261,12 +262,9 @@ def _string_array(column: pa.ChunkedArray) -> pa.Array:
     return array.cast(pa.string()) if array.type != pa.string() else array
 
 
-_NO_SPACE = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 BIGRAMS = "cjk-bigrams"
 _NO_SPACE_LANGUAGES = {"chinese", "zh", "japanese", "ja", "korean", "ko", "thai", "th", BIGRAMS}
-_NO_SPACE_CHAR = re.compile(f"[{_NO_SPACE}]")
-_RUN = re.compile(f"[{_NO_SPACE}]+|[^\\W_{_NO_SPACE}]{{2,}}")
-_LETTER = re.compile(r"[^\W\d_]")
+_RUN = re.compile(f"[{NO_SPACE}]+|[^\\W_{NO_SPACE}]{{2,}}")
 
 
 def resolve_language(language: str | None, texts: Sequence[str]) -> str | None:
@@ -276,10 +274,7 @@ def resolve_language(language: str | None, texts: Sequence[str]) -> str | None:
         return language and BIGRAMS
     if language != "auto":
         return language
-    sample = "".join(t for t in texts[:: max(1, len(texts) // 2000)][:2000] if isinstance(t, str))
-    letters = len(_LETTER.findall(sample))
-    no_space = len(_NO_SPACE_CHAR.findall(sample))
-    return BIGRAMS if letters and no_space / letters > 0.3 else "english"
+    return BIGRAMS if share(texts, NO_SPACE_CHAR) > 0.3 else "english"
 
 
 def _bigrams(text: str) -> list[str]:
@@ -287,7 +282,7 @@ def _bigrams(text: str) -> list[str]:
     whole words elsewhere (mixed text keeps its Latin terms)."""
     tokens: list[str] = []
     for run in _RUN.findall(text):
-        if _NO_SPACE_CHAR.match(run):
+        if NO_SPACE_CHAR.match(run):
             tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
         else:
             tokens.append(run)

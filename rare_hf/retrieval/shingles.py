@@ -16,11 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..text.script import NO_SPACE
+
 SHINGLE_WORDS = 13
 _WINDOW = 4
 _PRIME = np.uint64(1_099_511_628_211)
 # CJK and Thai are not written with spaces: each character is a unit there; elsewhere a word is.
-_UNIT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f]|[^\W_]+")
+_UNIT = re.compile(f"[{NO_SPACE}]|[^\\W_]+")
 
 
 def passage_hashes(text: str) -> np.ndarray:

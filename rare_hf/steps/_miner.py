@@ -46,7 +46,7 @@ class Miner:
         total: int,
         show_progress: bool,
     ) -> None:
-        self.index, self.f = index, filters
+        self.index, self.filters = index, filters
         self.question_key, self.text_key, self.columns = question_key, text_key, columns
         self.key = columns[0].name  # the negatives; the others are named after it
         self.dropped: collections.Counter[str] = collections.Counter()
@@ -73,7 +73,7 @@ class Miner:
                     ds,
                     "add_hard_negatives",
                     {
-                        "filters": dataclasses.asdict(self.f),
+                        "filters": dataclasses.asdict(self.filters),
                         "index": self.index.params,
                         "corpus": self.index.fingerprint,
                         "keys": [self.question_key, self.text_key, self.key],
@@ -97,12 +97,12 @@ class Miner:
         rows = [i for i in range(n) if errors[i] is None]
         picks, pos_scores = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows])
         for i, (found, _) in zip(rows, picks):
-            self.short += len(found) < self.f.num_neg
+            self.short += len(found) < self.filters.num_neg
             self.without += not found
-            if len(found) < self.f.min_neg:
+            if len(found) < self.filters.min_neg:
                 errors[i] = RowError(
                     "short",
-                    f"{len(found)} of {self.f.num_neg} negatives found (min_neg={self.f.min_neg}); too few "
+                    f"{len(found)} of {self.filters.num_neg} negatives found (min_neg={self.filters.min_neg}); too few "
                     "candidates pass the filters: use a larger corpus= or loosen max_score_ratio/max_overlap",
                 )
         for error in errors:
@@ -130,11 +130,11 @@ class Miner:
         pos_scores = np.full(len(queries), np.nan, dtype=np.float32)
         picks: list[Any] = [([], [])] * len(queries)
         pending = np.arange(len(queries))
-        depth = self.f.num_neg + self.f.skip_top + 10
+        depth = self.filters.num_neg + self.filters.skip_top + 10
         # Hashed once per batch; a deeper retry round takes its rows' share.
         passages = (
             passage_csr(positives)
-            if self.f.exclude_shared_passages
+            if self.filters.exclude_shared_passages
             else (np.zeros(len(queries) + 1, dtype=np.int64), np.empty(0, dtype=np.uint32))
         )
         while len(pending):
@@ -145,7 +145,7 @@ class Miner:
             self._positive_scores(pending, docs, scores, pos_doc, queries, pos_scores)
             keep = self._keep_mask(docs, scores, pos_doc[pending], pos_by_id[pending], pos_scores[pending])
             exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
-            max_overlap = -1.0 if self.f.max_overlap is None else self.f.max_overlap
+            max_overlap = -1.0 if self.filters.max_overlap is None else self.filters.max_overlap
             pos_passages = csr_rows(*passages, pending)
             chosen, overlapping, sharing = pick(
                 docs.astype(np.int64),
@@ -157,8 +157,8 @@ class Miner:
                 self.index.passage_ids,
                 *pos_passages,
                 max_overlap,
-                self.f.num_neg,
-                self.f.skip_top,
+                self.filters.num_neg,
+                self.filters.skip_top,
             )
             self.dropped["overlaps the positive"] += int(overlapping)
             self.dropped["shares a passage with the positive"] += int(sharing)
@@ -166,7 +166,7 @@ class Miner:
             for row, i in enumerate(pending.tolist()):
                 cols = chosen[row][chosen[row] >= 0]
                 picks[i] = (docs[row, cols].tolist(), scores[row, cols].tolist())
-                if len(cols) < self.f.num_neg and not exhausted[row]:
+                if len(cols) < self.filters.num_neg and not exhausted[row]:
                     retry.append(i)
             pending, depth = np.array(retry, dtype=np.int64), depth * 4
         return picks, pos_scores
@@ -194,10 +194,10 @@ class Miner:
         live = scores > 0  # zero-score hits are never negatives
         self.dropped["positive or exact duplicate"] += int((positive & live).sum())
         keep = live & ~positive
-        if self.f.max_score_ratio is not None:
+        if self.filters.max_score_ratio is not None:
             # A positive scoring 0 (its question shares no term with it) gives no margin to compare with.
             comparable = (pos_score > 0)[:, None]  # NaN (positive not in the index) -> False too
-            close = keep & comparable & (scores > self.f.max_score_ratio * pos_score[:, None])
+            close = keep & comparable & (scores > self.filters.max_score_ratio * pos_score[:, None])
             self.dropped["scores too close to the positive"] += int(close.sum())
             keep &= ~close
         return keep

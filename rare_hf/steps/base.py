@@ -18,12 +18,15 @@ from ..teacher.replies import Completion, is_repetitive
 from ..text.prompts import PROMPT_SETS, Prompt, resolve_prompt_language
 from ..utils.datasets import DOC_ID
 from . import _plumbing
-from .runner import stream_map
 from .row_error import RowError, Tally
+from .runner import stream_map
 from .summary import StepSummary
 
 Row = dict[str, Any]
 logger = logging.getLogger(__name__)
+
+# Retries after an unusable reply sample afresh at least this hot, with the attempt as seed.
+RESAMPLE_TEMPERATURE = 0.7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +204,15 @@ class LLMStep(abc.ABC):
         if self.structured_fallback:
             return {"structured_output": f"off: the server rejected response_format ({self.structured_fallback})"}
         return {"structured_output": self.structured_mode or "auto: no reply came back in the format"}
+
+    @staticmethod
+    def sampling(attempt: int, temperature: float | None) -> dict[str, Any]:
+        """The sampling parameters of attempt ``attempt``: the first as configured; later ones fresh samples (the
+        attempt as seed, at least :data:`RESAMPLE_TEMPERATURE`), so a deterministic teacher does not repeat its
+        failure and a resumed run asks the cache for the same requests."""
+        if attempt == 0:
+            return {} if temperature is None else {"temperature": temperature}
+        return {"temperature": max(temperature or 0.0, RESAMPLE_TEMPERATURE), "seed": attempt}
 
     def truncation_problem(self, completion: Completion) -> RowError:
         if is_repetitive((completion.reasoning or "") + completion.text):

@@ -203,12 +203,7 @@ class _PromptRunner(LLMStep):
         values = {p: _as_text(row.get(column)) for p, column in self.columns_read.items()}
         if any(not v for v in values.values()):
             return None
-        params: dict[str, Any] = {"max_tokens": self.budget}
-        temperature = self.step.options["temperature"]
-        if attempt:
-            params |= {"seed": attempt, "temperature": max(temperature or 0.0, 0.7)}  # a fresh sample
-        elif temperature is not None:
-            params["temperature"] = temperature
+        params = {"max_tokens": self.budget, **self.sampling(attempt, self.step.options["temperature"])}
         return self.prompt.render(**values), params
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:

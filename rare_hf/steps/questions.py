@@ -20,7 +20,7 @@ from ..text.prompts import (
 )
 from ..utils.datasets import DOC_ID, column_values, doc_id_for
 from . import _plumbing
-from .base import Column, LLMStep, StepOptions
+from .base import RESAMPLE_TEMPERATURE, Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
 from .row_error import RowError
 
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from .estimate import StepEstimate
 
 __all__ = ["add_questions"]
-
-_RETRY_TEMPERATURE = 0.7
 
 
 _QUESTION_ITEM = {
@@ -185,7 +183,7 @@ class QuestionStep(LLMStep):
         )
         temperature = o.temperature if o.temperature is not None else llm.default_params.get("temperature")
         self.params = o.params(
-            llm, temperature=temperature, retry_temperature=_RETRY_TEMPERATURE, max_tokens=self.budget
+            llm, temperature=temperature, retry_temperature=RESAMPLE_TEMPERATURE, max_tokens=self.budget
         )
         self.choose_prompt(o.prompt, o.prompt_language)
 
@@ -314,7 +312,7 @@ class QuestionStep(LLMStep):
         """What attempt ``attempt`` sends: the prompt, then a repair turn showing the teacher its unusable
         reply, then fresh resamples (new sample index and seed, higher temperature), so a deterministic
         teacher does not repeat its failure."""
-        first_params = {} if self.options.temperature is None else {"temperature": self.options.temperature}
+        first_params = self.sampling(0, self.options.temperature)
         if attempt == 0:
             return first, 0, first_params
         if attempt == 1 and previous is not None:
@@ -323,8 +321,7 @@ class QuestionStep(LLMStep):
                 first, previous.text, detail, self.options.num_questions, self.repair_prompt
             )
             return repair, 0, first_params
-        temperature = max(self.params["temperature"] or 0.0, _RETRY_TEMPERATURE)
-        return first, attempt, {"temperature": temperature, "seed": attempt}
+        return first, attempt, self.sampling(attempt, self.params["temperature"])
 
     def _collect(
         self, completion: Completion, document: str, kept: list[dict[str, str]], long: bool

@@ -148,7 +148,7 @@ class VerifyStep(LLMStep):
         problem = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             try:
-                completion = await self.ask(messages, run, attempt, **({"temperature": 0.7} if attempt else {}))
+                completion = await self.ask(messages, run, attempt, **self.sampling(attempt, None))
             except LLMRequestError as exc:
                 problem = RowError("request", exc.reason)
                 continue

@@ -165,7 +165,7 @@ class WrittenNegativesStep(LLMStep):
         kept: list[str] = []
         problem: RowError | None = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
-            params = {"temperature": 0.7, "seed": attempt} if attempt else {}
+            params = self.sampling(attempt, None)
             try:
                 completion = await self.ask(messages, run, attempt, **params)
             except LLMRequestError as exc:

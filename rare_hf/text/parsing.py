@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ParseError
+from .script import han_count
 
 __all__ = [
     "ParseError",
@@ -98,7 +99,6 @@ _REFERS_TO_SOURCE_ZH = re.compile(
     r"|文中|原文中|上文"
 )
 _MIN_QUESTION_CHARS = 15
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _MAX_QUESTION_CHARS = 2_000
 _MAX_SCENARIO_CHARS = 6_000
 _MAX_LONG_SCENARIO_CHARS = 20_000  # 2,000 words and room to spare
@@ -113,9 +113,7 @@ def validate_question(
     run of its instructions is an echo (small models copy the format they were shown), not a question.
     ``long``: the scenario may be a long query (up to 2,000 words).
     """
-    if (
-        len(question) + len(_HAN.findall(question)) < _MIN_QUESTION_CHARS
-    ):  # a Han character says about two letters' worth
+    if len(question) + han_count(question) < _MIN_QUESTION_CHARS:  # a Han character says about two letters' worth
         return f"the question is empty or shorter than {_MIN_QUESTION_CHARS} characters"
     if not scenario:
         return "the scenario is empty"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import string
 from collections.abc import Sequence
 from typing import Any
+
+from .script import HAN_CHAR, share
 
 __all__ = [
     "Prompt",
@@ -323,9 +324,6 @@ BUILT_IN: dict[str, Prompt] = {
     VERIFY_PROMPT.version: VERIFY_PROMPT,
 }  # type: ignore[misc]
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-_LETTER = re.compile(r"[^\W\d_]")
-
 
 def resolve_prompt_language(language: str, texts: Sequence[Any]) -> str:
     """``"zh"`` or ``"en"``: as given, or with ``"auto"`` by the share of Han characters in a sample of ``texts``."""
@@ -333,9 +331,7 @@ def resolve_prompt_language(language: str, texts: Sequence[Any]) -> str:
         raise ValueError(f"prompt_language: expected 'auto' or one of {sorted(PROMPT_SETS)}, got {language!r}.")
     if language != "auto":
         return language
-    sample = "".join(t for t in list(texts)[:: max(1, len(texts) // 500)][:500] if isinstance(t, str))
-    letters = len(_LETTER.findall(sample))
-    return "zh" if letters and len(_HAN.findall(sample)) / letters > 0.3 else "en"
+    return "zh" if share(texts, HAN_CHAR, sample=500) > 0.3 else "en"
 
 
 def question_messages(document: str, num_questions: int = 1, prompt: Prompt = QUESTION_PROMPT) -> Messages:

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -28,7 +29,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import ray.data
 from .retrieval.bm25 import BM25Index
 from .steps.negatives import add_hard_negatives
 from .steps.pipeline import run_summary
-from .steps.plan import PlannedStep, plan_steps
+from .steps.plan import Plan, PlannedStep, plan_steps
 from .steps.registry import DEFAULT_STEPS, StepSpec
 from .steps.summary import StepSummary
 from .teacher.cache import ResponseCache
@@ -105,40 +106,22 @@ def build_rare_dataset_ray(
     output = Path(output_dir)
     summaries = output / "_summaries"
     shutil.rmtree(summaries, ignore_errors=True)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # same row order as the input
-    # Streaming repartition (no all-to-all shuffle): blocks of one batch, so every actor gets work.
-    table = _read(data).repartition(target_num_rows_per_block=batch_size)
-    wall: dict[str, float] = {}
-    for planned in plan.steps:
-        name, kwargs = planned.name, planned.kwargs
-        step_started = time.monotonic()
-        actor: type = _Teacher
-        step_args: dict[str, Any] = {"planned": planned, "llm_kwargs": llm_kwargs}
-        step_args |= {"cache_dir": str(cache_dir), "summaries": str(summaries / name)}
-        if not planned.spec.uses_llm:  # mining: one index, built here, memory-mapped by every actor
-            index_path = Path(index_dir or output / "_bm25_index")
-            _build_index(table, kwargs["input_text_key"], index_path)
-            actor = _Miner
-            step_args = {"corpus": str(index_path), "kwargs": kwargs, "summaries": str(summaries / name)}
-        table = table.map_batches(
-            actor,
-            fn_constructor_kwargs=step_args,
-            batch_format="pyarrow",
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=_pool_size(num_actors, actor.NUM_CPUS)),
-            num_cpus=actor.NUM_CPUS,
+    # The same row order as the input, for datasets made from here on (Ray copies the setting into each); the
+    # caller's own setting comes back after.
+    with _order_preserved():
+        # Streaming repartition (no all-to-all shuffle): blocks of one batch, so every actor gets work.
+        table = _read(data).repartition(target_num_rows_per_block=batch_size)
+        table, wall = _run_plan(
+            table,
+            plan,
+            llm_kwargs,
+            str(cache_dir),
+            summaries,
+            Path(index_dir or output / "_bm25_index"),
+            batch_size,
+            num_actors,
         )
-        # One step at a time, each with a fixed pool: pools of every step at once can ask for more CPUs than
-        # the cluster has (then nothing starts), and a pool that scales down kills actors mid-batch.
-        table = table.materialize()
-        wall[name] = time.monotonic() - step_started
-    if not keep_failed:
-        errors = plan.error_columns()
-        table = table.map_batches(_drop_failed, fn_kwargs={"errors": errors}, batch_format="pyarrow")
-    shutil.rmtree(output / "data", ignore_errors=True)  # an earlier run's shards
-    table.write_parquet(str(output / "data"))
-    files = sorted(str(p) for p in (output / "data").glob("*.parquet"))
-    out = datasets.load_dataset("parquet", data_files=files, split="train")
+        out = _write(table, plan, output, keep_failed)
     if not return_summary:
         return out
     merged = [_merged_summary(summaries / name, name, wall[name]) for name in plan.names]
@@ -155,6 +138,64 @@ def build_rare_dataset_ray(
         roles=plan.context.roles,
     )
     return out, summary
+
+
+@contextlib.contextmanager
+def _order_preserved() -> Iterator[None]:
+    options = ray.data.DataContext.get_current().execution_options
+    before, options.preserve_order = options.preserve_order, True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
+
+
+def _run_plan(
+    table: ray.data.Dataset,
+    plan: Plan,
+    llm_kwargs: dict[str, Any],
+    cache_dir: str,
+    summaries: Path,
+    index_path: Path,
+    batch_size: int,
+    num_actors: int,
+) -> tuple[ray.data.Dataset, dict[str, float]]:
+    """Every step of the plan, one after the other, each over a fixed pool of actors."""
+    wall: dict[str, float] = {}
+    for planned in plan.steps:
+        name, kwargs = planned.name, planned.kwargs
+        step_started = time.monotonic()
+        actor: type = _Teacher
+        step_args: dict[str, Any] = {"planned": planned, "llm_kwargs": llm_kwargs}
+        step_args |= {"cache_dir": cache_dir, "summaries": str(summaries / name)}
+        if not planned.spec.uses_llm:  # mining: one index, built here, memory-mapped by every actor
+            _build_index(table, kwargs["input_text_key"], index_path)
+            actor = _Miner
+            step_args = {"corpus": str(index_path), "kwargs": kwargs, "summaries": str(summaries / name)}
+        table = table.map_batches(
+            actor,
+            fn_constructor_kwargs=step_args,
+            batch_format="pyarrow",
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=_pool_size(num_actors, actor.NUM_CPUS)),
+            num_cpus=actor.NUM_CPUS,
+        )
+        # One step at a time, each with a fixed pool: pools of every step at once can ask for more CPUs than
+        # the cluster has (then nothing starts), and a pool that scales down kills actors mid-batch.
+        table = table.materialize()
+        wall[name] = time.monotonic() - step_started
+    return table, wall
+
+
+def _write(table: ray.data.Dataset, plan: Plan, output: Path, keep_failed: bool) -> datasets.Dataset:
+    """The result as parquet shards under ``output/data``, read back with ``datasets``."""
+    if not keep_failed:
+        errors = plan.error_columns()
+        table = table.map_batches(_drop_failed, fn_kwargs={"errors": errors}, batch_format="pyarrow")
+    shutil.rmtree(output / "data", ignore_errors=True)  # an earlier run's shards
+    table.write_parquet(str(output / "data"))
+    files = sorted(str(p) for p in (output / "data").glob("*.parquet"))
+    return datasets.load_dataset("parquet", data_files=files, split="train")
 
 
 def _pool_size(wanted: int, cpus_per_actor: float) -> int:
@@ -210,14 +251,15 @@ class _Teacher:
     def __init__(self, planned: PlannedStep, llm_kwargs: dict[str, Any], cache_dir: str, summaries: str) -> None:
         self.folder = Path(cache_dir)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.llm = LLM(**{**llm_kwargs, "cache_dir": False})
-        self.llm._cache = ResponseCache(self.folder / f"responses-{uuid.uuid4().hex[:12]}.sqlite")
+        own = ResponseCache(self.folder / f"responses-{uuid.uuid4().hex[:12]}.sqlite")
+        self.llm = LLM(**{**llm_kwargs, "cache_dir": own})
         self.planned, self.summaries = planned, summaries
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         # Read every other actor's file, new ones too: a batch retried after its actor died (a lost node, a
         # pool scaling down) then resends only the requests that actor had not completed.
-        self.llm._cache.read_also(sorted(self.folder.glob("responses*.sqlite")))  # with a single machine's
+        assert self.llm.cache is not None
+        self.llm.cache.read_also(sorted(self.folder.glob("responses*.sqlite")))  # with a single machine's
         out, summary = self.planned.run(_dataset(batch), self.llm, show_progress=False)
         _save_summary(self.summaries, batch, summary)
         return out.with_format("arrow")[:]

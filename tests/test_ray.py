@@ -35,6 +35,8 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
     single, single_summary = rare_hf.build_rare_dataset(docs, llm, num_neg=2, show_progress=False, return_summary=True)
     llm.close()
     teacher.reset()
+    options = ray.data.DataContext.get_current().execution_options
+    options.preserve_order = False  # the caller's own setting, which the run must leave as it found it
     out, summary = rare_ray.build_rare_dataset_ray(
         docs,
         output_dir=tmp_path / "out",
@@ -46,6 +48,7 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
         return_summary=True,
     )
     assert len(out) == len(single) == 200 and teacher.request_count == 400
+    assert options.preserve_order is False
     for column in COMPARED:
         assert out[column] == single[column], column
     assert len(list((tmp_path / "ray-cache").glob("responses-*.sqlite"))) >= 2  # a file per actor, none shared

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import CacheError
 
@@ -58,6 +58,16 @@ def cache_key(
         payload["namespace"] = namespace
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def open_cache(cache_dir: str | os.PathLike[str] | ResponseCache | Literal[False] | None) -> ResponseCache | None:
+    """An LLM's cache: ``responses.sqlite`` in ``cache_dir`` (default: :func:`default_cache_dir`), the given
+    cache itself, or none for ``False``."""
+    if cache_dir is False:
+        return None
+    if isinstance(cache_dir, ResponseCache):
+        return cache_dir
+    return ResponseCache(Path(cache_dir or default_cache_dir()) / "responses.sqlite")
 
 
 class ResponseCache:

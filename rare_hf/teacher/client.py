@@ -32,7 +32,7 @@ from ._limiter import AdaptiveLimiter
 from ._loop import LoopThread
 from ._probes import endpoint_problem, server_tokens
 from ._status import classify_status_error, post_chat
-from .cache import ResponseCache, cache_key, default_cache_dir
+from .cache import ResponseCache, cache_key, open_cache
 from .replies import Completion, MalformedReply
 from .usage import LLMRun, Price, Usage
 
@@ -66,7 +66,8 @@ class LLM:
             abandoned and retried.
         max_retries: Retries of one request on 408/409/429/500/502/503/504, timeouts, connection errors
             and malformed replies.
-        cache_dir: Folder of the response cache; ``False`` disables it. Default: :func:`default_cache_dir`.
+        cache_dir: Folder of the response cache, or a :class:`rare_hf.ResponseCache` to use as it is (a worker's
+            own file in a shared folder); ``False`` disables it. Default: :func:`default_cache_dir`.
         cache_namespace: Kept apart in the cache: two different servers that serve one model name.
         batch: Send the requests through the OpenAI Batch API (half the price, no rate limits, results
             within 24 h) instead of one by one; the steps do not change. Needs the cache, which also keeps
@@ -97,7 +98,7 @@ class LLM:
         max_tokens: int | None = None,
         timeout: float = 120.0,
         max_retries: int = 6,
-        cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
+        cache_dir: str | os.PathLike[str] | ResponseCache | Literal[False] | None = None,
         cache_namespace: str | None = None,
         batch: bool = False,
         batch_poll_interval: float = 30.0,
@@ -112,10 +113,7 @@ class LLM:
         self.cache_namespace = cache_namespace
         self.default_params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
         self.default_params = {k: v for k, v in self.default_params.items() if v is not None}
-        self.cache_path: Path | None = (
-            None if cache_dir is False else Path(cache_dir or default_cache_dir()) / "responses.sqlite"
-        )
-        if batch and (self.cache_path is None or len(urls) > 1):
+        if batch and (cache_dir is False or len(urls) > 1):
             raise LLMConfigError(
                 "batch=True needs the response cache (cache_dir not False) and one base_url: the cache keeps "
                 "the results and the submitted batch ids."
@@ -123,7 +121,8 @@ class LLM:
         self.batch = batch
         self.price = None if price_per_million is None else Price(*price_per_million, discount=0.5 if batch else 1.0)
         self.usage = Usage(price=self.price)
-        self._cache = ResponseCache(self.cache_path) if self.cache_path else None
+        self._cache = open_cache(cache_dir)
+        self.cache_path: Path | None = self._cache.path if self._cache is not None else None
         self._loop = LoopThread(name=f"rare_hf-llm-{self.model}")
         self._endpoints = [Endpoint(u, max_concurrency, rests=len(urls) > 1) for u in urls]
         self._fleet = Fleet(self._endpoints)
@@ -141,6 +140,11 @@ class LLM:
     def display_url(self) -> str:
         """The endpoint URL(s) without credentials: the form every message, summary and card shows."""
         return ", ".join(e.display_url for e in self._endpoints)
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache (``None`` when disabled)."""
+        return self._cache
 
     @property
     def total_concurrency(self) -> int:

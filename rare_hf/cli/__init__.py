@@ -100,9 +100,10 @@ def _run(args: argparse.Namespace) -> int:
     write_outputs(ds, summary, output, exports, args)
     shutil.rmtree(output.parent / f".{output.name}.ray", ignore_errors=True)
     print(summary.table())
-    cached = sum(s.usage.get("cached", 0) for s in summary.steps)
+    usage = summary.usage()
+    cached = usage.get("cached", 0)
     if cached:
-        cached_tokens = sum(s.usage.get("data_tokens", 0) - s.usage.get("total_tokens", 0) for s in summary.steps)
+        cached_tokens = usage.get("data_tokens", 0) - usage.get("total_tokens", 0)
         print(
             f"{cached} responses came from the cache: {cached_tokens:,} tokens paid by an earlier run, "
             "none by this one."

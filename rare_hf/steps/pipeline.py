@@ -13,6 +13,7 @@ from typing import Any
 import datasets
 
 from ..teacher.client import LLM
+from ..teacher.usage import add_usage
 from ..utils.datasets import quiet_datasets_progress
 from ._plumbing import splits_of
 from .plan import check_inputs, plan_steps
@@ -58,6 +59,10 @@ class RunSummary:
             **{**{k: v for k, v in data.items() if k in known}, "steps": [StepSummary(**s) for s in data["steps"]]}
         )
 
+    def usage(self) -> dict[str, Any]:
+        """The run's usage over every step: requests, cache hits, tokens and (with a price) dollars."""
+        return add_usage(*(s.usage for s in self.steps))
+
     def step(self, name: str) -> StepSummary | None:
         return next((s for s in self.steps if s.step == name), None)
 
@@ -69,15 +74,12 @@ class RunSummary:
         ]
         if self.price is not None:
             lines[0] += f"{'USD paid':>10}{'data USD':>10}"
+        priced = self.price is not None
         for s in self.steps:
-            u = s.usage
-            lines.append(
-                f"{s.step:<16}{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{s.stats.get('short', ''):>7}"
-                f"{u.get('requests', 0):>10}"
-                f"{u.get('cached', 0):>8}{u.get('total_tokens', 0):>13,}{u.get('data_tokens', 0):>13,}"
-                f"{s.seconds:>9.1f}"
-                + (f"{u.get('usd', 0):>10.4f}{u.get('data_usd', 0):>10.4f}" if self.price is not None else "")
-            )
+            counts = f"{s.rows_out:>8}{s.ok:>8}{s.failed:>8}{s.skipped:>9}{s.stats.get('short', ''):>7}"
+            lines.append(f"{s.step:<16}{counts}{_usage_cells(s.usage, s.seconds, priced)}")
+        if len(self.steps) > 1:
+            lines.append(f"{'total':<16}{'':>40}{_usage_cells(self.usage(), self.seconds, priced)}")
         lines.append("tokens paid: sent by this run; data tokens: what the data cost, cached replies included")
         if self.price is not None:
             lines.append(f"prices: {describe_price(self.price)}")
@@ -196,6 +198,13 @@ def run_summary(
         price=dataclasses.asdict(llm.price) if llm is not None and llm.price is not None else None,
         roles={role: column for role, column in (roles or {}).items() if column},
     )
+
+
+def _usage_cells(usage: dict[str, Any], seconds: float, priced: bool) -> str:
+    u = usage
+    cells = f"{u.get('requests', 0):>10}{u.get('cached', 0):>8}{u.get('total_tokens', 0):>13,}"
+    cells += f"{u.get('data_tokens', 0):>13,}{seconds:>9.1f}"
+    return cells + (f"{u.get('usd', 0):>10.4f}{u.get('data_usd', 0):>10.4f}" if priced else "")
 
 
 def describe_price(price: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from typing import Any
+from ..teacher.usage import add_usage
 
 __all__ = ["StepSummary"]
 
@@ -48,7 +49,7 @@ class StepSummary:
     def merge(self, other: StepSummary) -> StepSummary:
         """Sum two summaries of the same step (e.g. two splits)."""
         reasons = collections.Counter(self.failure_reasons) + collections.Counter(other.failure_reasons)
-        usage = collections.Counter(self.usage) + collections.Counter(other.usage)
+        usage = add_usage(self.usage, other.usage)
         stats = {
             k: _merge_stat(self.stats.get(k), other.stats.get(k), self.rows_out, other.rows_out)
             for k in {**self.stats, **other.stats}

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import LLMFatalError
 from .replies import Completion
 
-__all__ = ["Price", "Usage", "LLMRun"]
+__all__ = ["Price", "Usage", "LLMRun", "add_usage"]
 
 # The breaker looks at attempts, not at rows that have used up their retries: a dead endpoint is seen
 # after a few dozen requests instead of after every row's full retry budget.
@@ -142,3 +142,13 @@ class LLMRun:
         prompts.add(prompt_key)
         if len(prompts) >= _SAME_REJECTIONS_TO_STOP:
             self.stop(f"{len(prompts)} different prompts were all rejected with {error} before any success. {hint}")
+
+
+def add_usage(*usages: dict[str, Any]) -> dict[str, Any]:
+    """Usage dicts (:meth:`Usage.to_dict`, as summaries keep them) added up key by key, zeros kept; the one
+    place totals are made (splits, Ray batches, a run's steps)."""
+    total: dict[str, Any] = {}
+    for usage in usages:
+        for key, value in usage.items():
+            total[key] = total.get(key, 0) + value
+    return total

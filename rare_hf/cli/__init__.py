@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,26 +30,49 @@ if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --he
     from ..teacher.client import LLM
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm, Kubernetes, systemd), unwound like Ctrl-C so the partial output is cleaned up."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    with _sigterm_as_interrupt():
+        try:
+            return _run(args)
+        except (CliError, LLMConfigError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except LLMFatalError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, _Terminated)
+            where = f" in {args.cache_path}" if getattr(args, "cache_path", None) else ""
+            print(
+                f"\n{'terminated' if terminated else 'interrupted'}: the replies received so far are cached{where}; "
+                "run the same command to resume.",
+                file=sys.stderr,
+            )
+            return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
     try:
-        return _run(args)
-    except (CliError, LLMConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except LLMFatalError as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        where = f" in {args.cache_path}" if getattr(args, "cache_path", None) else ""
-        print(
-            f"\ninterrupted: the replies received so far are cached{where}; run the same command to resume.",
-            file=sys.stderr,
-        )
-        return 130
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (main() called from a worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -88,6 +88,7 @@ class _Feeder:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._space: asyncio.Semaphore | None = None
         self._producer: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def take(self, indices: list[int]) -> list[list[Row]]:
         """The output rows of these input rows, waiting for each in turn."""
@@ -105,10 +106,18 @@ class _Feeder:
         return groups
 
     async def close(self) -> None:
+        self._closed = True
         pending = [t for t in (self._producer, *self._tasks) if t is not None and not t.done()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # Rows finished but never written (the run stopped before them) hold the same fatal error: it was
+        # raised once already, and left unretrieved asyncio would log each one at garbage collection.
+        for result in self._results.values():
+            if result.done() and not result.cancelled():
+                result.exception()
+            result.cancel()
+        self._results.clear()
 
     def _result(self, i: int) -> asyncio.Future[list[Row]]:
         if i not in self._results:
@@ -127,6 +136,10 @@ class _Feeder:
     def _settle(self, i: int) -> Callable[[asyncio.Task[list[Row]]], None]:
         def done(task: asyncio.Task[list[Row]]) -> None:
             self._tasks.discard(task)
+            if self._closed:  # nobody will take it: its error (the stop that closed us) is already reported
+                if not task.cancelled():
+                    task.exception()
+                return
             result = self._result(i)
             if result.done():
                 return

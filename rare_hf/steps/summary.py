@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import Any
 from ..teacher.usage import add_usage
@@ -48,7 +47,7 @@ class StepSummary:
 
     def merge(self, other: StepSummary) -> StepSummary:
         """Sum two summaries of the same step (e.g. two splits)."""
-        reasons = collections.Counter(self.failure_reasons) + collections.Counter(other.failure_reasons)
+        reasons = _merge_stat(self.failure_reasons, other.failure_reasons, self.rows_out, other.rows_out)
         usage = add_usage(self.usage, other.usage)
         stats = {
             k: _merge_stat(self.stats.get(k), other.stats.get(k), self.rows_out, other.rows_out)
@@ -77,11 +76,14 @@ class StepSummary:
 
 
 def _merge_stat(a: Any, b: Any, rows_a: int, rows_b: int) -> Any:
-    """Counts add up, histograms add up per key, averages are weighted by rows."""
+    """Counts add up, histograms add up per key, averages are weighted by rows; a setting or a description
+    (a string, a flag) is kept when both agree and listed once each when they do not."""
     if a is None or b is None:
         return a if b is None else b
-    if isinstance(a, dict):
-        return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}  # Counter's + would drop the zeros
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _merge_stat(a.get(k), b.get(k), rows_a, rows_b) for k in {**a, **b}}
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)):
+        return a if a == b else "; ".join(dict.fromkeys(str(v) for v in (a, b)))
     if isinstance(a, float) or isinstance(b, float):
         return round((a * rows_a + b * rows_b) / max(1, rows_a + rows_b), 3)
     return a + b

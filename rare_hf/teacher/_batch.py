@@ -224,15 +224,15 @@ class BatchQueue:
         waiting.rounds += 1
         waiting.error = error
         if waiting.rounds > self.max_rounds:
-            waiting.run.usage.failed += 1
+            waiting.run.count("failed")
             waiting.future.set_exception(LLMRequestError(f"{error} (after {waiting.rounds} batch rounds)"))
         else:
-            waiting.run.usage.retries += 1
+            waiting.run.count("retries")
 
     def _fail(self, key: str, exc: LLMRequestError) -> None:
         waiting = self._waiting.get(key)
         if waiting is not None and not waiting.future.done():
-            waiting.run.usage.failed += 1
+            waiting.run.count("failed")
             waiting.future.set_exception(exc)
 
     def _paid(self, key: str, prompt_tokens: int, completion_tokens: int) -> None:

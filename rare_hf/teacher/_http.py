@@ -12,15 +12,15 @@ import openai
 
 from ._loop import LoopThread
 from .cache import ResponseCache
-from .usage import LLMRun
+from .usage import LLMRun, Usage
 
 _MAX_BACKOFF_S = 60.0
 
 
-def single_call_run() -> LLMRun:
+def single_call_run(lifetime: Usage) -> LLMRun:
     """The run of a call made without one: it counts apart but, unlike a step, does not restart the
     endpoint's concurrency probing (callers may gather thousands of such calls)."""
-    return LLMRun(name="call", started=True)
+    return LLMRun(name="call", started=True, lifetime=lifetime)
 
 
 def http_client() -> Any:

@@ -45,14 +45,14 @@ def classify_status_error(
     error = f"HTTP {status}: {message}"
     kind = status_kind(status, error_code(exc))
     if kind == "fatal":
-        run.stop(f"the endpoint {endpoint.display_url} answered {error}. {fix_hint(status)}")
+        run.stop(f"the endpoint {endpoint.display_url} answered {error.rstrip('.')}. {fix_hint(status)}")
         run.check()
     if kind == "rejected":
         slot.outcome = "error"
         if not optional:
             run.rejected(rejection_signature(status, message), key, error, fix_hint(status))
         run.check()
-        run.usage.failed += 1
+        run.count("failed")
         raise LLMRequestError(rejection_reason(status, message), status_code=status) from exc
     slot.outcome = "overload" if kind == "overload" else "error"
     return error, retry_after(exc.response.headers)

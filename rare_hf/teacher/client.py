@@ -163,7 +163,7 @@ class LLM:
         """Start a run: its usage is counted apart, its failures stop only itself, and the endpoint's
         concurrency starts it from a healthy state."""
         self._check_open()
-        return LLMRun(name=name, usage=Usage(price=self.price))
+        return LLMRun(name=name, usage=Usage(price=self.price), lifetime=self.usage)
 
     def complete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
@@ -182,14 +182,14 @@ class LLM:
             LLMClosedError: :meth:`close` was called.
         """
         self._check_open()
-        return self._loop.run(self._complete(messages, sample_index, run or single_call_run(), params))
+        return self._loop.run(self._complete(messages, sample_index, run or single_call_run(self.usage), params))
 
     async def acomplete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
     ) -> Completion:
         """Coroutine twin of :meth:`complete`, awaitable from any event loop."""
         self._check_open()
-        coro = self._complete(messages, sample_index, run or single_call_run(), params)
+        coro = self._complete(messages, sample_index, run or single_call_run(self.usage), params)
         if self._loop.owns_running_loop():
             return await coro
         return await asyncio.wrap_future(self._loop.submit(coro))
@@ -380,9 +380,9 @@ class LLM:
                     endpoint.failed()
                     run.attempt(False, error)
             if attempt < self.max_retries:
-                run.usage.retries += 1
+                run.count("retries")
                 await asyncio.sleep(delay if delay is not None else backoff(attempt))
-        run.usage.failed += 1
+        run.count("failed")
         run.check()
         raise LLMRequestError(f"{error} (after {self.max_retries + 1} attempts)")
 

@@ -115,10 +115,18 @@ class LLMRun:
     )
     rejections: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     endpoints: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)  # attempts sent
+    lifetime: Usage | None = None  # the LLM's own usage, which counts every run's retries and failures too
+
+    def count(self, counter: str) -> None:
+        """One more ``"retries"`` or ``"failed"``, in this run's usage and the LLM's."""
+        for usage in filter(None, (self.usage, self.lifetime)):
+            setattr(usage, counter, getattr(usage, counter) + 1)
 
     def check(self) -> None:
         if self.fatal is not None:
-            raise self.fatal
+            # A fresh exception per raise: re-raising one object from hundreds of tasks chains every
+            # task's frames onto its traceback (megabytes each when printed).
+            raise LLMFatalError(*self.fatal.args) from None
 
     def stop(self, reason: str) -> None:
         self.fatal = self.fatal or LLMFatalError(f"Stopped '{self.name}': {reason}")

@@ -5,6 +5,7 @@ pipeline, the CLI, the DataFlow operators and the card are thin wrappers over th
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import logging
 import time
@@ -95,6 +96,8 @@ class LLMStep(abc.ABC):
         # "json_schema" once a reply came back in the format; "off" when off, or when "auto" saw it refused.
         self.structured_mode: str | None = None if structured == "auto" else structured
         self.structured_fallback = ""
+        self._format_settled = False  # a reply in the format came back, or the server refused it
+        self._probe = asyncio.Lock()
         # The step's own argument, else the LLM's max_tokens, else the step's default: never unbounded, or a
         # looping model generates until the server's context is full.
         self.budget: int = max_tokens or llm.default_params.get("max_tokens") or self.default_budget
@@ -165,6 +168,14 @@ class LLMStep(abc.ABC):
         (more room only buys more loop)."""
 
         async def send(budget: int) -> Completion:
+            if self._format() and not self._format_settled:
+                # Until one reply says whether the server takes the schema, one request at a time asks: the
+                # decision is made when a request leaves, so rows queued meanwhile never carry a refused schema.
+                async with self._probe:
+                    return await attempt(budget)
+            return await attempt(budget)
+
+        async def attempt(budget: int) -> Completion:
             fmt = self._format()
             try:
                 completion = await self.llm.acomplete(
@@ -177,9 +188,9 @@ class LLMStep(abc.ABC):
                     run.stop(f"the server rejected response_format ({exc.reason}); pass structured='auto' or 'off'.")
                     run.check()
                 self._fall_back(exc.reason)  # the server refuses the parameter: free text from now on
-                return await send(budget)
+                return await attempt(budget)
             if fmt:
-                self.structured_mode = "json_schema"
+                self.structured_mode, self._format_settled = "json_schema", True
             return completion
 
         completion = await send(self.budget)
@@ -193,6 +204,7 @@ class LLMStep(abc.ABC):
         return {} if schema is None or self.structured_mode == "off" else {"response_format": schema}
 
     def _fall_back(self, reason: str) -> None:
+        self._format_settled = True
         if self.structured_mode != "off":
             self.structured_mode, self.structured_fallback = "off", reason
             logger.warning("The server rejected response_format (%s); parsing free text instead.", reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -131,16 +132,18 @@ def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> 
     assert meta["license"] == "cc-by-4.0" and meta["pretty_name"] == "Cardio RARE" and meta["language"] == ["en", "zh"]
     assert datasets.load_dataset("tester/from-cli", split="train", download_mode="force_redownload").num_rows == 8
     assert json.loads(hub.file("tester/from-cli", RUN_CONFIG_FILENAME))["summary"]["rows_out"] == 8
-    dead = _cli(
-        *args,
-        "--output",
-        str(tmp_path / "out2"),
-        "--push-to-hub",
-        "tester/x",
-        env={**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"},
-    )
-    assert dead.returncode == 1
-    assert "retry only the push" in dead.stderr and (tmp_path / "out2" / "dataset").exists()
+    out2, dead_hub = tmp_path / "out 2", {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"}
+    dead = _cli(*args, "--output", str(out2), "--push-to-hub", "tester/x", "--private", *card_flags, env=env | dead_hub)
+    assert dead.returncode == 1 and (out2 / "dataset").exists()
+    # The retry repeats every publishing option (before: a python -c line without private, license or title).
+    retry = shlex.split(dead.stderr.split("retry only the push with: ")[1].strip())
+    assert retry == ["rare-hf", "push", str(out2), "tester/x", "--private", *card_flags]
+    pushed = _cli(*retry[1:], env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert hub.state.repos["tester/x"].private
+    meta, body = card_of(hub, "tester/x")
+    assert meta["license"] == "cc-by-4.0" and meta["pretty_name"] == "Cardio RARE" and meta["language"] == ["en", "zh"]
+    assert json.loads(hub.file("tester/x", RUN_CONFIG_FILENAME))["summary"]["rows_out"] == 8
 
 
 def test_the_card_shows_figures_uploaded_beside_it(hub, built) -> None:

@@ -94,3 +94,34 @@ def test_the_llm_counts_every_run_s_retries_and_failures(make_llm, teacher: Loca
     assert sum(isinstance(r, rare_hf.LLMRequestError) for r in replies) == 1
     # Before: LLM.usage.retries and .failed stayed 0 whatever happened.
     assert (llm.usage.retries, llm.usage.failed, llm.usage.requests) == (2, 1, 1)
+
+
+def _prose(request: dict) -> str:
+    return "I would be glad to help with this document; it covers several interesting topics in some depth."
+
+
+def test_a_teacher_that_cannot_do_the_task_stops_the_step_after_the_warm_up(tmp_path: Path) -> None:
+    docs = datasets.Dataset.from_dict({"text": [f"Document {i} on topic {i}, with a few words." for i in range(1000)]})
+    with LocalTeacher(_prose) as teacher:
+        llm = rare_hf.LLM("m", base_url=teacher.url, api_key="EMPTY", cache_dir=tmp_path / "cache")
+        with pytest.raises(rare_hf.LLMFatalError) as stopped:
+            rare_hf.add_questions(docs, llm, show_progress=False)
+        sent = teacher.request_count
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert message.startswith("Stopped 'add_questions': ") and " of the first " in message
+    assert "parse: no JSON object" in message and "I would be glad to help" in message
+    assert "max_failure_rate=None" in message
+    # Before: every row's three attempts, 3,000 requests; now the warm-up's 200 replies and those in flight.
+    assert 200 <= sent < 400
+
+
+def test_the_failure_stop_can_be_turned_off_and_never_fires_below_its_rate(tmp_path: Path) -> None:
+    docs = datasets.Dataset.from_dict({"text": [f"Document {i} on topic {i}, with a few words." for i in range(240)]})
+    with LocalTeacher(_prose) as teacher:
+        llm = rare_hf.LLM("m", base_url=teacher.url, api_key="EMPTY", cache_dir=False, max_failure_rate=None)
+        out, summary = rare_hf.add_questions(docs, llm, show_progress=False, return_summary=True)
+    assert (summary.failed, summary.failure_reasons) == (240, {"parse": 240})
+    assert all(e.startswith("parse: ") for e in out["question_error"])
+    with pytest.raises(rare_hf.LLMConfigError, match="max_failure_rate must be in"):
+        rare_hf.LLM("m", base_url="http://127.0.0.1:9/v1", api_key="E", max_failure_rate=0)

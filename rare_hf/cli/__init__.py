@@ -18,8 +18,8 @@ from ..demo import DEMO_MODEL
 from ..errors import CliError, LLMConfigError, LLMFatalError
 from ..steps.registry import BUILT_IN
 from ._inputs import check_columns, load_input, pipeline_kwargs
-from ._outputs import dry_run, hub_token, push, write_outputs
-from ._parser import build_parser, parse_formats, parse_price, parse_steps
+from ._outputs import dry_run, hub_token, push, push_folder, write_outputs
+from ._parser import build_parser, build_push_parser, parse_formats, parse_price, parse_steps
 
 __all__ = ["main", "build_parser"]
 
@@ -35,13 +35,15 @@ class _Terminated(KeyboardInterrupt):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    pushing = argv[:1] == ["push"]
+    args = (build_push_parser() if pushing else build_parser()).parse_args(argv[1:] if pushing else argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     with _sigterm_as_interrupt():
         try:
-            return _run(args)
+            return push_folder(args) if pushing else _run(args)
         except (CliError, LLMConfigError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -191,6 +193,7 @@ def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, mo
         "max_retries": args.max_retries,
         "batch": args.batch,
         "price_per_million": args.price_per_million,
+        "max_failure_rate": args.max_failure_rate,
     }
 
 

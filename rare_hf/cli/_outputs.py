@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CliError
 from ..steps.registry import BUILT_IN
+from ._parser import PUBLISHING_OPTIONS
 
 if TYPE_CHECKING:
     import datasets
@@ -98,11 +101,37 @@ def push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, to
     except Exception as exc:  # noqa: BLE001 - the data is safe on disk; say how to retry only the push
         print(
             f"error: the push to {args.push_to_hub} failed ({exc}). The data is saved in {output}/dataset; "
-            f'retry only the push with: python -c "import datasets, rare_hf, json; '
-            f"rare_hf.push_to_hub(datasets.load_from_disk('{output}/dataset'), '{args.push_to_hub}', "
-            f"summary=rare_hf.RunSummary.from_dict(json.load(open('{output}/summary.json'))))\"",
+            f"retry only the push with: {push_command(args, output)}",
             file=sys.stderr,
         )
         return 1
     print(f"Pushed to {url}")
     return 0
+
+
+def push_command(args: argparse.Namespace, output: Path) -> str:
+    """The `rare-hf push` command that publishes ``output`` with every publishing option of this run."""
+    words = ["rare-hf", "push", str(output), args.push_to_hub]
+    for flag, attribute, switch in PUBLISHING_OPTIONS:
+        value = getattr(args, attribute)
+        if switch and value:
+            words.append(flag)
+        elif not switch and value is not None:
+            words += [flag, value]
+    return shlex.join(words)
+
+
+def push_folder(args: argparse.Namespace) -> int:
+    """`rare-hf push`: publish an earlier run's output folder, its summary in the card when it has one."""
+    from ..steps.pipeline import RunSummary
+    from ._inputs import load_local
+
+    given = Path(args.output)
+    if not given.is_dir():
+        raise CliError(f"{given}: no such folder; give the --output folder of an earlier run.")
+    output = given.parent if given.name == "dataset" and (given.parent / "summary.json").exists() else given
+    ds = load_local(output)
+    summary_file = output / "summary.json"
+    summary = RunSummary.from_dict(json.loads(summary_file.read_text())) if summary_file.exists() else None
+    args.push_to_hub = args.repo
+    return push(ds, summary, args, hub_token(), output)

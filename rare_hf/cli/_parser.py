@@ -67,6 +67,13 @@ def _teacher_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default: 6)"
     )
     teacher.add_argument(
+        "--max-failure-rate",
+        type=_failure_rate,
+        default=0.9,
+        help="stop a step once 200 rows have finished and this share of them failed: a teacher that cannot "
+        "follow the prompt costs a few hundred rows, not the corpus; 'off' never stops (default: 0.9)",
+    )
+    teacher.add_argument(
         "--cache-dir", default=None, help="response cache folder (default: $RARE_HF_CACHE or ~/.cache/rare_hf)"
     )
     teacher.add_argument(
@@ -124,11 +131,38 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     out.add_argument("--push-to-hub", metavar="REPO", default=None, help="also publish the dataset to this Hub repo")
-    out.add_argument("--private", action="store_true", help="make the Hub repo private")
-    out.add_argument("--license", default=None, help="license of the pushed dataset, e.g. cc-by-4.0 (never guessed)")
-    out.add_argument("--pretty-name", default=None, help="title of the pushed dataset's card")
-    out.add_argument("--language", default=None, help="language code(s) for the card, comma-separated, e.g. en,zh")
+    _publishing_arguments(out)
     out.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
+
+
+# The options of a push, in the order a retry command repeats them: (flag, attribute, is a switch).
+PUBLISHING_OPTIONS = (
+    ("--private", "private", True),
+    ("--license", "license", False),
+    ("--pretty-name", "pretty_name", False),
+    ("--language", "language", False),
+)
+
+
+def _publishing_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """How a dataset is published: shared by a run's --push-to-hub and by `rare-hf push`."""
+    group.add_argument("--private", action="store_true", help="make the Hub repo private")
+    group.add_argument("--license", default=None, help="license of the pushed dataset, e.g. cc-by-4.0 (never guessed)")
+    group.add_argument("--pretty-name", default=None, help="title of the pushed dataset's card")
+    group.add_argument("--language", default=None, help="language code(s) for the card, comma-separated, e.g. en,zh")
+
+
+def build_push_parser() -> argparse.ArgumentParser:
+    """`rare-hf push OUTPUT REPO`: publish an output folder of an earlier run (a failed push's retry)."""
+    parser = argparse.ArgumentParser(
+        prog="rare-hf push",
+        description="Publish the output folder of an earlier run to the Hub, with its summary in the card.",
+    )
+    parser.add_argument("output", help="the run's --output folder (or its dataset folder)")
+    parser.add_argument("repo", help="Hub dataset repo, e.g. user/my-rare-data")
+    _publishing_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the push does")
+    return parser
 
 
 _EPILOG = """examples:
@@ -181,3 +215,15 @@ def parse_price(text: str | None) -> tuple[float, float] | None:
     if len(prices) != 2 or min(prices) < 0:
         raise CliError(f"--price: expected two numbers IN,OUT (USD per million tokens), e.g. 0.15,0.60; got {text!r}.")
     return prices  # type: ignore[return-value]
+
+
+def _failure_rate(text: str) -> float | None:
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1] or 'off', got {text!r}")
+    return rate

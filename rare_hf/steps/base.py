@@ -5,7 +5,6 @@ pipeline, the CLI, the DataFlow operators and the card are thin wrappers over th
 from __future__ import annotations
 
 import abc
-import asyncio
 import dataclasses
 import logging
 import time
@@ -15,7 +14,7 @@ import datasets
 
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
-from ..teacher.replies import Completion, is_repetitive
+from ..teacher.replies import Completion, is_repetitive, refused_parameter
 from ..text.prompts import PROMPT_SETS, Prompt, resolve_prompt_language
 from ..utils.datasets import DOC_ID
 from . import _plumbing
@@ -66,12 +65,6 @@ def column_docs(columns: list[Column]) -> dict[str, str]:
     return {c.name: c.doc for c in columns}
 
 
-def _about_the_format(reason: str) -> bool:
-    """Whether a rejection names the structured-output parameter (not, say, the prompt's length)."""
-    text = reason.lower()
-    return any(word in text for word in ("response_format", "json_schema", "schema", "structured", "guided"))
-
-
 class LLMStep(abc.ABC):
     """A step that asks the teacher something per row. Subclasses say what; :meth:`apply` does the rest."""
 
@@ -96,8 +89,6 @@ class LLMStep(abc.ABC):
         # "json_schema" once a reply came back in the format; "off" when off, or when "auto" saw it refused.
         self.structured_mode: str | None = None if structured == "auto" else structured
         self.structured_fallback = ""
-        self._format_settled = False  # a reply in the format came back, or the server refused it
-        self._probe = asyncio.Lock()
         # The step's own argument, else the LLM's max_tokens, else the step's default: never unbounded, or a
         # looping model generates until the server's context is full.
         self.budget: int = max_tokens or llm.default_params.get("max_tokens") or self.default_budget
@@ -166,48 +157,43 @@ class LLMStep(abc.ABC):
         """One request within the budget, in the step's structured format where the server takes it. A reply
         cut off by the budget, not by a loop, is asked once more with twice the budget; a looping reply is not
         (more room only buys more loop)."""
-
-        async def send(budget: int) -> Completion:
-            if self._format() and not self._format_settled:
-                # Until one reply says whether the server takes the schema, one request at a time asks: the
-                # decision is made when a request leaves, so rows queued meanwhile never carry a refused schema.
-                async with self._probe:
-                    return await attempt(budget)
-            return await attempt(budget)
-
-        async def attempt(budget: int) -> Completion:
-            fmt = self._format()
-            try:
-                completion = await self.llm.acomplete(
-                    messages, sample_index=sample_index, run=run, **params, max_tokens=budget, **fmt
-                )
-            except LLMRequestError as exc:
-                if not (fmt and exc.status_code in (400, 422) and _about_the_format(exc.reason)):
-                    raise
-                if self.structured == "json_schema":
-                    run.stop(f"the server rejected response_format ({exc.reason}); pass structured='auto' or 'off'.")
-                    run.check()
-                self._fall_back(exc.reason)  # the server refuses the parameter: free text from now on
-                return await attempt(budget)
-            if fmt:
-                self.structured_mode, self._format_settled = "json_schema", True
-            return completion
-
-        completion = await send(self.budget)
+        completion = await self._send(messages, run, sample_index, params, self.budget)
         if completion.truncated and not is_repetitive((completion.reasoning or "") + completion.text):
-            completion = await send(2 * self.budget)
+            completion = await self._send(messages, run, sample_index, params, 2 * self.budget)
         return completion
 
-    def _format(self) -> dict[str, Any]:
-        """``{"response_format": ...}`` unless the step is off, or ``"auto"`` has seen the server refuse it."""
-        schema = self.response_format()
-        return {} if schema is None or self.structured_mode == "off" else {"response_format": schema}
-
-    def _fall_back(self, reason: str) -> None:
-        self._format_settled = True
-        if self.structured_mode != "off":
-            self.structured_mode, self.structured_fallback = "off", reason
-            logger.warning("The server rejected response_format (%s); parsing free text instead.", reason)
+    async def _send(
+        self, messages: list[dict[str, Any]], run: LLMRun, sample_index: int, params: dict[str, Any], budget: int
+    ) -> Completion:
+        """With ``"auto"`` the schema is optional: the client leaves it out, as each request leaves, once the
+        server has refused it. With ``"json_schema"`` it is required: a refusal stops the run."""
+        schema = None if self.structured == "off" else self.response_format()
+        fmt = {} if schema is None else {"response_format": schema}
+        try:
+            completion = await self.llm.acomplete(
+                messages,
+                sample_index=sample_index,
+                run=run,
+                **params,
+                max_tokens=budget,
+                **(fmt if self.structured == "json_schema" else {}),
+                optional=fmt if self.structured == "auto" else None,
+            )
+        except LLMRequestError as exc:
+            if (
+                fmt
+                and self.structured == "json_schema"
+                and refused_parameter(exc.status_code or 0, exc.reason, list(fmt))
+            ):
+                run.stop(f"the server rejected response_format ({exc.reason}); pass structured='auto' or 'off'.")
+                run.check()
+            raise
+        if "response_format" in completion.dropped:
+            self.structured_mode = "off"
+            self.structured_fallback = self.llm.refused_params.get("response_format", "")
+        elif fmt and self.structured_mode is None:
+            self.structured_mode = "json_schema"
+        return completion
 
     def structured_stat(self) -> dict[str, str]:
         """What the summary says about structured outputs (nothing for a step without a schema)."""
@@ -225,6 +211,12 @@ class LLMStep(abc.ABC):
         if attempt == 0:
             return {} if temperature is None else {"temperature": temperature}
         return {"temperature": max(temperature or 0.0, RESAMPLE_TEMPERATURE), "seed": attempt}
+
+    @staticmethod
+    def judged(run: LLMRun, problem: RowError | None) -> RowError | None:
+        """``problem``, the step's verdict on a reply, after counting it toward the run's failure-rate stop."""
+        run.reply_judged(None if problem is None else str(problem))
+        return problem
 
     def truncation_problem(self, completion: Completion) -> RowError:
         if is_repetitive((completion.reasoning or "") + completion.text):

@@ -223,10 +223,10 @@ class _PromptRunner(LLMStep):
                 problem = RowError("request", exc.reason)
                 continue
             if completion.truncated:
-                problem = self.truncation_problem(completion)
+                problem = self.judged(run, self.truncation_problem(completion))
                 continue
             parsed = self._parse(completion.text)
-            if not isinstance(parsed, RowError):
+            if self.judged(run, parsed if isinstance(parsed, RowError) else None) is None:
                 return [{**out, **parsed}]
             problem = parsed
         return [{**out, f"{n}_error": problem}]

@@ -279,7 +279,7 @@ class QuestionStep(LLMStep):
         messages, _, params = self._plan(
             0, question_messages(text[: self.options.max_doc_chars], self.options.num_questions, prompt), None, ""
         )
-        structured = {"response_format": _RESPONSE_FORMAT} if self.structured_mode != "off" else {}
+        structured = {"response_format": _RESPONSE_FORMAT} if self.structured != "off" else {}
         return messages, {**params, "max_tokens": self.budget, **structured}
 
     def _is_long(self, doc_id: str) -> bool:
@@ -301,7 +301,7 @@ class QuestionStep(LLMStep):
             except LLMRequestError as exc:
                 previous, problem = None, RowError("request", exc.reason)
                 continue
-            problem = self._collect(previous, document, kept, long)
+            problem = self.judged(run, self._collect(previous, document, kept, long))
             if problem is None:
                 return kept[: self.options.num_questions], attempt + 1, None
         return kept, self.options.max_attempts, problem

@@ -277,8 +277,10 @@ class ReasoningStep(LLMStep):
                 problem = RowError("wrong", detail)
                 result[f"{r}_correct"] = False
             else:
+                self.judged(run, None)
                 correct = None if gold is None else True
                 return {**result, r: reasoning, self.column_of["answer"]: answer, f"{r}_correct": correct}
+            self.judged(run, problem)
         return {**result, f"{r}_attempts": self.options.max_attempts, f"{r}_error": problem}
 
 

@@ -155,6 +155,7 @@ class VerifyStep(LLMStep):
             answering = _answering(completion.text, len(candidates))
             if answering is None:
                 problem = RowError("parse", 'no JSON object with an "answers" list of document numbers')
+            if self.judged(run, None if answering is not None else problem) is not None:
                 continue
             kept = [c for i, c in enumerate(candidates, start=1) if i not in answering]
             out[neg] = kept[: self.options.num_neg] if self.options.num_neg is not None else kept

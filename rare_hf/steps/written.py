@@ -172,9 +172,9 @@ class WrittenNegativesStep(LLMStep):
                 problem = RowError("request", exc.reason)
                 continue
             if completion.truncated:
-                problem = self.truncation_problem(completion)
+                problem = self.judged(run, self.truncation_problem(completion))
                 continue
-            problem = self._collect(completion.text, positive, answer, kept)
+            problem = self.judged(run, self._collect(completion.text, positive, answer, kept))
             if len(kept) >= self.options.num_neg:
                 return [{**out, o: kept[: self.options.num_neg], f"{o}_attempts": attempt + 1}]
         return [{**out, f"{o}_attempts": self.options.max_attempts, f"{o}_error": problem}]

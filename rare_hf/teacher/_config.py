@@ -16,6 +16,7 @@ def resolve(
     max_concurrency: int,
     timeout: float,
     max_retries: int,
+    max_failure_rate: float | None,
 ) -> tuple[str, str, list[str]]:
     """The model, the API key and the endpoint URLs, from the arguments or the environment."""
     model = model or os.environ.get("RARE_HF_MODEL")
@@ -40,4 +41,6 @@ def resolve(
         raise LLMConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
     if timeout <= 0 or max_retries < 0:
         raise LLMConfigError(f"timeout must be > 0 and max_retries >= 0, got {timeout} and {max_retries}.")
+    if max_failure_rate is not None and not 0 < max_failure_rate <= 1:
+        raise LLMConfigError(f"max_failure_rate must be in (0, 1] or None, got {max_failure_rate}.")
     return model, api_key, urls

@@ -73,3 +73,17 @@ def backoff(attempt: int) -> float:
 def short(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# openai SDK request options that are not body fields.
+_OPTION_KEYS = ("extra_body", "extra_headers", "extra_query")
+
+
+def split_params(defaults: dict[str, Any], params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Body fields (``extra_body`` merged in, as the SDK does) and request options (headers, query) of a call's
+    parameters over the LLM's defaults."""
+    merged = {k: v for k, v in {**defaults, **params}.items() if v is not None}
+    extra = {k: merged.pop(k) for k in _OPTION_KEYS if k in merged}
+    body = {**merged, **(extra.get("extra_body") or {})}
+    options = {"headers": extra.get("extra_headers"), "params": extra.get("extra_query")}
+    return body, {k: v for k, v in options.items() if v}

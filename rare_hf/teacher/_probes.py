@@ -10,11 +10,16 @@ from .replies import fix_hint
 
 
 async def server_tokens(client: openai.AsyncOpenAI, model: str | None, text: str, timeout: float) -> int | None:
-    """Tokens of ``text`` by the server's ``/tokenize`` (None when its reply has no count)."""
+    """Tokens of ``text`` by the server's ``/tokenize`` (None when it has none, or its reply has no count)."""
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
     # vLLM answers {"count": n}; llama.cpp's server answers {"tokens": [...]} to {"content": ...}.
     body = {"model": model, "prompt": text, "content": text, "add_special_tokens": False}
-    reply = await asyncio.wait_for(client.post(f"{root}/tokenize", body=body, cast_to=dict), timeout)
+    try:
+        reply = await asyncio.wait_for(client.post(f"{root}/tokenize", body=body, cast_to=dict), timeout)
+    except (openai.APIError, asyncio.TimeoutError, TypeError, ValueError):
+        return None
+    if not isinstance(reply, dict):
+        return None
     if isinstance(reply.get("count"), int):
         return reply["count"]
     return len(reply["tokens"]) if isinstance(reply.get("tokens"), list) else None

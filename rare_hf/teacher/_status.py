@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from typing import Any
 
 import openai
@@ -15,6 +17,7 @@ from .replies import (
     Completion,
     fix_hint,
     parse_reply,
+    refused_parameter,
     rejection_reason,
     rejection_signature,
     retry_after,
@@ -22,8 +25,36 @@ from .replies import (
 )
 from .usage import LLMRun
 
+logger = logging.getLogger(__name__)
+
 
 async def post_chat(
+    client: openai.AsyncOpenAI,
+    body: dict[str, Any],
+    options: dict[str, Any],
+    timeout: float,
+    optional: list[str],
+    refused: dict[str, str],
+) -> Completion:
+    """Send ``body``, less the ``optional`` parameters in ``refused``, decided as the request leaves: rows
+    queued behind the limiter when the first refusal came back never carry the refused parameter. A refusal
+    of one (HTTP 400/422 naming it) is recorded in ``refused`` and the request goes again at once without it."""
+    dropped = tuple(name for name in optional if name in refused)
+    try:
+        completion = await _post(client, {k: v for k, v in body.items() if k not in dropped}, options, timeout)
+    except openai.APIStatusError as exc:
+        reason = short(error_message(exc))
+        name = refused_parameter(exc.status_code, reason, [n for n in optional if n not in dropped])
+        if name is None:
+            raise
+        if name not in refused:
+            logger.warning("The server refused %s (HTTP %s: %s); sending without it.", name, exc.status_code, reason)
+        refused[name] = f"HTTP {exc.status_code}: {reason}"
+        return await post_chat(client, body, options, timeout, optional, refused)
+    return dataclasses.replace(completion, dropped=dropped) if dropped else completion
+
+
+async def _post(
     client: openai.AsyncOpenAI, body: dict[str, Any], options: dict[str, Any], timeout: float
 ) -> Completion:
     # The SDK's typed create() re-walks every message through its TypedDict transformer and builds

@@ -27,7 +27,7 @@ from ..text.tokens import estimate_tokens
 from ._batch import BatchQueue
 from ._config import resolve
 from ._endpoint import Endpoint, Fleet
-from ._http import backoff, gather_or_cancel, http_client, short, shutdown, single_call_run
+from ._http import backoff, gather_or_cancel, http_client, short, shutdown, single_call_run, split_params
 from ._limiter import AdaptiveLimiter
 from ._loop import LoopThread
 from ._probes import endpoint_problem, server_tokens
@@ -41,10 +41,6 @@ __all__ = ["LLM", "Completion", "Price", "Usage", "LLMRun"]
 logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, Any]]
-
-_MAX_BACKOFF_S = 60.0
-# openai SDK request options that are not body fields.
-_OPTION_KEYS = ("extra_body", "extra_headers", "extra_query")
 
 
 class LLM:
@@ -77,6 +73,9 @@ class LLM:
             come sooner, backing off from half a second).
         price_per_million: ``(input_usd, output_usd)`` per million tokens: summaries, progress bars and the
             dataset card then show dollars (the batch discount applied in batch mode).
+        max_failure_rate: Stop a step (:class:`LLMFatalError`, replies stay cached) once 200 rows have finished
+            and this share of them failed: a teacher that cannot follow the prompt costs a few hundred rows, not
+            the corpus. ``None`` turns the check off.
         **extra_params: Sent with every request (``top_p``, ``seed``, ``response_format``, ...), and the
             openai SDK's ``extra_body``, ``extra_headers`` and ``extra_query``, which behave as there
             (e.g. ``extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}}`` on vLLM).
@@ -103,9 +102,13 @@ class LLM:
         batch: bool = False,
         batch_poll_interval: float = 30.0,
         price_per_million: tuple[float, float] | None = None,
+        max_failure_rate: float | None = 0.9,
         **extra_params: Any,
     ) -> None:
-        self.model, self.api_key, urls = resolve(model, api_key, base_url, max_concurrency, timeout, max_retries)
+        self.model, self.api_key, urls = resolve(
+            model, api_key, base_url, max_concurrency, timeout, max_retries, max_failure_rate
+        )
+        self.max_failure_rate = max_failure_rate
         self.base_urls, self.base_url = urls, urls[0]
         self.max_concurrency = max_concurrency
         self.timeout = timeout
@@ -133,6 +136,7 @@ class LLM:
         self._finalizer = weakref.finalize(self, shutdown, self._loop, self._clients, self._cache)
         self._usage_lock = threading.Lock()
         self._batch_poll_interval = batch_poll_interval
+        self.refused_params: dict[str, str] = {}  # optional parameters the server refused, and how
         self.tokenizer: str | None = None  # "server /tokenize" or "estimated", once count_tokens has run
         self._batches: BatchQueue | None = None
 
@@ -152,7 +156,7 @@ class LLM:
         return self.max_concurrency * len(self._endpoints)
 
     @property
-    def _limiter(self) -> AdaptiveLimiter:
+    def _limiter(self) -> AdaptiveLimiter:  # the first endpoint's: what single-endpoint tests inspect
         return self._endpoints[0].limiter
 
     def __repr__(self) -> str:
@@ -163,7 +167,9 @@ class LLM:
         """Start a run: its usage is counted apart, its failures stop only itself, and the endpoint's
         concurrency starts it from a healthy state."""
         self._check_open()
-        return LLMRun(name=name, usage=Usage(price=self.price), lifetime=self.usage)
+        return LLMRun(
+            name=name, usage=Usage(price=self.price), lifetime=self.usage, max_failure_rate=self.max_failure_rate
+        )
 
     def complete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
@@ -182,14 +188,22 @@ class LLM:
             LLMClosedError: :meth:`close` was called.
         """
         self._check_open()
-        return self._loop.run(self._complete(messages, sample_index, run or single_call_run(self.usage), params))
+        return self._loop.run(self._complete(messages, sample_index, run or single_call_run(self.usage), params, {}))
 
     async def acomplete(
-        self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
+        self,
+        messages: Messages,
+        *,
+        sample_index: int = 0,
+        run: LLMRun | None = None,
+        optional: dict[str, Any] | None = None,
+        **params: Any,
     ) -> Completion:
-        """Coroutine twin of :meth:`complete`, awaitable from any event loop."""
+        """Coroutine twin of :meth:`complete`, awaitable from any event loop. ``optional``: parameters a server
+        may not implement (``response_format``), sent until it refuses one (400/422 naming it), then left out of
+        every request as it leaves; the reply's ``dropped`` and :attr:`refused_params` say so."""
         self._check_open()
-        coro = self._complete(messages, sample_index, run or single_call_run(self.usage), params)
+        coro = self._complete(messages, sample_index, run or single_call_run(self.usage), params, optional or {})
         if self._loop.owns_running_loop():
             return await coro
         return await asyncio.wrap_future(self._loop.submit(coro))
@@ -206,25 +220,22 @@ class LLM:
             >>> replies = llm.complete_many([[{"role": "user", "content": q}] for q in questions])
         """
         run = run or self.new_run()
-        return self._loop.run(self._complete_many(prompts, run, params))
 
-    async def _complete_many(
-        self, prompts: list[Messages], run: LLMRun, params: dict[str, Any]
-    ) -> list[Completion | LLMRequestError]:
         async def one(messages: Messages) -> Completion | LLMRequestError:
             try:
-                return await self._complete(messages, 0, run, params)
+                return await self._complete(messages, 0, run, params, {})
             except LLMRequestError as exc:
                 return exc
 
-        return await gather_or_cancel([one(m) for m in prompts])
+        return self._loop.run(gather_or_cancel([one(m) for m in prompts]))
 
     def is_cached(self, messages: Messages, *, sample_index: int = 0, **params: Any) -> bool:
         """Whether :meth:`complete` with these arguments would be answered from the cache (nothing is sent)."""
         self._check_open()
         if self._cache is None:
             return False
-        return self._cache.get(self._cache_key(messages, sample_index, *self._split_params(params))) is not None
+        key = self._cache_key(messages, sample_index, *split_params(self.default_params, params))
+        return self._cache.get(key) is not None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the server's own tokenizer (``/tokenize``, as vLLM and llama.cpp serve it), or
@@ -235,16 +246,11 @@ class LLM:
 
     async def acount_tokens(self, text: str) -> int:
         """Coroutine twin of :meth:`count_tokens`."""
-        if self.tokenizer != "estimated":
-            try:
-                count = await server_tokens(self._client(self._endpoints[0]), self.model, text, self.timeout)
-            except (openai.APIError, asyncio.TimeoutError, KeyError, TypeError, ValueError):
-                count = None
-            if count is not None:
-                self.tokenizer = "server /tokenize"
-                return count
-            self.tokenizer = "estimated"  # asked once: a server without /tokenize will not grow one
-        return estimate_tokens(text)
+        if self.tokenizer == "estimated":  # asked once: a server without /tokenize will not grow one
+            return estimate_tokens(text)
+        count = await server_tokens(self._client(self._endpoints[0]), self.model, text, self.timeout)
+        self.tokenizer = "estimated" if count is None else "server /tokenize"
+        return estimate_tokens(text) if count is None else count
 
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is
@@ -290,17 +296,11 @@ class LLM:
             namespace=self.cache_namespace,
         )
 
-    def _split_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Body fields (``extra_body`` merged in, as the SDK does) and request options (headers, query)."""
-        merged = {k: v for k, v in {**self.default_params, **params}.items() if v is not None}
-        extra = {k: merged.pop(k) for k in _OPTION_KEYS if k in merged}
-        body = {**merged, **(extra.get("extra_body") or {})}
-        options = {"headers": extra.get("extra_headers"), "params": extra.get("extra_query")}
-        return body, {k: v for k, v in options.items() if v}
-
-    async def _complete(self, messages: Messages, sample_index: int, run: LLMRun, params: dict[str, Any]) -> Completion:
+    async def _complete(
+        self, messages: Messages, sample_index: int, run: LLMRun, params: dict[str, Any], optional: dict[str, Any]
+    ) -> Completion:
         run.check()
-        body, options = self._split_params(params)
+        body, options = split_params(self.default_params, {**params, **optional})
         key = self._cache_key(messages, sample_index, body, options)
         hit = self._cache.get(key) if self._cache is not None else None
         if hit is not None:
@@ -311,10 +311,12 @@ class LLM:
                 key, {"model": self.model, "messages": messages, **body}, run
             )
         else:
-            completion = await self._request({"model": self.model, "messages": messages, **body}, options, key, run)
+            request = {"model": self.model, "messages": messages, **body}
+            completion = await self._request(request, list(optional), options, key, run)
             if self._cache is not None:
                 self._cache.put(key, completion.to_json())
         run.usage.add(completion)
+        run.last_reply = completion.text
         with self._usage_lock:
             self.usage.add(completion)
         return completion
@@ -323,14 +325,10 @@ class LLM:
         if self._batches is None:
             assert self._cache is not None and self.cache_path is not None
             self._batches = BatchQueue(
-                self._client(self._endpoints[0]),
-                self._cache,
-                self.cache_path.parent / "batches.jsonl",
-                poll_interval=self._batch_poll_interval,
-                quiet=min(1.0, self._batch_poll_interval),
-                max_rounds=self.max_retries,
-                count_paid=self._count_paid,
-            )
+                self._client(self._endpoints[0]), self._cache, self.cache_path.parent / "batches.jsonl",
+                poll_interval=self._batch_poll_interval, quiet=min(1.0, self._batch_poll_interval),
+                max_rounds=self.max_retries, count_paid=self._count_paid,
+            )  # fmt: skip
         return self._batches
 
     def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
@@ -342,7 +340,9 @@ class LLM:
         assert endpoint.client is not None
         return endpoint.client
 
-    async def _request(self, body: dict[str, Any], options: dict[str, Any], key: str, run: LLMRun) -> Completion:
+    async def _request(
+        self, body: dict[str, Any], optional: list[str], options: dict[str, Any], key: str, run: LLMRun
+    ) -> Completion:
         if not run.started:
             run.started = True
             for endpoint in self._endpoints:
@@ -359,7 +359,7 @@ class LLM:
                 run.endpoints[endpoint.display_url] += 1
                 sent_at = time.monotonic()
                 try:
-                    completion = await post_chat(client, body, options, self.timeout)
+                    completion = await post_chat(client, body, options, self.timeout, optional, self.refused_params)
                 except openai.APIStatusError as exc:
                     error, delay = classify_status_error(exc, key, run, slot, endpoint, "response_format" in body)
                     throttled = exc.status_code == 429

@@ -39,6 +39,7 @@ class Completion:
         cached: True when served from the response cache (no request was sent).
         reasoning: The thinking a reasoning-model server returns apart from the content
             (``reasoning_content`` on vLLM, DeepSeek and llama.cpp; ``reasoning`` on others), else ``None``.
+        dropped: Optional parameters left out because the server refuses them (``LLM.acomplete(optional=...)``).
     """
 
     text: str
@@ -47,6 +48,7 @@ class Completion:
     completion_tokens: int = 0
     cached: bool = False
     reasoning: str | None = None
+    dropped: tuple[str, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -139,3 +141,18 @@ def is_repetitive(text: str) -> bool:
     """Whether the end of a reply is a loop (the same phrases over and over), judged by how well it compresses."""
     tail = text[-_LOOP_TAIL_CHARS:].encode()
     return len(tail) >= _LOOP_MIN_CHARS and len(zlib.compress(tail)) / len(tail) < _LOOP_RATIO
+
+
+# What servers say when they refuse a parameter they do not implement, per parameter.
+_PARAMETER_WORDS = {"response_format": ("response_format", "json_schema", "schema", "structured", "guided")}
+
+
+def refused_parameter(status: int, message: str, candidates: list[str]) -> str | None:
+    """The parameter among ``candidates`` that a 400/422 ``message`` refuses (not, say, the prompt's length)."""
+    if status not in (400, 422):
+        return None
+    text = message.lower()
+    for name in candidates:
+        if any(word in text for word in _PARAMETER_WORDS.get(name, (name,))):
+            return name
+    return None

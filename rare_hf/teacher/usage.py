@@ -19,6 +19,10 @@ _BREAKER_FAILURE_RATIO = 0.9
 # Different prompts rejected alike (same status, same message but for numbers) before any success: the
 # request itself is wrong (an unsupported parameter), not one row.
 _SAME_REJECTIONS_TO_STOP = 3
+# Replies a step judges before their failure rate can stop it: enough that a few hard documents at the start
+# of a corpus do not, few enough that a teacher which cannot do the task costs a few hundred requests. Replies,
+# not rows: rows retry breadth-first, so the first row to use up its attempts finishes after most first tries.
+FAILURE_WARMUP_REPLIES = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +120,10 @@ class LLMRun:
     rejections: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     endpoints: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)  # attempts sent
     lifetime: Usage | None = None  # the LLM's own usage, which counts every run's retries and failures too
+    max_failure_rate: float | None = None  # of replies, once FAILURE_WARMUP_REPLIES were judged (LLM's argument)
+    last_reply: str = ""  # the latest reply's text: the sample a stop for unusable replies shows
+    replies_judged: int = 0
+    replies_unusable: int = 0
 
     def count(self, counter: str) -> None:
         """One more ``"retries"`` or ``"failed"``, in this run's usage and the LLM's."""
@@ -140,6 +148,22 @@ class LLMRun:
             self.stop(
                 f"{failures} of the last {len(self.recent)} attempts failed (last error: {last_error}). Check "
                 "the endpoint; responses received so far are cached, so running the same call again resumes."
+            )
+
+    def reply_judged(self, problem: str | None) -> None:
+        """Count a reply the step found usable (``None``) or not (why); stop when, after the warm-up, nearly
+        every reply was unusable: the teacher cannot do the task, and every further request is money lost."""
+        self.replies_judged += 1
+        self.replies_unusable += problem is not None
+        judged, unusable = self.replies_judged, self.replies_unusable
+        if problem is None or self.max_failure_rate is None or judged < FAILURE_WARMUP_REPLIES:
+            return
+        if unusable >= self.max_failure_rate * judged:
+            sample = " ".join(self.last_reply.split())[:160]
+            self.stop(
+                f"{unusable} of the first {judged} replies were unusable (the latest: {problem}); the latest "
+                f"reply began: {sample!r}. Check the model and the prompt (the replies so far are cached); "
+                "LLM(max_failure_rate=None) or --max-failure-rate off turns this check off."
             )
 
     def rejected(self, signature: str, prompt_key: str, error: str, hint: str) -> None:

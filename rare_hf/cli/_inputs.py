@@ -24,8 +24,10 @@ def load_input(args: argparse.Namespace) -> datasets.Dataset:
         ds = load_sample_documents()
     elif not args.input:
         raise CliError("give an input file, folder or Hub dataset id, or --demo.")
-    elif Path(args.input).exists():
-        ds = load_local(Path(args.input))
+    elif Path(args.input).expanduser().exists():
+        ds = load_local(Path(args.input).expanduser())
+    elif _looks_like_a_path(args.input):  # not a Hub id: say so at once instead of retrying the Hub
+        raise CliError(f"{args.input}: no such file or folder.")
     else:
         try:
             ds = datasets.load_dataset(args.input, args.config, split=args.split)
@@ -38,6 +40,12 @@ def load_input(args: argparse.Namespace) -> datasets.Dataset:
     if args.limit is not None:
         ds = ds.select(range(min(args.limit, len(ds))))
     return ds
+
+
+def _looks_like_a_path(given: str) -> bool:
+    """A data file's name, or a path spelled as one (``./x``, ``/x``, ``~/x``, ``x\\y``): Hub ids are
+    ``name`` or ``owner/name``, without these."""
+    return Path(given).suffix in _FORMATS or given.startswith((".", "/", "~")) or "\\" in given or given.count("/") > 1
 
 
 def load_local(path: Path) -> Any:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
+import ssl
 from typing import Any
 
 import openai
@@ -87,3 +89,26 @@ def split_params(defaults: dict[str, Any], params: dict[str, Any]) -> tuple[dict
     body = {**merged, **(extra.get("extra_body") or {})}
     options = {"headers": extra.get("extra_headers"), "params": extra.get("extra_query")}
     return body, {k: v for k, v in options.items() if v}
+
+
+def connection_problem(exc: BaseException) -> str | None:
+    """What went wrong on the way to the server, from the innermost cause (``None``: a plain timeout). The
+    SDK's aiohttp transport reports a refused connection as a timeout (``APITimeoutError`` from
+    ``ConnectTimeout``), which sends people looking at the wrong thing."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in reversed(seen):
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused: nothing listens at that address"
+        if isinstance(error, socket.gaierror):
+            return "the host name could not be resolved"
+        if isinstance(error, ssl.SSLError):
+            return f"the TLS handshake failed ({short(str(error))})"
+        if isinstance(error, (ConnectionResetError, ConnectionAbortedError)):
+            return "the server closed the connection"
+    if any(isinstance(e, (asyncio.TimeoutError, openai.APITimeoutError)) for e in seen):
+        return None
+    return f"{type(exc).__name__}: {short(str(exc))}"

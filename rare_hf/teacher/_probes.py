@@ -6,6 +6,7 @@ import asyncio
 
 import openai
 
+from ._http import connection_problem
 from .replies import fix_hint
 
 
@@ -33,8 +34,9 @@ async def endpoint_problem(client: openai.AsyncOpenAI, display_url: str, timeout
         if exc.status_code in (401, 403):
             return f"{display_url} refused the API key (HTTP {exc.status_code}). {fix_hint(401)}"
     except (asyncio.TimeoutError, openai.APITimeoutError, openai.APIConnectionError) as exc:
+        problem = connection_problem(exc) or f"no answer within {timeout:g} s"
         return (
-            f"Cannot reach the teacher at {display_url} ({type(exc).__name__}). "
+            f"Cannot reach the teacher at {display_url} ({problem}). "
             "Check --base-url / OPENAI_BASE_URL and that the server is running."
         )
     return None

@@ -27,7 +27,8 @@ from ..text.tokens import estimate_tokens
 from ._batch import BatchQueue
 from ._config import resolve
 from ._endpoint import Endpoint, Fleet
-from ._http import backoff, gather_or_cancel, http_client, short, shutdown, single_call_run, split_params
+from ._http import backoff, connection_problem, gather_or_cancel, http_client, short
+from ._http import shutdown, single_call_run, split_params
 from ._limiter import AdaptiveLimiter
 from ._loop import LoopThread
 from ._probes import endpoint_problem, server_tokens
@@ -363,10 +364,10 @@ class LLM:
                 except openai.APIStatusError as exc:
                     error, delay = classify_status_error(exc, key, run, slot, endpoint, "response_format" in body)
                     throttled = exc.status_code == 429
-                except (asyncio.TimeoutError, openai.APITimeoutError):
-                    slot.outcome, error = "timeout", f"timeout: no complete reply within {self.timeout:g} s"
-                except openai.APIConnectionError as exc:
-                    slot.outcome, error = "error", f"{type(exc).__name__}: {short(str(exc))}"
+                except (asyncio.TimeoutError, openai.APIConnectionError) as exc:  # timeouts included
+                    problem = connection_problem(exc)
+                    slot.outcome = "timeout" if problem is None else "error"
+                    error = problem or f"timeout: no complete reply within {self.timeout:g} s"
                 except (openai.APIError, ValueError, TypeError) as exc:  # malformed body or reply
                     if isinstance(exc, MalformedReply):
                         self._count_paid(run, exc.prompt_tokens, exc.completion_tokens)

@@ -65,6 +65,11 @@ def test_the_cli_reads_back_its_own_output(teacher: LocalTeacher, tmp_path: Path
         assert second.returncode == 0, second.stderr
         assert len(datasets.load_from_disk(str(out / "dataset"))) == 6
         assert len((out / "triples.jsonl").read_text().splitlines()) == 6
+    # The README's example: a step run again over its own columns (before: "Pass overwrite=True", which the
+    # command line cannot pass).
+    again = _cli(str(tmp_path / "neg-q"), "--steps", "negatives", "--num-neg", "1", "--output", str(tmp_path / "n1"))
+    assert again.returncode == 0, again.stderr
+    assert {len(n) for n in datasets.load_from_disk(str(tmp_path / "n1" / "dataset"))["hard_negatives"]} == {1}
 
 
 def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_output(tmp_path: Path) -> None:

@@ -242,3 +242,13 @@ def test_the_opt_in_steps_run_in_the_pipeline_and_the_card(teacher: LocalTeacher
     assert "`written_negatives`" in card and "`hard_negatives_false_negatives`" in card
     with pytest.raises(ValueError, match="verify_kwargs: verify_negatives takes no argument"):
         rare_hf.build_rare_dataset(rare_hf.load_sample_documents(), llm, steps=steps, verify_kwargs={"nope": 1})
+
+
+def test_a_column_the_run_would_replace_is_an_error_before_any_step(teacher: LocalTeacher, make_llm, docs) -> None:
+    own = docs.add_column("reasoning", ["the user's own notes"] * len(docs))  # a column the last step writes
+    with pytest.raises(ValueError, match=r"reasoning step would replace .*'reasoning'.*overwrite=True"):
+        rare_hf.build_rare_dataset(own, make_llm(), show_progress=False)
+    assert teacher.request_count == 0  # before: the questions were paid for, then the reasoning step refused
+    out = rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "hard_negatives"], show_progress=False)
+    again = rare_hf.build_rare_dataset(out, steps=["hard_negatives"], num_neg=1, overwrite=True, show_progress=False)
+    assert {len(n) for n in again["hard_negatives"]} == {1} and len(again) == len(out)

@@ -118,7 +118,13 @@ def _run(args: argparse.Namespace) -> int:
                 ds, summary = _build_on_ray(ds, args, steps, output, llm, (base_url, api_key, model, cache_dir))
             else:
                 ds, summary = build_rare_dataset(
-                    ds, llm, **pipeline_kwargs(args), steps=steps, keep_failed=args.keep_failed, return_summary=True
+                    ds,
+                    llm,
+                    **pipeline_kwargs(args),
+                    steps=steps,
+                    keep_failed=args.keep_failed,
+                    overwrite=True,  # the steps named on the command line run; the input on disk is untouched
+                    return_summary=True,
                 )
         finally:
             if llm is not None:

@@ -102,6 +102,6 @@ def check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[st
         **_FLAG_NAMES,
     }
     try:
-        check_inputs(ds, plan, names)
+        check_inputs(ds, plan, names, overwrite=True)
     except ValueError as exc:
         raise CliError(str(exc)) from exc

@@ -98,6 +98,7 @@ def build_rare_dataset(
     seed: int = 0,
     steps: Sequence[str | StepSpec | Any] = DEFAULT_STEPS,
     keep_failed: bool = False,
+    overwrite: bool = False,
     question_kwargs: dict[str, Any] | None = None,
     negatives_kwargs: dict[str, Any] | None = None,
     reasoning_kwargs: dict[str, Any] | None = None,
@@ -121,6 +122,8 @@ def build_rare_dataset(
             ``"written_negatives"``), which run in that order whatever order they are given in, and your own
             :class:`rare_hf.PromptStep` objects, each run right after the step given before it.
         keep_failed: Keep rows where a step failed (with their error columns) instead of dropping them.
+        overwrite: Recompute columns the input already has (a step run again over its own output); without it,
+            such a column is an error before any request.
         question_kwargs / negatives_kwargs / reasoning_kwargs / verify_kwargs / written_kwargs: Extra arguments
             for each step function.
         show_progress: Show progress bars.
@@ -144,13 +147,13 @@ def build_rare_dataset(
     options |= {"answer_key": answer_key, "seed": seed}
     plan = plan_steps(steps, **options, **step_kwargs)
     for split in splits_of(ds):
-        check_inputs(split, plan)
+        check_inputs(split, plan, overwrite=overwrite)
     llm = llm or (LLM() if plan.uses_llm else None)
     started = time.monotonic()
     rows_in = _num_rows(ds)
     summaries: list[StepSummary] = []
     for planned in plan.steps:
-        ds, summary = planned.run(ds, llm, show_progress=show_progress)
+        ds, summary = planned.run(ds, llm, show_progress=show_progress, overwrite=overwrite)
         summaries.append(summary)
     before = _num_rows(ds)
     if not keep_failed:

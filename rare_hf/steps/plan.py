@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 
 from ..teacher.client import LLM
+from ..utils.datasets import DOC_ID
 from . import _plumbing
 from .registry import BUILT_IN, DEFAULT_STEPS, PlanContext, StepDefinition, StepSpec, resolve_steps
 from .summary import StepSummary
@@ -19,7 +20,7 @@ from .summary import StepSummary
 __all__ = ["Plan", "PlannedStep", "plan_steps", "check_inputs"]
 
 # Set by the pipeline for every step; not accepted in the *_kwargs.
-_RESERVED = ("ds", "llm", "show_progress", "return_summary")
+_RESERVED = ("ds", "llm", "show_progress", "return_summary", "overwrite")
 
 
 @dataclasses.dataclass
@@ -34,8 +35,8 @@ class PlannedStep:
     def name(self) -> str:
         return self.spec.name
 
-    def run(self, ds: Any, llm: LLM | None, *, show_progress: bool) -> tuple[Any, StepSummary]:
-        common = {"show_progress": show_progress, "return_summary": True}
+    def run(self, ds: Any, llm: LLM | None, *, show_progress: bool, overwrite: bool = False) -> tuple[Any, StepSummary]:
+        common = {"show_progress": show_progress, "return_summary": True, "overwrite": overwrite}
         if self.spec.uses_llm:
             return self.definition.function(ds, llm, **self.kwargs, **common)  # type: ignore[no-any-return]
         return self.definition.function(ds, **self.kwargs, **common)  # type: ignore[no-any-return]
@@ -112,13 +113,23 @@ _PIPELINE_NAMES = {
 }
 
 
-def check_inputs(ds: datasets.Dataset, plan: Plan, names: dict[str, str] | None = None) -> None:
+def check_inputs(
+    ds: datasets.Dataset, plan: Plan, names: dict[str, str] | None = None, *, overwrite: bool = False
+) -> None:
     """Every column a step reads must exist, with the right type, before the first step spends anything:
-    either in the input or written by an earlier step. ``names`` says how to call an argument in messages
-    (the CLI names its flags)."""
+    either in the input or written by an earlier step; and, unless ``overwrite``, no column a step writes may
+    exist already (found before the first step, not after the earlier ones were paid for). ``names`` says how
+    to call an argument in messages (the CLI names its flags)."""
     names = {**_PIPELINE_NAMES, **(names or {})}
     written: set[str] = set()
     for planned in plan.steps:
         reads = [r for r in planned.definition.reads(planned.kwargs) if r.column not in written]
         _plumbing.check_reads(ds, reads, names)
-        written |= {c.name for c in planned.definition.columns(planned.kwargs)}
+        columns = [c.name for c in planned.definition.columns(planned.kwargs) if c.name != DOC_ID]
+        existing = [c for c in columns if c in ds.column_names and c not in written]
+        if existing and not overwrite:
+            raise ValueError(
+                f"The {planned.name} step would replace the existing column(s) {existing}. Pass overwrite=True to "
+                "recompute them, or name other output columns in its *_kwargs."
+            )
+        written |= set(columns)

@@ -153,8 +153,14 @@ def test_the_cli_dry_run_sends_nothing_then_batch_mode_bills_in_dollars(teacher:
     usd = sum(s["usage"].get("usd", 0) for s in steps)
     assert usd == pytest.approx((teacher.prompt_tokens * 0.15 + teacher.completion_tokens * 0.60) / 2e6, rel=1e-4)
     assert len(teacher.batch_api.batches) == 2 and chat_posts(teacher) == 0
-    again = _cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "dry"), env=env)
-    assert again.stdout.splitlines()[2].split()[1:4] == ["12", "12", "0"]  # every question prompt is cached now
+    # The finished run's own --output (before: refused, though a dry run writes nothing).
+    again = _cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "out"), env=env)
+    assert again.returncode == 0, again.stderr
+    rows = {line.split()[0]: line.split() for line in again.stdout.splitlines()[2:4]}
+    assert rows["questions"][1:4] == ["12", "12", "0"]  # every question prompt is cached now
+    # The reasoning prompts exist once the cached questions do: a replay from the cache finds every one
+    # (before: "12 0", and dollars to pay for a re-run that sends nothing).
+    assert rows["reasoning"][1:4] == ["12", "12", "0"] and rows["reasoning"][-1] == "0.0000"
 
 
 def test_a_step_over_the_batch_limits_is_split_and_matched_back_by_custom_id(teacher: LocalTeacher, tmp_path) -> None:

@@ -61,7 +61,11 @@ def test_retry_after_is_honoured_and_an_isolated_429_does_not_shrink_the_limit(t
     assert reply.text == "echo: p number 0"
     assert teacher.request_count == 2
     assert teacher.arrivals[1] - teacher.arrivals[0] >= 0.6
-    assert llm._limiter is not None and llm._limiter.limit == 8 and llm._limiter.decreases == 0
+    assert (
+        llm._endpoints[0].limiter is not None
+        and llm._endpoints[0].limiter.limit == 8
+        and llm._endpoints[0].limiter.decreases == 0
+    )
 
 
 def test_5xx_and_hang_are_retried_then_succeed(teacher: LocalTeacher, make_llm) -> None:
@@ -96,7 +100,7 @@ def test_auth_and_unknown_model_stop_the_run_without_retry_storm(
     # Only the requests already in flight when the first answer came back were sent; none was retried.
     assert teacher.request_count in range(1, 5)
     # Cancelled requests gave their slots back: the same LLM serves a new run at full concurrency.
-    assert llm._limiter is not None and llm._limiter.in_flight == 0
+    assert llm._endpoints[0].limiter is not None and llm._endpoints[0].limiter.in_flight == 0
     teacher.reset()
     teacher.responder = echo
     assert [r.text for r in llm.complete_many(prompts(3))] == [f"echo: p number {i}" for i in range(3)]

@@ -70,7 +70,7 @@ def test_random_429s_delay_their_request_without_collapsing_the_limit(tmp_path: 
         with llm_for(server, tmp_path, max_concurrency=32) as llm:
             run = llm.new_run("quota")
             replies = llm.complete_many(prompts(800), run=run)
-            limiter = llm._limiter
+            limiter = llm._endpoints[0].limiter
             assert limiter is not None and limiter.decreases == 0 and limiter.limit == 32
     assert [r.text for r in replies] == [f"echo: p number {i}" for i in range(800)]
     assert 40 <= run.usage.retries <= 130  # ~10 % of ~890 attempts
@@ -84,7 +84,7 @@ def test_sustained_429s_shrink_the_limit_and_a_new_run_starts_healthy(teacher: L
     llm = make_llm(max_concurrency=32, max_retries=8)
     replies = llm.complete_many(prompts(100))
     assert all(isinstance(r, rare_hf.Completion) for r in replies)
-    limiter = llm._limiter
+    limiter = llm._endpoints[0].limiter
     assert limiter is not None and limiter.decreases >= 1 and limiter.limit < 16
     teacher.reset()
     teacher.latency = 0.05

@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     args.price_per_million = parse_price(args.price)
     exports = parse_formats(args.format, steps)
     output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
-    if output.exists() and not args.overwrite:
+    if output.exists() and not args.overwrite and not args.dry_run:  # a dry run writes nothing
         raise CliError(f"--output {output} already exists; pass --overwrite to replace it, or choose another folder.")
     _quiet_libraries()
     from ..steps.pipeline import build_rare_dataset

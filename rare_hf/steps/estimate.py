@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
+from ..errors import LLMFatalError
 from ..teacher.client import LLM
 from ..text.tokens import estimate_tokens
 from ..utils.datasets import column_values
+from ..utils.datasets import quiet_datasets_progress
 from .registry import PlanContext, StepSpec, spec_of
+from .summary import StepSummary
+
+if TYPE_CHECKING:
+    from .pipeline import RunSummary
 
 __all__ = ["StepEstimate", "estimate_run", "estimate_requests", "estimate_templated", "TYPICAL_QUESTION"]
 
@@ -33,10 +39,11 @@ class StepEstimate:
     Attributes:
         step: The step's name.
         requests: First-try requests of the step (one per row).
-        cached: Of them, those already in the response cache (exact where the prompts are known before the
-            run; 0 for steps whose prompts depend on earlier steps' output).
+        cached: Of them, those the response cache answers: looked up exactly where the prompts are known before
+            the run; for a later step, the rows a replay of the run from the cache alone answered.
         prompt_tokens / completion_tokens: Estimated tokens of the requests still to send.
         usd: Their estimated dollars at the LLM's price, or ``None`` without one.
+        templated: The prompts were estimated from the step's template (they depend on earlier steps).
     """
 
     step: str
@@ -45,6 +52,7 @@ class StepEstimate:
     prompt_tokens: int
     completion_tokens: int
     usd: float | None
+    templated: bool = False
 
 
 def estimate_run(
@@ -85,13 +93,55 @@ def estimate_run(
         seed=seed,
         **step_kwargs,
     )
+    options = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions}
+    replayed = _replay(ds, llm, steps, {**options, "answer_key": answer_key, "seed": seed}, step_kwargs)
     estimates = []
     for planned in plan.steps:
         if planned.spec.uses_llm:
             estimate = planned.definition.estimate(ds, llm, planned.kwargs, plan.context)
+            summary = replayed.step(planned.name) if replayed is not None else None
             if estimate is not None:
-                estimates.append(estimate)
+                estimates.append(estimate if summary is None else _cached_by_replay(llm, estimate, summary))
     return estimates
+
+
+def _replay(
+    ds: datasets.Dataset, llm: LLM, steps: Any, options: dict[str, Any], step_kwargs: dict[str, Any]
+) -> RunSummary | None:
+    """The run replayed from the response cache alone (nothing is sent): a later step's prompts exist only
+    once the earlier steps' replies do, and after a finished or interrupted run the cache holds them."""
+    from .pipeline import build_rare_dataset
+
+    if llm.cache is None:
+        return None
+    caching = datasets.is_caching_enabled()
+    datasets.disable_caching()  # the replay's tables go to a temporary folder, not beside the user's data
+    try:
+        with llm.cache_only(), quiet_datasets_progress():
+            _, summary = build_rare_dataset(
+                ds, llm, **options, steps=steps, keep_failed=True, overwrite=True, show_progress=False,
+                return_summary=True, **step_kwargs,
+            )  # fmt: skip
+        return summary  # type: ignore[no-any-return]
+    except LLMFatalError:  # the cached replies stop the run (they nearly all fail): the templates estimate
+        return None
+    finally:
+        if caching:
+            datasets.enable_caching()
+
+
+def _cached_by_replay(llm: LLM, estimate: StepEstimate, summary: StepSummary) -> StepEstimate:
+    """``estimate`` with its cached rows counted by the replay: rows the cache answered need nothing sent;
+    the others (their request not in the cache, or their input not yet made) cost a templated row each."""
+    if not estimate.templated:  # its requests were looked up exactly already
+        return estimate
+    missed = summary.failure_reasons.get("request", 0)
+    cached = max(0, min(estimate.requests, summary.rows_out - summary.skipped - missed))
+    share = (estimate.requests - cached) / max(1, estimate.requests)
+    prompt, completion = round(estimate.prompt_tokens * share), round(estimate.completion_tokens * share)
+    return _priced(
+        llm, dataclasses.replace(estimate, cached=cached, prompt_tokens=prompt, completion_tokens=completion)
+    )
 
 
 def estimate_requests(
@@ -131,7 +181,7 @@ def estimate_templated(
     rows = len(texts) * (ctx.options["num_questions"] if "questions" in ctx.chosen else 1)
     per_row = sum(_tokens(prompt(t, mean_doc)) for t in texts) / max(1, len(texts))
     completion = spec_of(step).completion_tokens if completion_tokens is None else completion_tokens
-    return _priced(llm, StepEstimate(step, rows, 0, round(per_row * rows), completion * rows, None))
+    return _priced(llm, StepEstimate(step, rows, 0, round(per_row * rows), completion * rows, None, templated=True))
 
 
 def _priced(llm: LLM, estimate: StepEstimate) -> StepEstimate:

@@ -11,12 +11,13 @@ in a notebook cell); ``a``-prefixed twins are coroutines usable from any event l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +30,6 @@ from ._config import resolve
 from ._endpoint import Endpoint, Fleet
 from ._http import backoff, connection_problem, gather_or_cancel, http_client, short
 from ._http import shutdown, single_call_run, split_params
-from ._limiter import AdaptiveLimiter
 from ._loop import LoopThread
 from ._probes import endpoint_problem, server_tokens
 from ._status import classify_status_error, post_chat
@@ -37,7 +37,9 @@ from .cache import ResponseCache, cache_key, open_cache
 from .replies import Completion, MalformedReply
 from .usage import LLMRun, Price, Usage
 
-__all__ = ["LLM", "Completion", "Price", "Usage", "LLMRun"]
+__all__ = ["LLM", "Completion", "Price", "Usage", "LLMRun", "NOT_CACHED"]
+
+NOT_CACHED = "not in the response cache (cache_only)"
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ class LLM:
         self._loop = LoopThread(name=f"rare_hf-llm-{self.model}")
         self._endpoints = [Endpoint(u, max_concurrency, rests=len(urls) > 1) for u in urls]
         self._fleet = Fleet(self._endpoints)
-        self._closed = False
+        self._closed = self._cache_only = False
         # Closes the HTTP session on the loop that owns it even when close() is never called (a notebook
         # that drops the object, or interpreter exit), instead of leaving aiohttp to complain at teardown.
         self._clients: list[openai.AsyncOpenAI] = []
@@ -156,10 +158,6 @@ class LLM:
         """Most requests in flight over all endpoints."""
         return self.max_concurrency * len(self._endpoints)
 
-    @property
-    def _limiter(self) -> AdaptiveLimiter:  # the first endpoint's: what single-endpoint tests inspect
-        return self._endpoints[0].limiter
-
     def __repr__(self) -> str:
         return f"LLM(model={self.model!r}, base_url={self.display_url!r}, max_concurrency={self.max_concurrency})"
 
@@ -168,9 +166,7 @@ class LLM:
         """Start a run: its usage is counted apart, its failures stop only itself, and the endpoint's
         concurrency starts it from a healthy state."""
         self._check_open()
-        return LLMRun(
-            name=name, usage=Usage(price=self.price), lifetime=self.usage, max_failure_rate=self.max_failure_rate
-        )
+        return LLMRun(name, Usage(price=self.price), lifetime=self.usage, max_failure_rate=self.max_failure_rate)
 
     def complete(
         self, messages: Messages, *, sample_index: int = 0, run: LLMRun | None = None, **params: Any
@@ -259,6 +255,15 @@ class LLM:
         self._check_open()
         self._loop.run(self._check_connection())
 
+    @contextlib.contextmanager
+    def cache_only(self) -> Iterator[None]:
+        """Within the block, a call the cache cannot answer raises ``LLMRequestError(NOT_CACHED)`` (dry runs)."""
+        before, self._cache_only = self._cache_only, True
+        try:
+            yield
+        finally:
+            self._cache_only = before
+
     def close(self) -> None:
         """Close the HTTP client and the background loop (the cache stays on disk). Using the object
         afterwards raises :class:`LLMClosedError`."""
@@ -289,13 +294,8 @@ class LLM:
 
     def _cache_key(self, messages: Messages, sample_index: int, body: dict[str, Any], options: dict[str, Any]) -> str:
         params = {**body, "extra_query": options.get("params")}
-        return cache_key(
-            model=self.model,
-            messages=messages,
-            params=params,
-            sample_index=sample_index,
-            namespace=self.cache_namespace,
-        )
+        return cache_key(model=self.model, messages=messages, params=params, sample_index=sample_index,
+                         namespace=self.cache_namespace)  # fmt: skip
 
     async def _complete(
         self, messages: Messages, sample_index: int, run: LLMRun, params: dict[str, Any], optional: dict[str, Any]
@@ -304,15 +304,15 @@ class LLM:
         body, options = split_params(self.default_params, {**params, **optional})
         key = self._cache_key(messages, sample_index, body, options)
         hit = self._cache.get(key) if self._cache is not None else None
+        request = {"model": self.model, "messages": messages, **body}
         if hit is not None:
             completion = Completion(**hit, cached=True)
             run.succeeded = True
+        elif self._cache_only:
+            raise LLMRequestError(NOT_CACHED)
         elif self.batch:
-            completion = await self._batch_queue().request(
-                key, {"model": self.model, "messages": messages, **body}, run
-            )
+            completion = await self._batch_queue().request(key, request, run)
         else:
-            request = {"model": self.model, "messages": messages, **body}
             completion = await self._request(request, list(optional), options, key, run)
             if self._cache is not None:
                 self._cache.put(key, completion.to_json())

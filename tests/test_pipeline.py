@@ -103,7 +103,7 @@ def test_retrieval_triples_schema(teacher: LocalTeacher, make_llm, docs) -> None
     assert triples.column_names == ["query_id", "query", "positive_passages", "negative_passages"]
     row, src = triples[0], out[0]
     assert row["query"] == f"{src['scenario']}\n{src['question']}"
-    assert row["positive_passages"] == [{"docid": src["doc_id"], "title": "", "text": src["text"]}]
+    assert row["positive_passages"] == [{"docid": src["doc_id"], "title": src["title"], "text": src["text"]}]
     assert [p["docid"] for p in row["negative_passages"]] == src["hard_negatives_ids"]
     assert [p["text"] for p in row["negative_passages"]] == src["hard_negatives"]
 
@@ -252,3 +252,21 @@ def test_a_column_the_run_would_replace_is_an_error_before_any_step(teacher: Loc
     out = rare_hf.build_rare_dataset(docs, make_llm(), steps=["questions", "hard_negatives"], show_progress=False)
     again = rare_hf.build_rare_dataset(out, steps=["hard_negatives"], num_neg=1, overwrite=True, show_progress=False)
     assert {len(n) for n in again["hard_negatives"]} == {1} and len(again) == len(out)
+
+
+def test_the_input_s_own_ids_and_titles_run_through_to_the_triples(teacher: LocalTeacher, make_llm, docs) -> None:
+    own = docs.remove_columns("doc_id").add_column("id", [f"PMID-{1000 + i}" for i in range(len(docs))])
+    out = rare_hf.build_rare_dataset(own, make_llm(), steps=["questions", "hard_negatives"], show_progress=False)
+    assert out["doc_id"] == out["id"]  # before: a hash of the text
+    title_of = dict(zip(own["id"], own["title"]))
+    triples = rare_hf.to_retrieval_triples(out)
+    for row in triples:
+        positive = row["positive_passages"][0]
+        assert positive["docid"].startswith("PMID-") and positive["title"] == title_of[positive["docid"]] != ""
+        assert [p["title"] for p in row["negative_passages"]] == [
+            title_of[p["docid"]] for p in row["negative_passages"]
+        ]
+    # Ids that are not unique cannot name documents: the text's hash is used, as without an id column.
+    twice = own.remove_columns("id").add_column("id", ["same"] * len(own))
+    hashed = rare_hf.add_questions(twice, make_llm(), show_progress=False)
+    assert hashed["doc_id"] == [rare_hf.utils.datasets.doc_id_for(t) for t in hashed["text"]]

@@ -10,7 +10,7 @@ import datasets
 from ..steps import _plumbing
 from ..steps.shown_documents import reasoning_messages_for_row
 from ..text.prompts import Prompt
-from ..utils.datasets import DOC_ID, doc_id_for, quiet_datasets_progress
+from ..utils.datasets import DOC_ID, column_values, doc_id_for, quiet_datasets_progress
 
 __all__ = ["to_sft", "to_retrieval_triples", "assistant_target"]
 
@@ -98,6 +98,7 @@ def to_retrieval_triples(
     input_scenario_key: str = "scenario",
     input_hardneg_key: str = "hard_negatives",
     input_written_key: str = "written_negatives",
+    input_title_key: str = "title",
     include_scenario: bool = True,
 ) -> datasets.Dataset:
     """Retriever-training triples in Tevatron's format: ``query_id``, ``query``, ``positive_passages`` and
@@ -107,6 +108,8 @@ def to_retrieval_triples(
 
     Args:
         ds: A dataset with questions and hard negatives (``add_hard_negatives`` output).
+        input_title_key: The documents' titles, when the input has them: each passage's ``title`` (a negative's
+            is found by its id among the dataset's documents; ``""`` when it is not there).
         include_scenario: Put the scenario before the question in ``query`` (ReasonIR's hard queries are
             scenario and question together).
 
@@ -128,6 +131,7 @@ def to_retrieval_triples(
             lambda q, n: q is not None and bool(n), input_columns=[input_question_key, input_hardneg_key]
         )
     _log_dropped(len(ds), len(usable), "retrieval triples")
+    titles = _titles(ds, input_title_key)
 
     def record(row: dict[str, Any], index: int) -> dict[str, Any]:
         doc_id = row.get(DOC_ID)
@@ -138,9 +142,9 @@ def to_retrieval_triples(
         return {
             "query_id": f"{doc_id}-{index}",
             "query": query,
-            "positive_passages": [{"docid": doc_id, "title": "", "text": row[input_text_key]}],
+            "positive_passages": [{"docid": doc_id, "title": titles.get(doc_id, ""), "text": row[input_text_key]}],
             "negative_passages": [
-                {"docid": i, "title": "", "text": t} for i, t in zip(neg_ids, row[input_hardneg_key])
+                {"docid": i, "title": titles.get(i, ""), "text": t} for i, t in zip(neg_ids, row[input_hardneg_key])
             ],
             **(
                 {
@@ -156,6 +160,14 @@ def to_retrieval_triples(
 
     with quiet_datasets_progress():
         return usable.map(record, with_indices=True, remove_columns=usable.column_names)
+
+
+def _titles(ds: datasets.Dataset, title_key: str) -> dict[str, str]:
+    """Document id to title, from the dataset's own documents (empty without a title column)."""
+    if title_key not in ds.column_names or DOC_ID not in ds.column_names:
+        return {}
+    pairs = zip(column_values(ds, DOC_ID), column_values(ds, title_key))
+    return {str(i): str(t) for i, t in pairs if i is not None and t is not None}
 
 
 def _usable(ds: datasets.Dataset, output_key: str, answer_key: str) -> datasets.Dataset:

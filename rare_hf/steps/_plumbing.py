@@ -14,7 +14,7 @@ import datasets
 from tqdm.auto import tqdm
 
 from ..teacher.client import LLMRun
-from ..utils.datasets import DOC_ID, column_values, doc_id_for
+from ..utils.datasets import DOC_ID, doc_ids
 from .registry import Read
 from .row_error import Tally
 from .summary import StepSummary
@@ -86,7 +86,7 @@ def with_doc_ids(ds: datasets.Dataset, text_key: str) -> datasets.Dataset:
     if DOC_ID in ds.column_names:
         return ds
     # add_column joins the new column to the table without rewriting the existing ones.
-    return ds.add_column(DOC_ID, [doc_id_for(t) for t in column_values(ds, text_key)])
+    return ds.add_column(DOC_ID, doc_ids(ds, text_key))
 
 
 def splits_of(ds: Any, argument: str = "ds") -> list[datasets.Dataset]:

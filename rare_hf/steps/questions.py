@@ -18,7 +18,7 @@ from ..text.prompts import (
     question_messages,
     question_repair_messages,
 )
-from ..utils.datasets import DOC_ID, column_values, doc_id_for
+from ..utils.datasets import DOC_ID, column_values, doc_id_for, doc_ids
 from . import _plumbing
 from .base import RESAMPLE_TEMPERATURE, Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
@@ -200,7 +200,7 @@ class QuestionStep(LLMStep):
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.options.input_key)
-        return ds
+        return _plumbing.with_doc_ids(ds, self.options.input_key)  # the input's own ids where it has them
 
     def columns(self) -> list[Column]:
         return self.columns_for(self.question_key, self.scenario_key)
@@ -210,7 +210,7 @@ class QuestionStep(LLMStep):
         """The columns written with these output keys (``q`` is ``output_question_key``)."""
         string = datasets.Value("string")
         return [
-            Column(DOC_ID, string, "Stable id of the source document (a hash of its text unless given)."),
+            Column(DOC_ID, string, "Source document id: the input's doc_id or unique id, else a hash of its text."),
             Column(q, string, "A standalone, reasoning-intensive question written by the teacher."),
             Column(scenario, string, "The scenario (situation and constraints) the question is set in."),
             Column(f"{q}_index", datasets.Value("int32"), "Which of the document's questions this row holds."),
@@ -273,9 +273,9 @@ class QuestionStep(LLMStep):
             )
         return rows
 
-    def first_request(self, text: str) -> tuple[Messages, dict[str, Any]]:
+    def first_request(self, text: str, doc_id: str) -> tuple[Messages, dict[str, Any]]:
         """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
-        prompt = self.long_prompt if self._is_long(doc_id_for(text)) else self.prompt
+        prompt = self.long_prompt if self._is_long(doc_id) else self.prompt
         messages, _, params = self._plan(
             0, question_messages(text[: self.options.max_doc_chars], self.options.num_questions, prompt), None, ""
         )
@@ -375,8 +375,8 @@ class _Definition(StepDefinition):
         args = _plumbing.arguments(add_questions, kwargs)
         step = QuestionStep(llm, QuestionOptions.from_arguments(args))
         step.detect_language(ds, args["input_key"])  # the prompt set the run will use, so the lookups match
-        texts = [t for t in column_values(ds, args["input_key"]) if isinstance(t, str) and t.strip()]
-        requests = [step.first_request(t) for t in texts]
+        texts = zip(column_values(ds, args["input_key"]), doc_ids(ds, args["input_key"]))
+        requests = [step.first_request(t, i) for t, i in texts if isinstance(t, str) and t.strip()]
         return estimate_requests(llm, "questions", requests, replies_per_request=args["num_questions"])
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import datasets
 
 DOC_ID = "doc_id"
+ID = "id"  # an input's own document ids, used as doc_id when they are unique
+TITLE = "title"  # an input's own document titles, carried into the retrieval exports
 
 
 def column_values(ds: datasets.Dataset, column: str) -> list[Any]:
@@ -20,6 +22,21 @@ def column_values(ds: datasets.Dataset, column: str) -> list[Any]:
 def doc_id_for(text: object) -> str:
     """A stable id from a document's content: the same text gets the same id in every run."""
     return hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:16]
+
+
+def doc_ids(ds: datasets.Dataset, text_key: str) -> list[str]:
+    """Each row's document id: its ``doc_id``; else the input's own ``id`` column when its values are unique and
+    present (a corpus' ids then run through to every export); else a hash of the text (:func:`doc_id_for`)."""
+    texts = column_values(ds, text_key)
+    for column in (DOC_ID, ID):
+        if column not in ds.column_names:
+            continue
+        given = column_values(ds, column)
+        if column == DOC_ID:
+            return [doc_id_for(t) if i is None else str(i) for i, t in zip(given, texts)]
+        if None not in given and len(set(map(str, given))) == len(given):
+            return [str(i) for i in given]
+    return [doc_id_for(t) for t in texts]
 
 
 @contextlib.contextmanager

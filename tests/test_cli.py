@@ -52,6 +52,32 @@ def test_a_zero_row_parquet_is_a_one_line_error(tmp_path: Path) -> None:
     )
 
 
+def test_cli_a_zero_row_parquet_written_by_pyarrow_is_one_line(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "none.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), str(path))  # no row groups at all
+    result = _cli(str(path), "--model", "m", env={"OPENAI_API_KEY": "x"})
+    # Before: three lines, one of them datasets' own log line, ending "An error occurred while generating".
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path} has no rows: there are no documents to read."
+
+
+@pytest.mark.parametrize("name", ["latin.jsonl", "latin.csv"])
+def test_cli_input_that_is_not_utf8_is_one_line_naming_file_line_and_fix(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    rows = '{"text": "ok"}\n{"text": "caf\xe9 au lait"}\n' if name.endswith("jsonl") else 'text\nok\n"caf\xe9"\n'
+    path.write_bytes(rows.encode("latin-1"))
+    line = 2 if name.endswith("jsonl") else 3
+    result = _cli(str(path), "--model", "m", "--dry-run", env={"OPENAI_API_KEY": "x"})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: {path}: line {line} is not UTF-8. Pass its encoding (e.g. --encoding")
+    assert "iconv -f latin1 -t utf-8" in result.stderr
+    read = _cli(str(path), "--encoding", "latin-1", "--model", "m", "--dry-run", env={"OPENAI_API_KEY": "x"})
+    assert read.returncode == 0 and "dry run: 2 rows" in read.stdout, read.stderr
+
+
 def test_the_cli_reads_back_its_own_output(teacher: LocalTeacher, tmp_path: Path) -> None:
     src = tmp_path / "docs.jsonl"
     rare_hf.load_sample_documents().select(range(6)).to_json(str(src), lines=True)

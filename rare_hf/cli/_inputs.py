@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +29,7 @@ def load_input(args: argparse.Namespace) -> datasets.Dataset:
     elif not args.input:
         raise CliError("give an input file, folder or Hub dataset id, or --demo.")
     elif Path(args.input).expanduser().exists():
-        ds = load_local(Path(args.input).expanduser())
+        ds = load_local(Path(args.input).expanduser(), args.encoding)
     elif _looks_like_a_path(args.input):  # not a Hub id: say so at once instead of retrying the Hub
         raise CliError(f"{args.input}: no such file or folder.")
     else:
@@ -48,7 +52,7 @@ def _looks_like_a_path(given: str) -> bool:
     return Path(given).suffix in _FORMATS or given.startswith((".", "/", "~")) or "\\" in given or given.count("/") > 1
 
 
-def load_local(path: Path) -> Any:
+def load_local(path: Path, encoding: str = "utf-8") -> Any:
     """Data files (one type per folder), or a folder written by ``save_to_disk`` (this command's
     ``--output``/dataset, or the output folder itself)."""
     import datasets
@@ -62,18 +66,66 @@ def load_local(path: Path) -> Any:
         raise CliError(f"{path}: expected .jsonl, .json, .parquet or .csv files, or a save_to_disk folder.")
     if len(kinds) > 1:
         raise CliError(f"{path}: mixes file types {sorted(kinds)}; keep one type per folder.")
-    empty = [p for p in files if p.stat().st_size == 0]
-    if empty:
-        raise CliError(f"{empty[0]} is empty: there are no documents to read.")
+    kind = kinds.pop()
+    for file in files:
+        _check_file(file, kind, encoding)
+    text_options = {"encoding": encoding} if kind in ("json", "csv") else {}
     try:
-        ds = datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+        with _silenced("datasets"):  # its own log lines would repeat the one we print
+            ds = datasets.load_dataset(kind, data_files=[str(p) for p in files], split="train", **text_options)
     except Exception as exc:  # noqa: BLE001 - a file datasets cannot read is the user's input problem
         if "corresponds to no data" in str(exc):  # datasets' words for a file without rows
             raise CliError(f"{path} has no rows: there are no documents to read.") from exc
-        raise CliError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise CliError(f"cannot read {path}: {_root_message(exc)}") from exc
     if len(ds) == 0:
         raise CliError(f"{path} has no rows: there are no documents to read.")
     return ds
+
+
+def _check_file(file: Path, kind: str, encoding: str) -> None:
+    """One line naming the file and what to do, before ``datasets`` fails on it with several."""
+    if file.stat().st_size == 0:
+        raise CliError(f"{file} is empty: there are no documents to read.")
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        if pq.ParquetFile(file).metadata.num_rows == 0:
+            raise CliError(f"{file} has no rows: there are no documents to read.")
+    elif codecs.lookup(encoding).name == "utf-8":
+        line = _first_line_not_utf8(file)
+        if line is not None:
+            raise CliError(
+                f"{file}: line {line} is not UTF-8. Pass its encoding (e.g. --encoding latin-1), or convert it: "
+                f"iconv -f latin1 -t utf-8 {file} > utf8-{file.name}"
+            )
+
+
+def _first_line_not_utf8(file: Path) -> int | None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with file.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _root_message(exc: BaseException) -> str:
+    """The first line of the innermost cause (datasets wraps a reader's error in "An error occurred ...")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _silenced(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level, logger.level = logger.level, logging.CRITICAL + 1
+    try:
+        yield
+    finally:
+        logger.level = level
 
 
 def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:

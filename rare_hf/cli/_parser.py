@@ -38,6 +38,9 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--split", default="train", help="split to load (Hub datasets and files; default: train)")
     src.add_argument("--config", default=None, help="Hub dataset configuration name")
     src.add_argument("--text-column", default="text", help="column holding the documents (default: text)")
+    src.add_argument(
+        "--encoding", default="utf-8", help="text encoding of .jsonl/.json/.csv input, e.g. latin-1 (default: utf-8)"
+    )
     src.add_argument("--limit", type=int, default=None, help="use only the first N rows")
 
 

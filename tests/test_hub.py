@@ -171,3 +171,22 @@ def test_without_the_plot_extra_the_card_keeps_its_tables(hub) -> None:
     assert result.stdout.startswith("False ")
     _, body = card_of(hub, "tester/no-figures")
     assert "## Statistics" in body and "## Figures" not in body and "plots/" not in body
+
+
+def test_the_card_says_what_was_dropped_what_it_cost_and_when_it_is_placeholder_data(teacher, make_llm) -> None:
+    from rare_hf.hub import build_card
+
+    docs = rare_hf.load_sample_documents().select(range(8))
+    docs = docs.map(lambda r, i: {"text": "" if i < 2 else r["text"]}, with_indices=True)  # 2 rows skipped
+    llm = make_llm(price_per_million=(0.15, 0.6))
+    ds, summary = rare_hf.build_rare_dataset(docs, llm, show_progress=False, return_summary=True)
+    body = build_card(DatasetCard(""), ds, num_rows=len(ds), repo_id="me/rare", summary=summary).content
+    # Before: "2 rows that failed a step dropped" beside a table showing failed 0, with no reason.
+    assert "2 rows dropped because a step failed or skipped them (questions skipped 2" in body
+    usage = summary.usage()
+    assert f"- Cost of the data: ${usage['data_usd']:.4f} (the last run paid ${usage['usd']:.4f};" in body
+    # Made with the offline teacher through the Python API, not --demo: still marked as placeholder data.
+    assert "> **Placeholder data.**" in body
+    real = ds.map(lambda r: {"question": "Which dose?", "reasoning": "Because."})
+    real_body = build_card(DatasetCard(""), real, num_rows=len(real), repo_id="me/rare", summary=summary).content
+    assert "Placeholder data" not in real_body

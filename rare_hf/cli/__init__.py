@@ -136,9 +136,10 @@ def _run(args: argparse.Namespace) -> int:
     cached = usage.get("cached", 0)
     if cached:
         cached_tokens = usage.get("data_tokens", 0) - usage.get("total_tokens", 0)
+        sent = usage.get("requests", 0)
         print(
-            f"{cached} responses came from the cache: {cached_tokens:,} tokens paid by an earlier run, "
-            "none by this one."
+            f"{cached} responses came from the cache ({cached_tokens:,} tokens, paid for by an earlier run); "
+            f"this run sent {sent} request{'' if sent == 1 else 's'} ({usage.get('total_tokens', 0):,} tokens)."
         )
     print(f"Wrote {output}/")
     if args.push_to_hub:

@@ -9,9 +9,11 @@ from typing import Any
 
 import datasets
 
+from ..demo import DEMO_MODEL, PLACEHOLDER_MARK
 from ..steps.pipeline import ALL_STEPS, RunSummary, describe_price
 from ..steps.summary import StepSummary
 from ..text.prompts import BUILT_IN, PROMPTS, Prompt
+from ..utils.datasets import column_values
 
 RUN_CONFIG_FILENAME = "rare_hf_run.json"
 _INPUT_DOCS = {
@@ -22,6 +24,30 @@ _INPUT_DOCS = {
 
 def _rows(n: int) -> str:
     return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
+def _dropped(summary: RunSummary) -> str:
+    """How many rows were dropped, and why: a row is dropped when a step failed it or skipped it."""
+    if not summary.dropped_failed:
+        return "no row was dropped"
+    reasons = [f"{s.step} {kind} {n:,}" for s in summary.steps for kind, n in s.failure_reasons.items() if n]
+    why = f" ({', '.join(reasons)})" if reasons else ""
+    return f"{_rows(summary.dropped_failed)} dropped because a step failed or skipped them{why}"
+
+
+def placeholder_warning(ds: datasets.Dataset, summary: RunSummary | None) -> str | None:
+    """A warning when the data was written by the offline demo teacher (its fields carry a placeholder mark),
+    whatever way it was run: the CLI's --demo, or rare_hf.testing.LocalTeacher from Python."""
+    demo = summary is not None and summary.model == DEMO_MODEL
+    columns = [c for c in ("question", "reasoning") if c in ds.column_names]
+    head = ds.select(range(min(len(ds), 20)))
+    marked = any(PLACEHOLDER_MARK in str(v) for c in columns for v in column_values(head, c))
+    if not (demo or marked):
+        return None
+    return (
+        "> **Placeholder data.** These rows were written by rare_hf's offline demo teacher, not by a language "
+        "model: the questions and reasoning are placeholders. Do not train on them."
+    )
 
 
 def columns_table(ds: datasets.Dataset, summary: RunSummary | None) -> str:
@@ -83,10 +109,13 @@ def statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: dic
     per_split = ", ".join(f"{name} {rows:,}" for name, rows in split_rows.items())
     lines = [f"- Rows: {sum(split_rows.values()):,} ({per_split})"]
     if summary is not None:
-        lines.append(
-            f"- Last run: {summary.rows_out:,} rows from {summary.rows_in:,} input rows; "
-            f"{_rows(summary.dropped_failed)} that failed a step dropped"
-        )
+        lines.append(f"- Last run: {summary.rows_out:,} rows from {summary.rows_in:,} input rows; {_dropped(summary)}")
+        usage = summary.usage()
+        if summary.price is not None:
+            lines.append(
+                f"- Cost of the data: ${usage.get('data_usd', 0):.4f} (the last run paid ${usage.get('usd', 0):.4f}; "
+                "the rest were replies its response cache held)"
+            )
         lines.append("")
         priced = summary.price is not None
         lines.append(

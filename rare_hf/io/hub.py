@@ -18,7 +18,15 @@ from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
 from ..steps.pipeline import RunSummary
 from . import plots
-from .card_sections import RUN_CONFIG_FILENAME, columns_table, generation, sample, statistics, used_prompts
+from .card_sections import (
+    RUN_CONFIG_FILENAME,
+    columns_table,
+    generation,
+    placeholder_warning,
+    sample,
+    statistics,
+    used_prompts,
+)
 
 __all__ = ["push_to_hub", "build_card", "RUN_CONFIG_FILENAME"]
 
@@ -179,8 +187,10 @@ def _generated_section(
     split_rows: dict[str, int],
     figures: dict[str, str],
 ) -> str:
+    warning = placeholder_warning(ds, summary)
     parts = [
         f"# {title}",
+        *([warning] if warning else []),
         "Training data for **Retrieval-Augmented Reasoning Modeling** (RARE): each row pairs a standalone, "
         "reasoning-intensive question with its source document, BM25 hard negatives that look relevant but are "
         "not the source, and a teacher model's step-by-step reasoning over all of them, shuffled. A model "

@@ -152,7 +152,9 @@ class StepProgress:
             if self._run is not None:
                 usage = self._run.usage
                 elapsed = max(time.monotonic() - self._start, 1e-9)
-                postfix.update(tokens=f"{usage.total_tokens:,}", req_s=f"{usage.requests / elapsed:.1f}")
+                # Tokens the data cost so far, cached replies included (a resumed run is not "0 tokens").
+                postfix.update(tokens=f"{usage.data_tokens:,}", cached=usage.cached)
+                postfix["req_s"] = f"{usage.requests / elapsed:.1f}"
                 if usage.usd is not None:
                     postfix["usd"] = f"{usage.usd:.4f}"
             self._bar.set_postfix(postfix, refresh=False)

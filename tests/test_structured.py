@@ -94,3 +94,17 @@ def test_the_card_says_how_the_questions_were_constrained(tmp_path) -> None:
         )
     card = build_card(DatasetCard(""), out, num_rows=len(out), repo_id="me/rare", summary=summary).content
     assert "- Structured outputs (questions): off: the server rejected response_format (HTTP 400: Unsupported" in card
+
+
+def test_a_dataset_dict_s_summary_merges_each_field_by_its_meaning(tmp_path) -> None:
+    with LocalTeacher(structured_outputs="honour") as teacher:
+        splits = datasets.DatasetDict({"train": documents(6), "test": documents(4)})
+        out, summary = rare_hf.add_questions(
+            splits, llm_for(teacher, tmp_path), show_progress=False, return_summary=True
+        )
+    assert {name: len(split) for name, split in out.items()} == {"train": 6, "test": 4}
+    # Before: "json_schemajson_schema" (the two splits' strings added), and zero counters dropped.
+    assert summary.stats["structured_output"] == "json_schema"
+    usage = summary.usage  # the test split's 4 documents are the train split's first 4: cached
+    assert (usage["failed"], usage["retries"], usage["requests"], usage["cached"]) == (0, 0, 6, 4)
+    assert (summary.rows_in, summary.ok) == (10, 10)

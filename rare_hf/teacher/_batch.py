@@ -32,7 +32,7 @@ from .replies import Completion, MalformedReply, fix_hint, parse_reply, rejectio
 
 if TYPE_CHECKING:
     from .cache import ResponseCache
-    from .client import LLMRun
+    from .usage import LLMRun
 
 logger = logging.getLogger(__name__)
 

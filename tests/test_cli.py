@@ -125,6 +125,9 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_output(tmp_path: Path) -
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            # A shell's background job (CI runners, `cmd &`) starts with SIGINT ignored, and Python keeps an
+            # ignored SIGINT: give the child the default, as a terminal would.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 60
         while slow.request_count < 3 and time.monotonic() < deadline:

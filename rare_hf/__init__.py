@@ -24,8 +24,16 @@ _LAZY = {
     "build_rare_dataset": "steps.pipeline",
     "PromptStep": "steps.custom",
     "RunSummary": "steps.pipeline",
-    "to_sft": "io.export",
-    "to_retrieval_triples": "io.export",
+    "to_sft": "io.reasoning_formats",
+    "to_preference": "io.reasoning_formats",
+    "to_retrieval_triples": "io.retrieval_formats",
+    "to_sentence_transformers": "io.retrieval_formats",
+    "to_flag_embedding": "io.retrieval_formats",
+    "split_for_eval": "io.beir",
+    "held_out_documents": "io.beir",
+    "to_beir": "io.beir",
+    "save_beir": "io.beir",
+    "export": "io.formats",
     "push_to_hub": "io.hub",
     "BM25Index": "retrieval.bm25",
     "StepSummary": "steps.summary",
@@ -80,7 +88,10 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         ParseError,
         RareHFError,
     )
-    from .io.export import to_retrieval_triples, to_sft
+    from .io.beir import held_out_documents, save_beir, split_for_eval, to_beir
+    from .io.formats import export
+    from .io.reasoning_formats import to_preference, to_sft
+    from .io.retrieval_formats import to_flag_embedding, to_retrieval_triples, to_sentence_transformers
     from .io.hub import push_to_hub
     from .io.samples import load_sample_documents
     from .retrieval.bm25 import BM25Index

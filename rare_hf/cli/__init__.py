@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.ray and args.batch:
         raise CliError("--batch and --ray do not go together: the Batch API needs no cluster; drop --ray.")
     args.price_per_million = parse_price(args.price)
-    exports = parse_formats(args.format, steps)
+    exports = parse_formats(args.format, steps, args.eval_fraction)
     output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
     if output.exists() and not args.overwrite and not args.dry_run:  # a dry run writes nothing
         raise CliError(f"--output {output} already exists; pass --overwrite to replace it, or choose another folder.")
@@ -121,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
                     ds,
                     llm,
                     **pipeline_kwargs(args),
+                    negatives_kwargs=_held_out_negatives(ds, args, steps),
                     steps=steps,
                     keep_failed=args.keep_failed,
                     overwrite=True,  # the steps named on the command line run; the input on disk is untouched
@@ -143,8 +144,19 @@ def _run(args: argparse.Namespace) -> int:
         )
     print(f"Wrote {output}/")
     if args.push_to_hub:
-        return push(ds, summary, args, token, output)
+        return push(ds, summary, args, token, output, args.text_column)
     return 0
+
+
+def _held_out_negatives(ds: Any, args: argparse.Namespace, steps: list[str]) -> dict[str, Any] | None:
+    """With --eval-fraction, the held-out documents are chosen before mining, so none is mined as a training
+    row's negative (a row would otherwise lose it at export and fall short of --num-neg)."""
+    if not args.eval_fraction or "hard_negatives" not in steps:
+        return None
+    from ..io.beir import held_out_documents
+    from ..utils.datasets import doc_ids
+
+    return {"exclude_ids": held_out_documents(doc_ids(ds, args.text_column), args.eval_fraction, seed=args.seed)}
 
 
 def _quiet_libraries() -> None:

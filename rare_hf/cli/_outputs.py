@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import CliError
 from ..steps.registry import BUILT_IN
-from ._parser import PUBLISHING_OPTIONS
+from ._parser import PUBLISHING_OPTIONS, parse_formats
+
+_ALL_STEPS = [spec.name for spec in BUILT_IN]  # a push checks format names, not which steps ran
 
 if TYPE_CHECKING:
     import datasets
@@ -64,18 +66,16 @@ def write_outputs(
 ) -> None:
     """Write everything into a sibling folder, then move it into place: an interrupted run leaves no
     half-written output, and --overwrite replaces the old folder only once the new one is complete."""
-    from ..io.export import to_retrieval_triples, to_sft
+    from ..io.formats import export_all, write_exports
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
         ds.save_to_disk(str(partial / "dataset"))
         (partial / "summary.json").write_text(summary.to_json())
-        text_key = {"input_text_key": args.text_column}
-        for export in exports:
-            records = to_retrieval_triples(ds, **text_key) if export == "triples" else to_sft(ds, export, **text_key)
-            records.to_parquet(str(partial / f"{export}.parquet"))
-            records.to_json(str(partial / f"{export}.jsonl"), lines=True, force_ascii=False)
+        columns = {"input_text_key": args.text_column}
+        _, records = export_all(ds, exports, eval_fraction=args.eval_fraction, seed=args.seed, columns=columns)
+        write_exports(records, partial)
         if output.exists():
             shutil.rmtree(output)
         partial.rename(output)
@@ -83,7 +83,14 @@ def write_outputs(
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, token: str | None, output: Path) -> int:
+def push(
+    ds: datasets.Dataset,
+    summary: RunSummary | None,
+    args: argparse.Namespace,
+    token: str | None,
+    output: Path,
+    text_column: str = "text",
+) -> int:
     from ..io.hub import push_to_hub
 
     language = [code.strip() for code in args.language.split(",")] if args.language else None
@@ -97,6 +104,10 @@ def push(ds: datasets.Dataset, summary: RunSummary, args: argparse.Namespace, to
             license=args.license,
             pretty_name=args.pretty_name,
             language=language,
+            formats=parse_formats(args.format, list(_ALL_STEPS)) if args.format else (),
+            eval_fraction=args.eval_fraction,
+            seed=args.seed or 0,
+            columns={"input_text_key": text_column},
         )
     except Exception as exc:  # noqa: BLE001 - the data is safe on disk; say how to retry only the push
         print(
@@ -116,8 +127,8 @@ def push_command(args: argparse.Namespace, output: Path) -> str:
         value = getattr(args, attribute)
         if switch and value:
             words.append(flag)
-        elif not switch and value is not None:
-            words += [flag, value]
+        elif not switch and value is not None and (flag != "--seed" or args.eval_fraction):
+            words += [flag, str(value)]
     return shlex.join(words)
 
 
@@ -134,4 +145,7 @@ def push_folder(args: argparse.Namespace) -> int:
     summary_file = output / "summary.json"
     summary = RunSummary.from_dict(json.loads(summary_file.read_text())) if summary_file.exists() else None
     args.push_to_hub = args.repo
-    return push(ds, summary, args, hub_token(), output)
+    params = summary.params if summary is not None else {}
+    if args.seed is None:
+        args.seed = params.get("seed", 0)
+    return push(ds, summary, args, hub_token(), output, params.get("text_key", "text"))

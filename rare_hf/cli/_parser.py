@@ -7,15 +7,13 @@ import argparse
 from ..errors import CliError
 from ..steps.registry import BUILT_IN, DEFAULT_STEPS, aliases
 
-_EXPORTS = ("messages", "rare", "triples")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rare-hf",
         description="Build a RARE training set from documents: questions, BM25 hard negatives, distilled reasoning.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_EPILOG,
+        epilog=_EPILOG + _formats_help(),
     )
     _input_arguments(parser)
     _teacher_arguments(parser)
@@ -129,8 +127,16 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--format",
         default=None,
-        help="training exports, comma-separated: messages, rare, triples (default: messages when reasoning runs, "
-        "else triples)",
+        help="training exports, comma-separated (default: messages when reasoning runs, else triples); "
+        "see 'formats' below",
+    )
+    out.add_argument(
+        "--eval-fraction",
+        type=_eval_fraction,
+        default=None,
+        metavar="SHARE",
+        help="hold out this share of the documents as a BEIR test set (adds --format beir); training exports "
+        "and negatives leave them out",
     )
     out.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     out.add_argument("--push-to-hub", metavar="REPO", default=None, help="also publish the dataset to this Hub repo")
@@ -144,6 +150,9 @@ PUBLISHING_OPTIONS = (
     ("--license", "license", False),
     ("--pretty-name", "pretty_name", False),
     ("--language", "language", False),
+    ("--format", "format", False),
+    ("--eval-fraction", "eval_fraction", False),
+    ("--seed", "seed", False),
 )
 
 
@@ -164,6 +173,9 @@ def build_push_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", help="the run's --output folder (or its dataset folder)")
     parser.add_argument("repo", help="Hub dataset repo, e.g. user/my-rare-data")
     _publishing_arguments(parser)
+    parser.add_argument("--format", default=None, help="also publish these formats, one config each (see rare-hf -h)")
+    parser.add_argument("--eval-fraction", type=_eval_fraction, default=None, help="hold out documents (rare-hf -h)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the held-out choice (default: the run's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the push does")
     return parser
 
@@ -177,6 +189,13 @@ _EPILOG = """examples:
   rare-hf docs.jsonl --model M --base-url http://gpu1:8000/v1,http://gpu2:8000/v1 --ray --ray-actors 8
 
 Responses are cached on disk: after a crash or Ctrl-C, run the same command again to resume."""
+
+
+def _formats_help() -> str:
+    from ..io.formats import FORMATS
+
+    lines = [f"  {f.name:<30}{f.description}" for f in FORMATS]
+    return "\n\nformats (--format, comma-separated; each also rare_hf.export(ds, NAME) in Python):\n" + "\n".join(lines)
 
 
 def short_name(step: str) -> str:
@@ -195,17 +214,24 @@ def parse_steps(text: str) -> list[str]:
     return [spec.name for spec in BUILT_IN if spec.name in chosen]
 
 
-def parse_formats(text: str | None, steps: list[str]) -> list[str]:
+def parse_formats(text: str | None, steps: list[str], eval_fraction: float | None = None) -> list[str]:
+    """The formats to write, by their canonical names; each needs its step in ``steps``."""
+    from ..io.formats import FORMATS, format_named
+
     if text is None:
-        return ["messages"] if "reasoning" in steps else ["triples"] if "hard_negatives" in steps else []
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in _EXPORTS]
-    if unknown or not formats:
-        raise CliError(f"--format: unknown export(s) {unknown}; choose from {', '.join(_EXPORTS)}.")
-    for export in formats:
-        if export in ("messages", "rare") and "reasoning" not in steps:
-            raise CliError(f"--format {export} needs the reasoning step; add it to --steps or choose --format triples.")
-    return list(dict.fromkeys(formats))
+        formats = ["messages"] if "reasoning" in steps else ["triples"] if "hard_negatives" in steps else []
+        return formats + (["beir"] if eval_fraction else [])
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    known = {alias: f.name for f in FORMATS for alias in (f.name, *f.aliases)}
+    unknown = [f for f in names if f not in known]
+    if unknown or not names:
+        raise CliError(f"--format: unknown format(s) {unknown}; choose from {', '.join(f.name for f in FORMATS)}.")
+    formats = list(dict.fromkeys([known[f] for f in names] + (["beir"] if eval_fraction else [])))
+    for name in formats:
+        needs = format_named(name).needs
+        if needs not in steps:
+            raise CliError(f"--format {name} needs the {short_name(needs)} step; add it to --steps.")
+    return formats
 
 
 def parse_price(text: str | None) -> tuple[float, float] | None:
@@ -218,6 +244,16 @@ def parse_price(text: str | None) -> tuple[float, float] | None:
     if len(prices) != 2 or min(prices) < 0:
         raise CliError(f"--price: expected two numbers IN,OUT (USD per million tokens), e.g. 0.15,0.60; got {text!r}.")
     return prices  # type: ignore[return-value]
+
+
+def _eval_fraction(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"expected a share of the documents in (0, 1), e.g. 0.1; got {text!r}")
+    return share
 
 
 def _failure_rate(text: str) -> float | None:

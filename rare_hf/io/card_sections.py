@@ -202,3 +202,26 @@ def used_prompts(summary: RunSummary) -> list[Prompt]:
             custom = Prompt(**step.params["prompt"])
             prompts[str(custom.version)] = custom
     return list(prompts.values()) or list(PROMPTS.values())
+
+
+def training_formats(repo_id: str, records: dict[str, Any]) -> str:
+    """Per published format: its configuration, size, what it trains and the call that trains on it."""
+    from .formats import format_named, max_length_for, snippet
+
+    def load(config: str, split: str) -> str:
+        return f'load_dataset("{repo_id}", "{config}", split="{split}")'
+
+    parts = [
+        "Each format below is a configuration of this repo, built from the same rows (`from datasets import "
+        "load_dataset`). Token counts are estimated at four characters per token; measure with your tokenizer."
+    ]
+    for name, data in records.items():
+        fmt = format_named(name)
+        if isinstance(data, datasets.DatasetDict):
+            sizes = ", ".join(f"`{name}-{part}` {len(split):,} rows" for part, split in data.items())
+            parts.append(f"### `{name}`: {fmt.description}\n\nConfigurations {sizes}.")
+        else:
+            parts.append(f"### `{name}`: {fmt.description}\n\n{len(data):,} records (configuration `{name}`).")
+        max_length = max_length_for(data) if fmt.kind == "reasoning" and len(data) else None
+        parts.append(f"```python\n{snippet(name, load, max_length)}\n```")
+    return "\n\n".join(parts)

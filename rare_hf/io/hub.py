@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
@@ -18,6 +19,7 @@ from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
 from ..steps.pipeline import RunSummary
 from . import plots
+from .formats import export_all, hub_configs
 from .card_sections import (
     RUN_CONFIG_FILENAME,
     columns_table,
@@ -25,6 +27,7 @@ from .card_sections import (
     placeholder_warning,
     sample,
     statistics,
+    training_formats,
     used_prompts,
 )
 
@@ -66,6 +69,10 @@ def push_to_hub(
     pretty_name: str | None = None,
     language: str | list[str] | None = None,
     source_datasets: list[str] | None = None,
+    formats: Sequence[str] = (),
+    eval_fraction: float | None = None,
+    seed: int = 0,
+    columns: dict[str, Any] | None = None,
 ) -> str:
     """Push a RARE dataset and its dataset card to the Hub.
 
@@ -81,6 +88,14 @@ def push_to_hub(
             the uploaded run configuration.
         commit_message: Message of the data commit.
         pretty_name / language / source_datasets: Card metadata.
+        formats: Training formats to publish beside the full data, one configuration each (names as in
+            :func:`rare_hf.export`), so ``load_dataset(repo_id, "sentence-transformers")`` gives trainer-ready
+            columns; the card shows each one's training call.
+        eval_fraction: Hold out this share of the documents (:func:`rare_hf.split_for_eval`): the full data is
+            pushed as ``train`` and ``test`` splits, the formats from ``train``, and the held-out questions as a
+            BEIR test set (configurations ``beir-corpus``, ``beir-queries``, ``beir-qrels``).
+        seed: Seeds the held-out choice.
+        columns: The steps' column names when not the defaults (e.g. ``{"input_text_key": "body"}``).
 
     Returns:
         The URL of the dataset repo.
@@ -91,6 +106,12 @@ def push_to_hub(
     """
     if isinstance(ds, datasets.DatasetDict) and split is not None:
         raise ValueError("split= applies to a Dataset; a DatasetDict is pushed with its own split names.")
+    records: dict[str, Any] = {}
+    if formats or eval_fraction:
+        if not isinstance(ds, datasets.Dataset):
+            raise ValueError("formats= and eval_fraction= apply to a Dataset; push each split's formats apart.")
+        splits, records = export_all(ds, formats, eval_fraction=eval_fraction, seed=seed, columns=columns)
+        ds = splits if eval_fraction else ds
     kwargs: dict[str, Any] = {
         "config_name": config_name,
         "private": private,
@@ -100,6 +121,15 @@ def push_to_hub(
     if isinstance(ds, datasets.Dataset):
         kwargs["split"] = split or "train"
     ds.push_to_hub(repo_id, **kwargs)
+    for config, (config_split, data) in hub_configs(records).items():
+        data.push_to_hub(
+            repo_id,
+            config_name=config,
+            split=config_split,
+            private=private,
+            token=token,
+            commit_message=f"Upload the {config} format (rare_hf)",
+        )
     api = HfApi(token=token)
     card = DatasetCard.load(repo_id, repo_type="dataset", token=token)
     first = ds if isinstance(ds, datasets.Dataset) else next(iter(ds.values()))
@@ -119,6 +149,7 @@ def push_to_hub(
         pretty_name=pretty_name,
         language=language,
         source_datasets=source_datasets,
+        formats=records,
     )
     operations = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
     operations += [CommitOperationAdd(f"{_PLOTS_DIR}/{name}", png) for name, (_, png) in figures_png.items()]
@@ -141,6 +172,7 @@ def build_card(
     pretty_name: str | None = None,
     language: str | list[str] | None = None,
     source_datasets: list[str] | None = None,
+    formats: dict[str, Any] | None = None,
 ) -> DatasetCard:
     """Fill an existing card (as ``datasets`` wrote it, or as a person edited it) with rare_hf's metadata
     and generated section. YAML keys already present (``configs``, ``dataset_info``, a person's license)
@@ -157,7 +189,7 @@ def build_card(
     if source_datasets:
         data.source_datasets = source_datasets
     section = _generated_section(
-        ds, repo_id, data.pretty_name, summary, split_rows or {"train": num_rows}, figures or {}
+        ds, repo_id, data.pretty_name, summary, split_rows or {"train": num_rows}, figures or {}, formats or {}
     )
     card.text = _merge_text(card.text, section)
     return card
@@ -186,6 +218,7 @@ def _generated_section(
     summary: RunSummary | None,
     split_rows: dict[str, int],
     figures: dict[str, str],
+    formats: dict[str, Any],
 ) -> str:
     warning = placeholder_warning(ds, summary)
     parts = [
@@ -200,6 +233,7 @@ def _generated_section(
         f'```python\nfrom datasets import load_dataset\n\nds = load_dataset("{repo_id}")\n```\n'
         'For supervised fine-tuning (TRL\'s `SFTTrainer`), `rare_hf.to_sft(ds["train"])` rebuilds the exact '
         "prompt of every row from its columns; `rare_hf.to_retrieval_triples` gives retriever-training triples.",
+        *(["## Training formats", training_formats(repo_id, formats)] if formats else []),
         "## Columns",
         columns_table(ds, summary),
         "## How it was generated",

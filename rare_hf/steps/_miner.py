@@ -30,6 +30,7 @@ class Filters:
     max_score_ratio: float | None
     max_overlap: float | None
     exclude_shared_passages: bool
+    exclude_ids: frozenset[str] = frozenset()
 
 
 class Miner:
@@ -54,6 +55,8 @@ class Miner:
         self.without = 0  # rows mined with no negative at all
         self.tally = Tally()
         self.total = total
+        positions = [] if index is None else [index.position_of_id(i) for i in filters.exclude_ids]
+        self.excluded = np.array(sorted(p for p in positions if p >= 0), dtype=np.int64)
         self.bar = tqdm(total=total, desc="Mining hard negatives", unit="question", disable=not show_progress)
 
     def run(self, ds: datasets.Dataset, batch_size: int) -> datasets.Dataset:
@@ -194,6 +197,10 @@ class Miner:
         live = scores > 0  # zero-score hits are never negatives
         self.dropped["positive or exact duplicate"] += int((positive & live).sum())
         keep = live & ~positive
+        if len(self.excluded):
+            excluded = keep & np.isin(docs, self.excluded)
+            self.dropped["excluded (exclude_ids)"] += int(excluded.sum())
+            keep &= ~excluded
         if self.filters.max_score_ratio is not None:
             # A positive scoring 0 (its question shares no term with it) gives no margin to compare with.
             comparable = (pos_score > 0)[:, None]  # NaN (positive not in the index) -> False too

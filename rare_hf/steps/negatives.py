@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from typing import Any
 
 import datasets
@@ -32,6 +33,7 @@ def add_hard_negatives(
     max_score_ratio: float | None = 0.95,
     max_overlap: float | None = 0.6,
     exclude_shared_passages: bool = True,
+    exclude_ids: Collection[str] | None = None,
     k1: float = 0.9,
     b: float = 0.4,
     language: str | None = "auto",
@@ -64,6 +66,8 @@ def add_hard_negatives(
         exclude_shared_passages: Drop candidates that share a passage with the positive: a run of 13 or
             more words (any shared run of 16 words is always found). Overlapping chunks of one document
             share passages even when they share few terms, and the sibling chunk holds the answer.
+        exclude_ids: ``doc_id`` s never served as a negative, e.g. documents held out for evaluation
+            (:func:`rare_hf.held_out_documents`), so no training row shows a test document.
         k1, b, language, stopwords: BM25 and tokenisation settings when an index is built here. ``language``
             is ``"auto"`` by default: Chinese, Japanese, Korean and Thai corpora are detected and indexed as
             character bigrams, others with English stemming; see :meth:`BM25Index.build`.
@@ -93,7 +97,9 @@ def add_hard_negatives(
         _plumbing.check_reads(split, reads)
         _plumbing.free_output_columns(split, outputs, overwrite)
     shared_index = _external_index(corpus, input_text_key, k1, b, language, stopwords, show_progress)
-    filters = Filters(num_neg, min_neg, skip_top, max_score_ratio, max_overlap, exclude_shared_passages)
+    filters = Filters(
+        num_neg, min_neg, skip_top, max_score_ratio, max_overlap, exclude_shared_passages, frozenset(exclude_ids or ())
+    )
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
@@ -118,6 +124,7 @@ def add_hard_negatives(
             "max_score_ratio": max_score_ratio,
             "max_overlap": max_overlap,
             "exclude_shared_passages": exclude_shared_passages,
+            "excluded_ids": len(filters.exclude_ids),
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
             "corpus_size": len(index) if index is not None else 0,
             **(index.params if index is not None else {}),

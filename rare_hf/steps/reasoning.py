@@ -118,8 +118,9 @@ def add_reasoning(
         The dataset with ``{r}`` and ``{output_answer_key}`` (``None`` when the row failed), ``{r}_raw``
         (the teacher's full reply), ``{r}_doc_order`` (the shown order, as indices into
         ``[positive, *negatives]``), ``{r}_positive_index`` (where the positive was shown, 0-based),
-        ``{r}_attempts``, ``{r}_correct`` (``None`` without gold), ``{r}_error``, ``{r}_input_truncated`` and
-        ``{r}_prompt_version``,
+        ``{r}_attempts``, ``{r}_correct`` (``None`` without gold), ``{r}_rejected`` (the replies that were
+        wrong against gold: :func:`rare_hf.to_preference` pairs them with the kept one), ``{r}_error``,
+        ``{r}_input_truncated`` and ``{r}_prompt_version``,
         where ``{r}`` is ``output_key``. :func:`reasoning_messages_for_row` rebuilds the exact prompt.
 
     Example:
@@ -185,6 +186,11 @@ class ReasoningStep(LLMStep):
                 datasets.Value("bool"),
                 "Whether the teacher's answer matched the gold answer (null without gold).",
             ),
+            Column(
+                f"{r}_rejected",
+                datasets.List({"reasoning": string, "answer": string}),
+                "Replies whose answer did not match the gold answer, in the order they came (preference data).",
+            ),
             Column(f"{r}_error", string, "Why the row has no reasoning (null when it has)."),
             Column(
                 f"{r}_input_truncated",
@@ -230,6 +236,7 @@ class ReasoningStep(LLMStep):
             f"{r}_positive_index": None,
             f"{r}_attempts": 0,
             f"{r}_correct": None,
+            f"{r}_rejected": [],
             f"{r}_error": None,
             f"{r}_input_truncated": False,
             f"{r}_prompt_version": self.prompt.version,
@@ -255,6 +262,7 @@ class ReasoningStep(LLMStep):
     async def _ask(self, messages: list[dict[str, Any]], gold: str | None, run: LLMRun) -> dict[str, Any]:
         r = self.reasoning_key
         result: dict[str, Any] = {}
+        rejected: list[dict[str, str]] = []  # wrong against gold: the rejected side of preference pairs
         problem = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             if attempt == 0:
@@ -267,7 +275,7 @@ class ReasoningStep(LLMStep):
                 problem = RowError("request", exc.reason)
                 continue
             reasoning, answer = _reasoning_and_answer(completion)
-            result = {f"{r}_raw": _raw_reply(completion), f"{r}_attempts": attempt + 1}
+            result = {f"{r}_raw": _raw_reply(completion), f"{r}_attempts": attempt + 1, f"{r}_rejected": rejected}
             if completion.truncated:
                 problem = self.truncation_problem(completion)
             elif not answer or not reasoning:
@@ -276,6 +284,7 @@ class ReasoningStep(LLMStep):
                 detail = f"the teacher's answer did not match the gold answer in {attempt + 1} attempt(s)"
                 problem = RowError("wrong", detail)
                 result[f"{r}_correct"] = False
+                rejected.append({"reasoning": reasoning, "answer": answer})
             else:
                 self.judged(run, None)
                 correct = None if gold is None else True

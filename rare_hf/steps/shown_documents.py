@@ -43,7 +43,14 @@ def reasoning_messages_for_row(
         >>> messages[1]["content"]        # scenario, question and the documents in their shown order
     """
     pool = [row[input_text_key][:max_doc_chars], *(n[:max_doc_chars] for n in row[input_hardneg_key])]
-    documents = [pool[i] for i in row[f"{output_key}_doc_order"]]
+    order = row[f"{output_key}_doc_order"]
+    if sorted(order) != list(range(len(pool))):
+        raise ValueError(
+            f"{output_key}_doc_order shows {len(order)} documents but the row has {len(pool)} (its positive and "
+            f"{input_hardneg_key}): the negatives changed after the reasoning step, so its prompt cannot be rebuilt "
+            "(split_for_eval(..., drop_held_out_negatives=False) keeps them as shown)."
+        )
+    documents = [pool[i] for i in order]
     return reasoning_messages(
         row[input_question_key], row.get(input_scenario_key), documents, prompt or _prompt_of(row, output_key)
     )

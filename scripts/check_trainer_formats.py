@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -40,7 +42,11 @@ def build_data(folder: Path) -> datasets.Dataset:
         llm = rare_hf.LLM("teacher", base_url=teacher.url, api_key="EMPTY", cache_dir=folder / "cache")
         held = rare_hf.held_out_documents(docs["doc_id"], EVAL_FRACTION)  # as the CLI does with --eval-fraction
         ds = rare_hf.build_rare_dataset(
-            docs, llm, steps=["questions", "hard_negatives"], negatives_kwargs={"exclude_ids": held}, show_progress=False
+            docs,
+            llm,
+            steps=["questions", "hard_negatives"],
+            negatives_kwargs={"exclude_ids": held},
+            show_progress=False,
         )
         ds = ds.add_column("gold", ["B"] * len(ds))
         rows = {q: i for i, q in enumerate(ds["question"])}
@@ -135,7 +141,12 @@ def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
                 bf16=False,
                 use_cpu=True,
             )
-            out = SFTTrainer(model=causal_lm(tok, folder / f"lm-{name}"), processing_class=tok, train_dataset=records[name], args=args).train()
+            out = SFTTrainer(
+                model=causal_lm(tok, folder / f"lm-{name}"),
+                processing_class=tok,
+                train_dataset=records[name],
+                args=args,
+            ).train()
             return f"SFTTrainer 1 step, loss {out.training_loss:.3f}"
 
         return run
@@ -154,7 +165,9 @@ def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
             bf16=False,
             use_cpu=True,
         )
-        out = DPOTrainer(model=causal_lm(tok, folder / "lm-dpo"), processing_class=tok, train_dataset=data, args=args).train()
+        out = DPOTrainer(
+            model=causal_lm(tok, folder / "lm-dpo"), processing_class=tok, train_dataset=data, args=args
+        ).train()
         return f"DPOTrainer 1 step on {len(data)} pairs, loss {out.training_loss:.3f}"
 
     def kto() -> str:
@@ -171,7 +184,9 @@ def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
             bf16=False,
             use_cpu=True,
         )
-        out = KTOTrainer(model=causal_lm(tok, folder / "lm-kto"), processing_class=tok, train_dataset=data, args=args).train()
+        out = KTOTrainer(
+            model=causal_lm(tok, folder / "lm-kto"), processing_class=tok, train_dataset=data, args=args
+        ).train()
         return f"KTOTrainer 1 step on {len(data)} rows, loss {out.training_loss:.3f}"
 
     def st(name: str, loss_name: str) -> Callable[[], str]:
@@ -180,7 +195,11 @@ def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
 
             model = embedder(tok, folder / f"st-{name}")
             args = SentenceTransformerTrainingArguments(
-                output_dir=str(folder / name), max_steps=1, per_device_train_batch_size=4, report_to=[], save_strategy="no"
+                output_dir=str(folder / name),
+                max_steps=1,
+                per_device_train_batch_size=4,
+                report_to=[],
+                save_strategy="no",
             )
             loss = getattr(losses, loss_name)(model)
             out = SentenceTransformerTrainer(model=model, args=args, train_dataset=records[name], loss=loss).train()
@@ -204,9 +223,18 @@ def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
     def flagembedding() -> str:
         if importlib.util.find_spec("FlagEmbedding") is None:
             return "SKIPPED: FlagEmbedding is not installed"
-        from FlagEmbedding.abc.finetune.embedder import AbsEmbedderTrainDataset  # noqa: F401 - its reader
-
-        return "SKIPPED: reader found; its training driver needs a GPU launcher (torchrun)"
+        embedder(tok, folder / "bge")
+        records["flagembedding"].to_json(str(folder / "bge_train.jsonl"))
+        command = [sys.executable, "-m", "FlagEmbedding.finetune.embedder.encoder_only.base"]
+        command += ["--model_name_or_path", str(folder / "bge"), "--train_data", str(folder / "bge_train.jsonl")]
+        command += ["--output_dir", str(folder / "bge-out"), "--max_steps", "1", "--per_device_train_batch_size", "2"]
+        command += ["--train_group_size", "4", "--query_max_len", "64", "--passage_max_len", "128"]
+        command += ["--knowledge_distillation", "True", "--report_to", "none", "--save_strategy", "no"]
+        done = subprocess.run([*command, "--use_cpu", "True", "--bf16", "False"], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1])
+        loss = re.search(r"'train_loss': '?([0-9.]+)", done.stdout + done.stderr)
+        return f"FlagEmbedding encoder_only.base 1 step with its score distillation, loss {loss and loss.group(1)}"
 
     def tevatron() -> str:
         return "SKIPPED: Tevatron is not installed" if importlib.util.find_spec("tevatron") is None else "installed"

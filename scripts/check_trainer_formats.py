@@ -127,67 +127,28 @@ def embedder(tok, folder: Path):
 def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
     """What trains each format, as in the card's snippets; each returns a short result."""
 
-    def sft(name: str) -> Callable[[], str]:
+    def trl_step(name: str, trainer: str, batch: int = 2) -> Callable[[], str]:
         def run() -> str:
-            from trl import SFTConfig, SFTTrainer
+            import trl
 
-            args = SFTConfig(
+            data = records[name]
+            config = getattr(trl, f"{trainer}Config")(
                 output_dir=str(folder / name),
                 max_steps=1,
-                per_device_train_batch_size=2,
-                max_length=max_length_for(records[name]),
+                per_device_train_batch_size=batch,
+                max_length=max_length_for(data),
                 report_to=[],
                 save_strategy="no",
                 bf16=False,
                 use_cpu=True,
             )
-            out = SFTTrainer(
-                model=causal_lm(tok, folder / f"lm-{name}"),
-                processing_class=tok,
-                train_dataset=records[name],
-                args=args,
+            model = causal_lm(tok, folder / f"lm-{name}")
+            out = getattr(trl, f"{trainer}Trainer")(
+                model=model, processing_class=tok, train_dataset=data, args=config
             ).train()
-            return f"SFTTrainer 1 step, loss {out.training_loss:.3f}"
+            return f"{trainer}Trainer 1 step, loss {out.training_loss:.3f}"
 
         return run
-
-    def dpo() -> str:
-        from trl import DPOConfig, DPOTrainer
-
-        data = records["preference"]
-        args = DPOConfig(
-            output_dir=str(folder / "dpo"),
-            max_steps=1,
-            per_device_train_batch_size=2,
-            max_length=max_length_for(data),
-            report_to=[],
-            save_strategy="no",
-            bf16=False,
-            use_cpu=True,
-        )
-        out = DPOTrainer(
-            model=causal_lm(tok, folder / "lm-dpo"), processing_class=tok, train_dataset=data, args=args
-        ).train()
-        return f"DPOTrainer 1 step on {len(data)} pairs, loss {out.training_loss:.3f}"
-
-    def kto() -> str:
-        from trl import KTOConfig, KTOTrainer
-
-        data = records["kto"]
-        args = KTOConfig(
-            output_dir=str(folder / "kto"),
-            max_steps=1,
-            per_device_train_batch_size=4,
-            max_length=max_length_for(data),
-            report_to=[],
-            save_strategy="no",
-            bf16=False,
-            use_cpu=True,
-        )
-        out = KTOTrainer(
-            model=causal_lm(tok, folder / "lm-kto"), processing_class=tok, train_dataset=data, args=args
-        ).train()
-        return f"KTOTrainer 1 step on {len(data)} rows, loss {out.training_loss:.3f}"
 
     def st(name: str, loss_name: str) -> Callable[[], str]:
         def run() -> str:
@@ -240,10 +201,10 @@ def checks(records: dict, tok, folder: Path) -> dict[str, Callable[[], str]]:
         return "SKIPPED: Tevatron is not installed" if importlib.util.find_spec("tevatron") is None else "installed"
 
     return {
-        "messages": sft("messages"),
-        "prompt-completion": sft("prompt-completion"),
-        "preference": dpo,
-        "kto": kto,
+        "messages": trl_step("messages", "SFT"),
+        "prompt-completion": trl_step("prompt-completion", "SFT"),
+        "preference": trl_step("preference", "DPO"),
+        "kto": trl_step("kto", "KTO", batch=4),  # KTO estimates its KL term across the batch
         "rare": lambda: "SKIPPED: RARE's own scripts read it, no trainer here",
         "sentence-transformers": st("sentence-transformers", "MultipleNegativesRankingLoss"),
         "sentence-transformers-scores": st("sentence-transformers-scores", "DistillKLDivLoss"),

@@ -177,7 +177,8 @@ def test_cli_demo_runs_with_no_environment(tmp_path: Path) -> None:
     [
         (["--text-column", "body"], {"K": "x"}, "Column 'body' (--text-column) not found"),
         (["--answer-column", "gold"], {"K": "x"}, "Column 'gold' (--answer-column) not found"),
-        ([], {}, "no API key: set the environment variable K"),
+        # A server on this machine needs no key; a remote replica beside it does.
+        (["--base-url", "https://api.example.com/v1"], {}, "no API key: set the environment variable K"),
         (["--steps", "negatives,reasoning"], {"K": "x"}, "Column 'question' (a question column from an earlier run)"),
         (["--steps", "summaries"], {"K": "x"}, "--steps: unknown step"),
         (["--format", "messages", "--steps", "questions,negatives"], {"K": "x"}, "needs the reasoning step"),

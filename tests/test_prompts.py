@@ -93,7 +93,7 @@ def test_a_chinese_corpus_gets_the_chinese_prompts_end_to_end(teacher: LocalTeac
     reasoning = [r for r in teacher.requests if r["messages"][0]["content"] == REASONING_PROMPT_ZH.system]
     assert len(questions) == 3 and len(reasoning) == 3 and len(teacher.requests) == 6
     assert "下面是一篇专业领域的文档" in questions[0]["messages"][1]["content"]
-    assert set(out["question_prompt_version"]) == {"rare_hf-questions-zh-v1"}
+    assert set(out["question_prompt_version"]) == {"rare_hf-questions-json-zh-v1"}
     assert set(out["reasoning_prompt_version"]) == {"rare_hf-reasoning-zh-v1"}
     # Built-in prompts are found from the row's version: no prompt= needed to rebuild or to train.
     assert [m["messages"][:2] for m in rare_hf.to_sft(out)] == [r["messages"] for r in reasoning]
@@ -102,7 +102,7 @@ def test_a_chinese_corpus_gets_the_chinese_prompts_end_to_end(teacher: LocalTeac
 def test_prompt_language_overrides_detection(teacher: LocalTeacher, make_llm) -> None:
     docs = datasets.Dataset.from_dict({"text": ZH_DOCS[:1]})
     out = rare_hf.add_questions(docs, make_llm(), prompt_language="en", show_progress=False)
-    assert out["question_prompt_version"] == ["rare_hf-questions-v1"]
+    assert out["question_prompt_version"] == ["rare_hf-questions-json-v1"]
     with pytest.raises(ValueError, match="prompt_language: expected 'auto' or one of"):
         rare_hf.add_questions(docs, make_llm(), prompt_language="fr", show_progress=False)
     assert json.loads(json.dumps(teacher.requests[0]))["messages"][1]["content"].startswith("Below is a document")

@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 import rare_hf
-from rare_hf.prompts import QUESTION_PROMPT
+from rare_hf.prompts import QUESTION_JSON_PROMPT
 from rare_hf.testing import LocalTeacher, Reply
 from rare_hf.text.tokens import estimate_tokens
 
@@ -133,7 +133,8 @@ def test_order_and_input_columns_preserved(teacher: LocalTeacher, make_llm) -> N
     assert out.column_names[:3] == ["text", "source", "year"]
     assert out["text"] == DOCS and out["source"] == ["src-0", "src-1", "src-2"] and out["year"] == [2000, 2001, 2002]
     assert out["question"] == [f"Q about {d[:30]}?" for d in DOCS]
-    assert out["question_prompt_version"] == [QUESTION_PROMPT.version] * 3
+    # The schema goes with the request (structured="auto"), so the prompt describes the reply in words.
+    assert out["question_prompt_version"] == [QUESTION_JSON_PROMPT.version] * 3
     assert len(set(out["doc_id"])) == 3
 
 
@@ -273,7 +274,8 @@ def test_query_length_long_and_varied_ask_for_long_scenarios_and_record_it(teach
         assert asked_long == (row["question_length"] == "long")
         assert sent["max_tokens"] == 4096  # long and varied runs get the larger default budget
         assert (row["question_error"] is None) == asked_long  # a long scenario is only fine when asked for
-        assert row["question_prompt_version"] == ("rare_hf-questions-long-v1" if asked_long else "rare_hf-questions-v1")
+        long_version, short_version = "rare_hf-questions-json-long-v1", "rare_hf-questions-json-v1"
+        assert row["question_prompt_version"] == (long_version if asked_long else short_version)
     again = rare_hf.add_questions(docs, make_llm(), query_length="varied", show_progress=False)
     assert again["question_length"] == lengths  # chosen by doc_id, the same on every run
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the heavy modules load after the arguments are parsed: --he
 
     from ..steps.pipeline import RunSummary
     from ..teacher.client import LLM
+    from ..teacher.local import LocalServer
 
 
 class _Terminated(KeyboardInterrupt):
@@ -173,39 +174,69 @@ def _quiet_libraries() -> None:
 
 @contextlib.contextmanager
 def _teacher_endpoint(args: argparse.Namespace) -> Iterator[tuple[Any, str | None, str | None, Any]]:
-    """The teacher's (base_url, api_key, model, cache_dir); with --demo, a local server for the run. The demo
-    caches in a folder of its own that outlives the run (cache keys do not depend on the server's port), so
-    re-running the demo resumes like any other run."""
-    if not args.demo:
+    """The teacher's (base_url, api_key, model, cache_dir); with --demo or a local model, a server in this
+    process for the run. The demo caches in a folder of its own that outlives the run (cache keys do not
+    depend on the server's port), so re-running the demo resumes like any other run."""
+    from ..teacher.cache import default_cache_dir
+
+    demo_cache = args.cache_dir or default_cache_dir() / "demo"
+    if args.local or args.local_model:
+        with _local_server(args) as server:
+            yield server.base_url, "EMPTY", server.model_path.stem, demo_cache if args.demo else args.cache_dir
+    elif args.demo:
+        from ..testing.server import LocalTeacher
+
+        with LocalTeacher() as teacher:
+            yield teacher.url, "EMPTY", DEMO_MODEL, demo_cache
+    else:
         urls = [u.strip() for given in args.base_url or [] for u in given.split(",") if u.strip()]
         yield urls or None, os.environ.get(args.api_key_env), args.model, args.cache_dir
-        return
-    from ..teacher.cache import default_cache_dir
-    from ..testing.server import LocalTeacher
 
-    with LocalTeacher() as teacher:
-        yield teacher.url, "EMPTY", DEMO_MODEL, args.cache_dir or default_cache_dir() / "demo"
+
+@contextlib.contextmanager
+def _local_server(args: argparse.Namespace) -> Iterator[LocalServer]:
+    from ..teacher.local import DEMO_LOCAL_MODEL, LocalServer, resolve_model
+
+    if args.base_url or args.model:
+        raise CliError("--local-model / --local run the teacher here: leave out --base-url and --model.")
+    try:
+        path = resolve_model(args.local_model or DEMO_LOCAL_MODEL)
+        server = LocalServer(path, n_ctx=args.local_ctx, parallel=args.local_parallel, gpu_layers=args.gpu_layers)
+    except LLMConfigError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None, cache_dir: Any) -> LLM:
+    from ..teacher._config import is_loopback
     from ..teacher.client import LLM
 
-    if not api_key:
+    if not api_key and not all(is_loopback(u) for u in _urls(base_url)):
         raise CliError(
             f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
-            "local servers without auth accept any value, e.g. EMPTY."
+            "servers on this machine need none, others without auth accept any value, e.g. EMPTY."
         )
     if model is None and not os.environ.get("RARE_HF_MODEL"):
         raise CliError("no teacher model: pass --model or set RARE_HF_MODEL.")
     return LLM(**_llm_kwargs(args, base_url, api_key, model), cache_dir=cache_dir)
 
 
+def _urls(base_url: Any) -> list[str]:
+    given = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+    return [u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1" for u in given]
+
+
 def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None) -> dict[str, Any]:
+    local = bool(args.local or args.local_model)
     return {
         "model": model,
         "base_url": base_url,
         "api_key": api_key,
-        "max_concurrency": args.max_concurrency,
+        # A local server decodes --local-parallel requests at once and says its window itself.
+        "max_concurrency": args.local_parallel if local else args.max_concurrency,
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
         "timeout": args.timeout,
@@ -213,6 +244,7 @@ def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, mo
         "batch": args.batch,
         "price_per_million": args.price_per_million,
         "max_failure_rate": args.max_failure_rate,
+        "context_window": args.local_ctx if local else None,
     }
 
 

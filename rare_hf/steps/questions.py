@@ -195,8 +195,24 @@ class QuestionStep(LLMStep):
         self.repair_prompt = PROMPT_SETS[language]["questions-repair"]
         self.long_prompt = self.custom_prompt or PROMPT_SETS[language]["questions-long"]
         self.params["long_prompt_version"] = self.long_prompt.version
-        self.prompt_text = _prompt_text(self.prompt, self.repair_prompt)
+        # With the schema sent, the shape is described in words (a custom prompt is used as written).
+        structured = {
+            long: PROMPT_SETS[language]["questions-long-json" if long else "questions-json"] for long in (0, 1)
+        }
+        self.json_prompts = {bool(k): self.custom_prompt or p for k, p in structured.items()}
+        if self.structured != "off" and not self.custom_prompt:
+            self.params["json_prompt_versions"] = [p.version for p in self.json_prompts.values()]
+        self.prompt_text = _prompt_text(self.prompt, self.repair_prompt, *self.json_prompts.values())
         self.params["repair_prompt_version"] = self.repair_prompt.version
+
+    def run_prompt_version(self) -> str:
+        return self.prompt_for(False).version
+
+    def prompt_for(self, long: bool) -> Prompt:
+        """The prompt of a document's first request: its length's, in words when the schema goes with it."""
+        if self.structured != "off" and self.structured_mode != "off":
+            return self.json_prompts[long]
+        return self.long_prompt if long else self.prompt
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.options.input_key)
@@ -216,7 +232,14 @@ class QuestionStep(LLMStep):
             Column(f"{q}_index", datasets.Value("int32"), "Which of the document's questions this row holds."),
             Column(f"{q}_attempts", datasets.Value("int32"), "Teacher requests used to obtain the question."),
             Column(f"{q}_error", string, "Why the row has no question (null when it has)."),
-            Column(f"{q}_input_truncated", datasets.Value("bool"), "Whether the document was cut to max_doc_chars."),
+            Column(
+                f"{q}_input_truncated",
+                datasets.Value("bool"),
+                "Whether the document was cut (max_doc_chars, max_doc_tokens or the teacher's context window).",
+            ),
+            Column(
+                f"{q}_input_kept", datasets.Value("float32"), "Share of the document's characters shown (1.0: whole)."
+            ),
             Column(f"{q}_prompt_version", string, "Version of the question prompt."),
             Column(f"{q}_length", string, "short: a scenario of a few sentences; long: 300 to 2,000 words."),
         ]
@@ -234,48 +257,49 @@ class QuestionStep(LLMStep):
         text = row[self.options.input_key]
         doc_id = doc_id_for(text) if row.get(DOC_ID) is None else str(row[DOC_ID])
         long = self._is_long(doc_id)
+        prompt = self.prompt_for(long)
+        q, n = self.question_key, self.options.num_questions
         base = {
             **row,
             DOC_ID: doc_id,
-            f"{self.question_key}_prompt_version": (self.long_prompt if long else self.prompt).version,
-            f"{self.question_key}_length": "long" if long else "short",
-            f"{self.question_key}_attempts": 0,
-            f"{self.question_key}_input_truncated": False,
+            f"{q}_prompt_version": prompt.version,
+            f"{q}_length": "long" if long else "short",
+            f"{q}_attempts": 0,
+            f"{q}_input_truncated": False,
+            f"{q}_input_kept": None,
         }
         if not isinstance(text, str) or not text.strip():
-            return [
-                {
-                    **base,
-                    f"{self.question_key}_index": i,
-                    f"{self.question_key}_error": RowError("skipped", "empty or missing document"),
-                }
-                for i in range(self.options.num_questions)
-            ]
-        document = await self.fit(text, self.options.max_doc_chars)
-        pairs, attempts, problem = await self._ask(document, run, long)
-        base.update(
-            {
-                f"{self.question_key}_attempts": attempts,
-                f"{self.question_key}_input_truncated": len(document) < len(text),
-            }
+            return self._failed(base, RowError("skipped", "empty or missing document"))
+        fit = await self.fit_window(
+            [await self.fit(text, self.options.max_doc_chars)], lambda docs: question_messages(docs[0], n, prompt)
         )
-        rows = []
-        for i in range(self.options.num_questions):
-            pair = pairs[i] if i < len(pairs) else None
-            rows.append(
-                {
-                    **base,
-                    f"{self.question_key}_index": i,
-                    self.question_key: pair["question"] if pair else None,
-                    self.scenario_key: pair["scenario"] if pair else None,
-                    f"{self.question_key}_error": None if pair else problem,
-                }
-            )
-        return rows
+        document = fit.documents[0]
+        base |= {
+            f"{q}_input_truncated": len(document) < len(text),
+            f"{q}_input_kept": round(len(document) / len(text), 4),
+        }
+        if fit.problem:
+            return self._failed(base, RowError("context", fit.problem))
+        pairs, attempts, problem = await self._ask(document, run, long, prompt, fit.room)
+        base[f"{q}_attempts"] = attempts
+        return [
+            {
+                **base,
+                f"{q}_index": i,
+                q: pairs[i]["question"] if i < len(pairs) else None,
+                self.scenario_key: pairs[i]["scenario"] if i < len(pairs) else None,
+                f"{q}_error": None if i < len(pairs) else problem,
+            }
+            for i in range(n)
+        ]
+
+    def _failed(self, base: dict[str, Any], problem: RowError) -> list[dict[str, Any]]:
+        q = self.question_key
+        return [{**base, f"{q}_index": i, f"{q}_error": problem} for i in range(self.options.num_questions)]
 
     def first_request(self, text: str, doc_id: str) -> tuple[Messages, dict[str, Any]]:
         """The messages and parameters of a document's first request (what a dry run looks up in the cache)."""
-        prompt = self.long_prompt if self._is_long(doc_id) else self.prompt
+        prompt = self.prompt_for(self._is_long(doc_id))
         messages, _, params = self._plan(
             0, question_messages(text[: self.options.max_doc_chars], self.options.num_questions, prompt), None, ""
         )
@@ -288,16 +312,18 @@ class QuestionStep(LLMStep):
             return hashlib.sha1(doc_id.encode()).digest()[0] % 2 == 1
         return self.options.query_length == "long"
 
-    async def _ask(self, document: str, run: LLMRun, long: bool) -> tuple[list[dict[str, str]], int, RowError | None]:
+    async def _ask(
+        self, document: str, run: LLMRun, long: bool, prompt: Prompt, room: int | None
+    ) -> tuple[list[dict[str, str]], int, RowError | None]:
         """Up to ``max_attempts`` requests until ``n`` valid questions; returns them, attempts, last problem."""
-        first = question_messages(document, self.options.num_questions, self.long_prompt if long else self.prompt)
+        first = question_messages(document, self.options.num_questions, prompt)
         kept: list[dict[str, str]] = []
         previous: Completion | None = None
         problem: RowError | None = RowError("request", "no attempt")
         for attempt in range(self.options.max_attempts):
             messages, sample_index, params = self._plan(attempt, first, previous, problem)
             try:
-                previous = await self.ask(messages, run, sample_index, **params)
+                previous = await self.ask(messages, run, sample_index, room, **params)
             except LLMRequestError as exc:
                 previous, problem = None, RowError("request", exc.reason)
                 continue

@@ -98,7 +98,9 @@ def add_reasoning(
         resample_temperature: Temperature of later attempts (RARE sampled at 0.95).
         max_doc_chars: Each shown document (the positive and every negative) is cut to this many characters,
             so one oversized document cannot make a request the model's context refuses
-            (``{r}_input_truncated`` says where it happened).
+            (``{r}_input_truncated`` says where it happened). When the teacher's context window is known
+            (:class:`rare_hf.LLM` ``context_window``, or the server's own), the documents are also cut to
+            equal token shares so that the prompt and the reply fit it (``{r}_input_kept``: the share shown).
         max_tokens: Completion budget per reply; default: the LLM's ``max_tokens``, else 4,096. A reply cut off
             by it is asked once more with twice the budget, unless it was looping.
         prompt: Your own :class:`rare_hf.Prompt`, with ``{question}`` and ``{documents}`` and optionally
@@ -195,7 +197,12 @@ class ReasoningStep(LLMStep):
             Column(
                 f"{r}_input_truncated",
                 datasets.Value("bool"),
-                "Whether a shown document was cut to max_doc_chars characters.",
+                "Whether a shown document was cut (max_doc_chars, max_doc_tokens or the teacher's context window).",
+            ),
+            Column(
+                f"{r}_input_kept",
+                datasets.List(datasets.Value("float32")),
+                "Share of each document's characters shown, in [positive, *negatives] order (1.0: whole).",
             ),
             Column(f"{r}_prompt_version", string, "Version of the reasoning prompt."),
         ]
@@ -239,6 +246,7 @@ class ReasoningStep(LLMStep):
             f"{r}_rejected": [],
             f"{r}_error": None,
             f"{r}_input_truncated": False,
+            f"{r}_input_kept": None,
             f"{r}_prompt_version": self.prompt.version,
         }
         question, text, negatives = (
@@ -251,15 +259,28 @@ class ReasoningStep(LLMStep):
             return {**out, f"{r}_error": RowError("skipped", skip)}
         order = document_order(self.options.seed, row[DOC_ID], question, 1 + len(negatives))
         pool = [text, *negatives]
-        fitted = [await self.fit(d, self.options.max_doc_chars) for d in pool]
-        truncated = any(len(f) < len(d) for f, d in zip(fitted, pool))
-        pool = fitted
-        messages = reasoning_messages(question, row[self.column_of["scenario"]], [pool[i] for i in order], self.prompt)
-        out.update({f"{r}_doc_order": order, f"{r}_positive_index": order.index(0), f"{r}_input_truncated": truncated})
-        gold = row[self.column_of["gold"]] if self.column_of["gold"] else None
-        return {**out, **await self._ask(messages, None if gold is None else str(gold), run)}
+        scenario = row[self.column_of["scenario"]]
 
-    async def _ask(self, messages: list[dict[str, Any]], gold: str | None, run: LLMRun) -> dict[str, Any]:
+        def render(docs: list[str]) -> list[dict[str, Any]]:
+            return reasoning_messages(question, scenario, [docs[i] for i in order], self.prompt)
+
+        fit = await self.fit_window([await self.fit(d, self.options.max_doc_chars) for d in pool], render)
+        out.update(
+            {
+                f"{r}_doc_order": order,
+                f"{r}_positive_index": order.index(0),
+                f"{r}_input_truncated": any(len(f) < len(d) for f, d in zip(fit.documents, pool)),
+                f"{r}_input_kept": [round(len(f) / max(1, len(d)), 4) for f, d in zip(fit.documents, pool)],
+            }
+        )
+        if fit.problem:
+            return {**out, f"{r}_error": RowError("context", fit.problem)}
+        gold = row[self.column_of["gold"]] if self.column_of["gold"] else None
+        return {**out, **await self._ask(render(fit.documents), None if gold is None else str(gold), run, fit.room)}
+
+    async def _ask(
+        self, messages: list[dict[str, Any]], gold: str | None, run: LLMRun, room: int | None
+    ) -> dict[str, Any]:
         r = self.reasoning_key
         result: dict[str, Any] = {}
         rejected: list[dict[str, str]] = []  # wrong against gold: the rejected side of preference pairs
@@ -270,7 +291,7 @@ class ReasoningStep(LLMStep):
             else:  # a resample: new sample index (not a cache hit), sampling temperature, reproducible seed
                 params = {"temperature": self.options.resample_temperature, "seed": attempt}
             try:
-                completion = await self.ask(messages, run, attempt, **params)
+                completion = await self.ask(messages, run, attempt, room, **params)
             except LLMRequestError as exc:
                 problem = RowError("request", exc.reason)
                 continue

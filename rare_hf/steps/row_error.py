@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 __all__ = ["RowError", "Tally", "render"]
 
-Kind = Literal["skipped", "request", "parse", "invalid", "truncated", "incomplete", "wrong", "short"]
+Kind = Literal["skipped", "request", "parse", "invalid", "truncated", "incomplete", "wrong", "short", "context"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,8 @@ class RowError:
     Attributes:
         kind: ``skipped`` (not attempted: bad input, or an earlier step failed), ``request`` (the teacher never
             answered usably), ``parse`` / ``invalid`` (the reply had no usable result), ``truncated``,
-            ``incomplete``, ``wrong`` (answers that never matched the gold one), ``short`` (too few negatives).
+            ``incomplete``, ``wrong`` (answers that never matched the gold one), ``short`` (too few negatives),
+            ``context`` (the prompt cannot fit the teacher's context window; nothing was sent).
         detail: One line saying what happened and, where it helps, what to change.
     """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Sequence
 
 from ..errors import LLMConfigError
@@ -24,17 +25,19 @@ def resolve(
         raise LLMConfigError(
             "No teacher model given: pass LLM(model=...) or set the RARE_HF_MODEL environment variable."
         )
-    api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-    if not api_key:
-        raise LLMConfigError(
-            "No API key: pass LLM(api_key=...) or set OPENAI_API_KEY. Local servers without "
-            "authentication (vLLM, Ollama, llama.cpp) accept any value, e.g. api_key='EMPTY'."
-        )
     urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
     urls = [(u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/") for u in urls]
     for url in urls or [""]:
         if not url.startswith(("http://", "https://")):
             raise LLMConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}.")
+    api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    if not api_key and all(is_loopback(u) for u in urls):
+        api_key = "EMPTY"  # a server on this machine: any value passes where there is no auth
+    if not api_key:
+        raise LLMConfigError(
+            "No API key: pass LLM(api_key=...) or set OPENAI_API_KEY. Servers on this machine (localhost, "
+            "127.0.0.1) need none; others without authentication accept any value, e.g. api_key='EMPTY'."
+        )
     if len(set(urls)) < len(urls):
         raise LLMConfigError(f"base_url lists an endpoint twice: {[redact_url(u) for u in urls]}.")
     if max_concurrency < 1:
@@ -44,3 +47,9 @@ def resolve(
     if max_failure_rate is not None and not 0 < max_failure_rate <= 1:
         raise LLMConfigError(f"max_failure_rate must be in (0, 1] or None, got {max_failure_rate}.")
     return model, api_key, urls
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host == "localhost" or host.endswith(".localhost") or host.startswith("127.") or host == "::1"

@@ -34,7 +34,9 @@ def http_client() -> Any:
         return None
 
 
-def shutdown(loop: LoopThread, clients: list[openai.AsyncOpenAI], cache: ResponseCache | None) -> None:
+def shutdown(
+    loop: LoopThread, clients: list[openai.AsyncOpenAI], cache: ResponseCache | None, owned: list[Any]
+) -> None:
     for client in clients:
         with contextlib.suppress(Exception):
             loop.run(client.close())
@@ -42,6 +44,8 @@ def shutdown(loop: LoopThread, clients: list[openai.AsyncOpenAI], cache: Respons
     loop.close()
     if cache is not None:
         cache.close()
+    while owned:  # after the clients: no request is left to cut off
+        owned.pop().close()
 
 
 async def gather_or_cancel(coros: list[Any]) -> list[Any]:

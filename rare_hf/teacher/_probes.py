@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import openai
 
@@ -40,3 +41,25 @@ async def endpoint_problem(client: openai.AsyncOpenAI, display_url: str, timeout
             "Check --base-url / OPENAI_BASE_URL and that the server is running."
         )
     return None
+
+
+async def server_context(client: openai.AsyncOpenAI, model: str, timeout: float) -> tuple[int | None, str]:
+    """The tokens one request may hold (prompt and reply), and where that was read; ``(None, "")`` when the
+    server does not say (OpenAI and most hosted APIs)."""
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    reply = await _get(client, f"{root}/props", timeout)  # llama.cpp: the window of one slot
+    settings = reply.get("default_generation_settings") if isinstance(reply, dict) else None
+    if isinstance(settings, dict) and isinstance(settings.get("n_ctx"), int):
+        return settings["n_ctx"], "server /props"
+    reply = await _get(client, "models", timeout)  # vLLM: max_model_len of each model it serves
+    for entry in reply.get("data", []) if isinstance(reply, dict) else []:
+        if isinstance(entry, dict) and entry.get("id") == model and isinstance(entry.get("max_model_len"), int):
+            return entry["max_model_len"], "server /v1/models"
+    return None, ""
+
+
+async def _get(client: openai.AsyncOpenAI, path: str, timeout: float) -> Any:
+    try:
+        return await asyncio.wait_for(client.get(path, cast_to=dict), timeout)
+    except (openai.APIError, asyncio.TimeoutError, TypeError, ValueError):
+        return None

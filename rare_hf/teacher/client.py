@@ -31,7 +31,7 @@ from ._endpoint import Endpoint, Fleet
 from ._http import backoff, connection_problem, gather_or_cancel, http_client, short
 from ._http import shutdown, single_call_run, split_params
 from ._loop import LoopThread
-from ._probes import endpoint_problem, server_tokens
+from ._probes import endpoint_problem, server_context, server_tokens
 from ._status import classify_status_error, post_chat
 from .cache import ResponseCache, cache_key, open_cache
 from .replies import Completion, MalformedReply
@@ -56,7 +56,8 @@ class LLM:
             spare capacity, and a failing one rests while the others carry on. Defaults to
             ``$OPENAI_BASE_URL``, then OpenAI. Credentials in a URL (``http://user:password@host/v1``, for a
             proxy with basic auth) are sent as basic auth in place of the API key, and never shown.
-        api_key: Defaults to ``$OPENAI_API_KEY``. Local servers without auth accept any value, e.g. ``"EMPTY"``.
+        api_key: Defaults to ``$OPENAI_API_KEY``; not needed for a server on this machine (``localhost``,
+            ``127.0.0.1``), which gets ``"EMPTY"``.
         max_concurrency: Most requests in flight at once per endpoint, across every step using this object.
             The engine starts lower and probes upward while the endpoint stays healthy.
         temperature: Default sampling temperature (steps may override it per call).
@@ -76,6 +77,9 @@ class LLM:
             come sooner, backing off from half a second).
         price_per_million: ``(input_usd, output_usd)`` per million tokens: summaries, progress bars and the
             dataset card then show dollars (the batch discount applied in batch mode).
+        context_window: Tokens the server holds per request, prompt and reply together; prompts that show
+            documents are cut to fit it. Default: asked of the server (llama.cpp ``/props``, vLLM
+            ``max_model_len`` in ``/v1/models``); unknown elsewhere, where nothing is cut for it.
         max_failure_rate: Stop a step (:class:`LLMFatalError`, replies stay cached) once 200 rows have finished
             and this share of them failed: a teacher that cannot follow the prompt costs a few hundred rows, not
             the corpus. ``None`` turns the check off.
@@ -106,6 +110,7 @@ class LLM:
         batch_poll_interval: float = 30.0,
         price_per_million: tuple[float, float] | None = None,
         max_failure_rate: float | None = 0.9,
+        context_window: int | None = None,
         **extra_params: Any,
     ) -> None:
         self.model, self.api_key, urls = resolve(
@@ -136,12 +141,68 @@ class LLM:
         # Closes the HTTP session on the loop that owns it even when close() is never called (a notebook
         # that drops the object, or interpreter exit), instead of leaving aiohttp to complain at teardown.
         self._clients: list[openai.AsyncOpenAI] = []
-        self._finalizer = weakref.finalize(self, shutdown, self._loop, self._clients, self._cache)
+        self._owned: list[Any] = []  # what closes with this object (a local server), after the clients
+        self._finalizer = weakref.finalize(self, shutdown, self._loop, self._clients, self._cache, self._owned)
         self._usage_lock = threading.Lock()
         self._batch_poll_interval = batch_poll_interval
         self.refused_params: dict[str, str] = {}  # optional parameters the server refused, and how
         self.tokenizer: str | None = None  # "server /tokenize" or "estimated", once count_tokens has run
+        # The window and where it came from; asked of the server once, when a step first needs it.
+        if context_window is not None and context_window < 256:
+            raise LLMConfigError(f"context_window must be >= 256 tokens, got {context_window}.")
+        self._context: tuple[int | None, str] | None = (
+            None if context_window is None else (context_window, "context_window=")
+        )
         self._batches: BatchQueue | None = None
+
+    @classmethod
+    def local(
+        cls,
+        model: str | os.PathLike[str],
+        *,
+        n_ctx: int = 4096,
+        parallel: int = 2,
+        threads: int | None = None,
+        gpu_layers: int = 0,
+        model_cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> LLM:
+        """A teacher run by llama.cpp in this process: no server to start, no API key (the ``local`` extra).
+
+        llama.cpp's own server starts on 127.0.0.1 on a free port and the returned ``LLM`` is an ordinary one
+        pointed at it: structured outputs, ``/tokenize`` budgets, prompts fitted to the context window, the
+        response cache and usage all work as with any server. The server stops when the ``LLM`` is closed
+        or the process exits.
+
+        Args:
+            model: A GGUF path, ``"owner/repo:file.gguf"`` on the Hub, or ``"smollm2"`` (a 135M model shipped
+                on the package index, for trying things); see :func:`rare_hf.teacher.local.resolve_model`.
+            n_ctx: Tokens per slot (per request: prompt and reply together).
+            parallel: Requests decoded together; also the most requests in flight.
+            threads: CPU threads; default: every core.
+            gpu_layers: Layers offloaded to a GPU (needs a GPU build of ``xllamacpp``).
+            model_cache_dir: Where ``"smollm2"`` is kept once downloaded (Hub models use the Hub cache).
+            **kwargs: Passed to :class:`LLM` (``temperature``, ``max_tokens``, ``cache_dir``, ...).
+
+        Returns:
+            An :class:`LLM` that owns the server.
+
+        Example:
+            >>> with rare_hf.LLM.local("smollm2", n_ctx=2048) as llm:
+            ...     ds = rare_hf.add_questions(docs, llm)
+        """
+        from .local import LocalServer, resolve_model
+
+        path = resolve_model(model, cache_dir=model_cache_dir)
+        server = LocalServer(path, n_ctx=n_ctx, parallel=parallel, threads=threads, gpu_layers=gpu_layers)
+        try:
+            llm = cls(path.stem, base_url=server.base_url, api_key="EMPTY", max_concurrency=parallel,
+                      context_window=n_ctx, **kwargs)  # fmt: skip
+        except BaseException:
+            server.close()
+            raise
+        llm._owned.append(server)
+        return llm
 
     @property
     def display_url(self) -> str:
@@ -248,6 +309,22 @@ class LLM:
         count = await server_tokens(self._client(self._endpoints[0]), self.model, text, self.timeout)
         self.tokenizer = "estimated" if count is None else "server /tokenize"
         return estimate_tokens(text) if count is None else count
+
+    async def acontext_window(self) -> int | None:
+        """Tokens the server holds per request (prompt and reply), or None when it does not say; asked once."""
+        if self._context is None:
+            self._context = await server_context(self._client(self._endpoints[0]), self.model, self.timeout)
+        return self._context[0]
+
+    @property
+    def context_window(self) -> int | None:
+        """The window :meth:`acontext_window` found (None before it was asked, or when the server does not say)."""
+        return None if self._context is None else self._context[0]
+
+    @property
+    def context_source(self) -> str:
+        """Where :meth:`acontext_window` found the window (``"server /props"``, ...), once it was asked."""
+        return "" if self._context is None else self._context[1]
 
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is

@@ -58,7 +58,12 @@ class LocalTeacher:
         random_faults: ``(probability, reply)`` pairs drawn independently for every chat request, e.g.
             ``[(0.1, Reply.error(429, retry_after=1))]`` for a provider's per-minute quota.
         seed: Seeds the draws of ``random_faults``.
-        max_context_tokens: Prompts over this many tokens get the HTTP 400 vLLM sends for them.
+        max_context_tokens: Prompts over this many tokens get the HTTP 400 vLLM sends for them (a server that
+            does not say its window).
+        context_window: Serve as llama.cpp does with slots of this many tokens: ``GET /props`` says it
+            (``default_generation_settings.n_ctx``), a prompt over it gets llama.cpp's HTTP 400
+            (``exceed_context_size_error``), and a reply stops (``finish_reason="length"``) where prompt and
+            reply fill it.
         reasoning_field: Serve the way reasoning-model parsers do: a reply's leading ``<think>`` block
             goes to ``message.<reasoning_field>`` (``"reasoning_content"`` on vLLM/DeepSeek/llama.cpp),
             the rest stays in ``content`` (``null`` when the reply was cut off while thinking).
@@ -98,6 +103,7 @@ class LocalTeacher:
         random_faults: Sequence[tuple[float, Reply]] = (),
         seed: int = 0,
         max_context_tokens: int | None = None,
+        context_window: int | None = None,
         reasoning_field: str | None = None,
         port: int = 0,
         models: list[str] | None = None,
@@ -112,6 +118,7 @@ class LocalTeacher:
         self.latency_per_in_flight = latency_per_in_flight
         self.random_faults = list(random_faults)
         self.max_context_tokens = max_context_tokens
+        self.context_window = context_window
         self.reasoning_field = reasoning_field
         self._random = random.Random(seed)
         self.models = models
@@ -265,6 +272,9 @@ class LocalTeacher:
                 ).encode(),
                 None,
             )
+        if method == "GET" and path.rstrip("/") == "/props" and self.context_window is not None:
+            props = {"default_generation_settings": {"n_ctx": self.context_window}, "total_slots": 1}
+            return 200, (), json.dumps(props).encode(), None
         if (routed := await self.batch_api.dispatch(method, path, headers, body)) is not None:
             return routed
         if method == "POST" and path.rstrip("/") == "/tokenize" and self.tokenize:
@@ -326,6 +336,12 @@ class LocalTeacher:
                 f"requested {prompt_tokens} tokens in the messages, Please reduce the length of the messages."
             )
             return 400, (), error_body(message, "context_length_exceeded"), None
+        if self.context_window is not None and prompt_tokens > self.context_window:
+            message = (
+                f"request ({prompt_tokens} tokens) exceeds the available context size ({self.context_window} "
+                "tokens), try increasing it"
+            )
+            return 400, (), error_body(message, "exceed_context_size_error"), None
         if request.get("response_format") and self.structured_outputs == "reject":
             message = "Unsupported parameter: 'response_format' is not supported by this server."
             return 400, (), error_body(message, "unsupported_parameter"), None
@@ -344,6 +360,9 @@ class LocalTeacher:
             return 200, (), b'{"this is": "not a chat completion"', None
         if reply.status != 200:
             return reply.status, reply.headers, error_body(reply.content, "injected"), None
+        room = None if self.context_window is None else self.context_window - prompt_tokens
+        if room is not None and count_tokens(reply.content) > room:  # the slot is full: generation stops
+            reply = dataclasses.replace(reply, content=" ".join(reply.content.split()[:room]), finish_reason="length")
         completion_tokens = count_tokens(reply.content)
         message = self._message(reply)
         with self._lock:

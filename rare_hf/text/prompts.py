@@ -305,9 +305,42 @@ QUESTION_LONG_PROMPT_ZH = _long(
     "就像从业者向同事求助时写的那样；问题只问其中一件明确的事。",
 )
 
+
+def _structured(prompt: Prompt, marker: str, tail: str) -> Prompt:
+    """The question prompt for requests that carry the JSON schema: the reply's shape in words, from
+    ``marker`` on, instead of a free-text example. The schema already fixes the shape, and a small model
+    copies an example's ``<placeholders>`` into its answer (SmolLM2-135M did in 6 of 6 first replies)."""
+    return Prompt(
+        name=f"{prompt.name}-json",
+        version=prompt.version.replace("questions", "questions-json", 1),
+        system=prompt.system,
+        user=prompt.user[: prompt.user.index(marker)] + tail,
+    )
+
+
+_JSON_TAIL = (
+    'Reply with a JSON object. Its "reasoning" field holds your brief thinking about what in this domain '
+    'makes a hard, realistic question. Its "hard_queries" field is a list of exactly {num_questions} item(s), '
+    'each with a "scenario" (the situation and its constraints, written out in full sentences) and a '
+    '"question" (the one clear thing asked about that situation).'
+)
+_JSON_TAIL_ZH = (
+    "请回复一个 JSON 对象。其中 “reasoning” 字段简要写出你的思考：在这个领域里，什么样的问题既有难度又贴近实际。"
+    "“hard_queries” 字段是恰好包含 {num_questions} 项的列表，每一项有 “scenario”（用完整的句子写出处境及其约束条件）"
+    "和 “question”（针对该处境提出的一个明确的问题），情景和问题用中文书写。"
+)
+QUESTION_JSON_PROMPT = _structured(QUESTION_PROMPT, "You may think first.", _JSON_TAIL)
+QUESTION_LONG_JSON_PROMPT = _structured(QUESTION_LONG_PROMPT, "You may think first.", _JSON_TAIL)
+QUESTION_JSON_PROMPT_ZH = _structured(QUESTION_PROMPT_ZH, "你可以先思考。", _JSON_TAIL_ZH)
+QUESTION_LONG_JSON_PROMPT_ZH = _structured(QUESTION_LONG_PROMPT_ZH, "你可以先思考。", _JSON_TAIL_ZH)
+
 PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTION_PROMPT, QUESTION_REPAIR_PROMPT, REASONING_PROMPT)}
 PROMPT_SETS: dict[str, dict[str, Prompt]] = {
-    "en": {**PROMPTS, "questions-long": QUESTION_LONG_PROMPT, "written-negatives": WRITTEN_NEGATIVES_PROMPT},
+    "en": {
+        **PROMPTS,
+        **{p.name: p for p in (QUESTION_LONG_PROMPT, QUESTION_JSON_PROMPT, QUESTION_LONG_JSON_PROMPT)},
+        "written-negatives": WRITTEN_NEGATIVES_PROMPT,
+    },
     "zh": {
         p.name: p
         for p in (
@@ -315,6 +348,8 @@ PROMPT_SETS: dict[str, dict[str, Prompt]] = {
             QUESTION_REPAIR_PROMPT_ZH,
             REASONING_PROMPT_ZH,
             QUESTION_LONG_PROMPT_ZH,
+            QUESTION_JSON_PROMPT_ZH,
+            QUESTION_LONG_JSON_PROMPT_ZH,
             WRITTEN_NEGATIVES_PROMPT_ZH,
         )
     },

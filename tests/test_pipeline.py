@@ -182,30 +182,43 @@ def test_cli_demo_runs_with_no_environment(tmp_path: Path) -> None:
         (["--steps", "negatives,reasoning"], {"K": "x"}, "Column 'question' (a question column from an earlier run)"),
         (["--steps", "summaries"], {"K": "x"}, "--steps: unknown step"),
         (["--format", "messages", "--steps", "questions,negatives"], {"K": "x"}, "needs the reasoning step"),
-        (["--push-to-hub", "me/data"], {"K": "x", "HF_HOME": "/nonexistent-hf-home"}, "needs a Hugging Face token"),
     ],
 )
 def test_cli_configuration_errors_exit_nonzero_before_any_request(
-    teacher: LocalTeacher, tmp_path: Path, docs, extra: list[str], env: dict, message: str
+    teacher: LocalTeacher,
+    tmp_path: Path,
+    docs,
+    extra: list[str],
+    env: dict,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from rare_hf.cli import main
+
     src = tmp_path / "docs.jsonl"
     docs.to_json(str(src), lines=True)
-    result = _cli(
-        str(src),
-        "--model",
-        "m",
-        "--base-url",
-        teacher.url,
-        "--api-key-env",
-        "K",
-        "--output",
-        str(tmp_path / "out"),
-        *extra,
-        env=env,
-    )
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]  # progress bars may precede it
+    for name in [k for k in os.environ if k.startswith(("OPENAI", "RARE_HF", "HF_TOKEN")) or k == "K"]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    teacher_args = ["--model", "m", "--base-url", teacher.url, "--api-key-env", "K"]
+    code = main([str(src), *teacher_args, "--output", str(tmp_path / "out"), *extra])  # in this process: fast
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # progress bars may precede it
     assert last.startswith("error: ") and message in last
+    assert teacher.http_request_count == 0
+
+
+def test_cli_push_without_a_token_stops_before_any_request(teacher: LocalTeacher, tmp_path: Path, docs) -> None:
+    src = tmp_path / "docs.jsonl"
+    docs.to_json(str(src), lines=True)
+    teacher_args = ["--model", "m", "--base-url", teacher.url, "--api-key-env", "K"]
+    env = {"K": "x", "HF_HOME": "/nonexistent-hf-home"}  # read when huggingface_hub is imported: its own process
+    result = _cli(str(src), *teacher_args, "--output", str(tmp_path / "out"), "--push-to-hub", "me/data", env=env)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "needs a Hugging Face token" in last
     assert teacher.http_request_count == 0
 
 

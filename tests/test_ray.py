@@ -30,7 +30,7 @@ def documents(n: int) -> datasets.Dataset:
 
 
 def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTeacher, tmp_path: Path) -> None:
-    docs = documents(80)
+    docs = documents(40)
     llm = rare_hf.LLM("teacher-test", base_url=teacher.url, api_key="EMPTY", cache_dir=tmp_path / "single")
     single, single_summary = rare_hf.build_rare_dataset(docs, llm, num_neg=2, show_progress=False, return_summary=True)
     llm.close()
@@ -47,7 +47,7 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
         batch_size=20,
         return_summary=True,
     )
-    assert len(out) == len(single) == 80 and teacher.request_count == 160
+    assert len(out) == len(single) == 40 and teacher.request_count == 80
     assert options.preserve_order is False
     for column in COMPARED:
         assert out[column] == single[column], column
@@ -55,7 +55,7 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
     assert len(list((tmp_path / "out" / "data").glob("*.parquet"))) >= 1
     # The summary merged from the batches' is the single machine's, counts and tokens alike.
     assert [s.step for s in summary.steps] == ["questions", "hard_negatives", "reasoning"]
-    assert (summary.rows_in, summary.rows_out) == (80, 80)
+    assert (summary.rows_in, summary.rows_out) == (40, 40)
     for ours, theirs in zip(summary.steps, single_summary.steps):
         assert (ours.rows_in, ours.ok, ours.failed) == (theirs.rows_in, theirs.ok, theirs.failed), ours.step
         for key in ("requests", "prompt_tokens", "completion_tokens"):

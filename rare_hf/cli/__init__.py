@@ -235,7 +235,7 @@ def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, mo
         "model": model,
         "base_url": base_url,
         "api_key": api_key,
-        # A local server decodes --local-parallel requests at once and says its window itself.
+        # A local server decodes --local-parallel requests at once (and says its window itself: /props).
         "max_concurrency": args.local_parallel if local else args.max_concurrency,
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
@@ -244,7 +244,6 @@ def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, mo
         "batch": args.batch,
         "price_per_million": args.price_per_million,
         "max_failure_rate": args.max_failure_rate,
-        "context_window": args.local_ctx if local else None,
     }
 
 

@@ -196,8 +196,8 @@ class LLM:
         path = resolve_model(model, cache_dir=model_cache_dir)
         server = LocalServer(path, n_ctx=n_ctx, parallel=parallel, threads=threads, gpu_layers=gpu_layers)
         try:
-            llm = cls(path.stem, base_url=server.base_url, api_key="EMPTY", max_concurrency=parallel,
-                      context_window=n_ctx, **kwargs)  # fmt: skip
+            # The window is not passed on: the server says it (/props), as any llama.cpp server would.
+            llm = cls(path.stem, base_url=server.base_url, api_key="EMPTY", max_concurrency=parallel, **kwargs)
         except BaseException:
             server.close()
             raise

@@ -48,11 +48,11 @@ def test_llm_local_serves_a_gguf_says_its_window_counts_tokens_and_stops_on_clos
     assert llm.api_key == "EMPTY" and llm.max_concurrency == 1 and llm.model == model.stem
     reply = llm.complete([{"role": "user", "content": "Say yes."}])
     assert reply.completion_tokens > 0 and reply.prompt_tokens > 0
-    assert llm.run_sync(llm.acontext_window()) == 512 and llm.context_source == "server /props"
+    assert llm.run_sync(llm.acontext_window()) == 512 and llm.facts.context_source == "server /props"
     root = llm.base_url.removesuffix("/v1")
     request = urllib.request.Request(f"{root}/tokenize", data=json.dumps({"content": "renal dose"}).encode())
     tokens = json.load(urllib.request.urlopen(request))["tokens"]
-    assert llm.count_tokens("renal dose") == len(tokens) and llm.tokenizer == "server /tokenize"
+    assert llm.count_tokens("renal dose") == len(tokens) and llm.facts.tokenizer == "server /tokenize"
     port = int(root.rsplit(":", 1)[1])
     llm.close()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):

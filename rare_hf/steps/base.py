@@ -219,9 +219,9 @@ class LLMStep(abc.ABC):
 
     def window_stat(self, rows: int) -> dict[str, Any]:
         """What the summary says about the context window, once a step has asked for it."""
-        if not self.llm.context_source:
+        if not self.llm.facts.context_source:
             return {}
-        window = f"{self.llm.context_window} tokens ({self.llm.context_source})"
+        window = f"{self.llm.facts.context_window} tokens ({self.llm.facts.context_source})"
         if self.window_cuts:
             logger.warning(
                 "%s: %d of %d rows had their documents cut to fit the teacher's context window (%s; see the "
@@ -307,7 +307,7 @@ class LLMStep(abc.ABC):
             progress.close()
         stats = {**self.stats(out), **self.structured_stat()}
         if self.max_doc_tokens is not None:
-            stats["document_tokens"] = self.llm.tokenizer or "not measured"
+            stats["document_tokens"] = self.llm.facts.tokenizer or "not measured"
         stats |= self.window_stat(len(out))
         if len(self.llm.base_urls) > 1:
             stats["requests_per_endpoint"] = dict(run.endpoints)

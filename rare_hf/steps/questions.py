@@ -58,6 +58,9 @@ def _prompt_text(*prompts: Prompt) -> str:
     return "\n".join(p.system + "\n" + p.user.replace("{document}", "") for p in prompts)
 
 
+_KEPT_DOC = "Share of the document's characters shown, after max_doc_chars, max_doc_tokens and the context window."
+
+
 @dataclasses.dataclass(frozen=True)
 class QuestionOptions(StepOptions):
     """The options of :func:`add_questions` (see it for what each means)."""
@@ -195,13 +198,10 @@ class QuestionStep(LLMStep):
         self.repair_prompt = PROMPT_SETS[language]["questions-repair"]
         self.long_prompt = self.custom_prompt or PROMPT_SETS[language]["questions-long"]
         self.params["long_prompt_version"] = self.long_prompt.version
-        # With the schema sent, the shape is described in words (a custom prompt is used as written).
-        structured = {
-            long: PROMPT_SETS[language]["questions-long-json" if long else "questions-json"] for long in (0, 1)
-        }
-        self.json_prompts = {bool(k): self.custom_prompt or p for k, p in structured.items()}
-        if self.structured != "off" and not self.custom_prompt:
-            self.params["json_prompt_versions"] = [p.version for p in self.json_prompts.values()]
+        names = {False: "questions-json", True: "questions-long-json"}
+        self.json_prompts = {long: self.custom_prompt or PROMPT_SETS[language][n] for long, n in names.items()}
+        json_versions = [p.version for p in self.json_prompts.values()]
+        self.params["json_prompt_versions"] = json_versions if self.structured != "off" else None
         self.prompt_text = _prompt_text(self.prompt, self.repair_prompt, *self.json_prompts.values())
         self.params["repair_prompt_version"] = self.repair_prompt.version
 
@@ -209,7 +209,7 @@ class QuestionStep(LLMStep):
         return self.prompt_for(False).version
 
     def prompt_for(self, long: bool) -> Prompt:
-        """The prompt of a document's first request: its length's, in words when the schema goes with it."""
+        """A first request's prompt; with the schema sent, one describing the reply in words (custom: as written)."""
         if self.structured != "off" and self.structured_mode != "off":
             return self.json_prompts[long]
         return self.long_prompt if long else self.prompt
@@ -232,14 +232,8 @@ class QuestionStep(LLMStep):
             Column(f"{q}_index", datasets.Value("int32"), "Which of the document's questions this row holds."),
             Column(f"{q}_attempts", datasets.Value("int32"), "Teacher requests used to obtain the question."),
             Column(f"{q}_error", string, "Why the row has no question (null when it has)."),
-            Column(
-                f"{q}_input_truncated",
-                datasets.Value("bool"),
-                "Whether the document was cut (max_doc_chars, max_doc_tokens or the teacher's context window).",
-            ),
-            Column(
-                f"{q}_input_kept", datasets.Value("float32"), "Share of the document's characters shown (1.0: whole)."
-            ),
+            Column(f"{q}_input_truncated", datasets.Value("bool"), "Whether the document was cut (see *_input_kept)."),
+            Column(f"{q}_input_kept", datasets.Value("float32"), _KEPT_DOC),
             Column(f"{q}_prompt_version", string, "Version of the question prompt."),
             Column(f"{q}_length", string, "short: a scenario of a few sentences; long: 300 to 2,000 words."),
         ]
@@ -247,13 +241,10 @@ class QuestionStep(LLMStep):
     def check(self, ds: datasets.Dataset) -> None:
         _plumbing.check_reads(ds, DEFINITION.reads({"input_key": self.options.input_key}))
 
-    async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
-        return await self._rows_for(row, run)
-
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
         return {"documents_truncated": sum(column_values(out, f"{self.question_key}_input_truncated"))}
 
-    async def _rows_for(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
+    async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         text = row[self.options.input_key]
         doc_id = doc_id_for(text) if row.get(DOC_ID) is None else str(row[DOC_ID])
         long = self._is_long(doc_id)

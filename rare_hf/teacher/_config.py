@@ -18,6 +18,10 @@ def resolve(
     timeout: float,
     max_retries: int,
     max_failure_rate: float | None,
+    context_window: int | None = None,
+    *,
+    batch: bool = False,
+    cache: bool = True,
 ) -> tuple[str, str, list[str]]:
     """The model, the API key and the endpoint URLs, from the arguments or the environment."""
     model = model or os.environ.get("RARE_HF_MODEL")
@@ -46,6 +50,13 @@ def resolve(
         raise LLMConfigError(f"timeout must be > 0 and max_retries >= 0, got {timeout} and {max_retries}.")
     if max_failure_rate is not None and not 0 < max_failure_rate <= 1:
         raise LLMConfigError(f"max_failure_rate must be in (0, 1] or None, got {max_failure_rate}.")
+    if batch and (not cache or len(urls) > 1):
+        raise LLMConfigError(
+            "batch=True needs the response cache (cache_dir not False) and one base_url: the cache keeps "
+            "the results and the submitted batch ids."
+        )
+    if context_window is not None and context_window < 256:
+        raise LLMConfigError(f"context_window must be >= 256 tokens, got {context_window}.")
     return model, api_key, urls
 
 

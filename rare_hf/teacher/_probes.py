@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import openai
 
+from ..errors import LLMConfigError
+from ..text.tokens import estimate_tokens
 from ._http import connection_problem
 from .replies import fix_hint
+
+logger = logging.getLogger(__name__)
 
 
 async def server_tokens(client: openai.AsyncOpenAI, model: str | None, text: str, timeout: float) -> int | None:
@@ -63,3 +68,46 @@ async def _get(client: openai.AsyncOpenAI, path: str, timeout: float) -> Any:
         return await asyncio.wait_for(client.get(path, cast_to=dict), timeout)
     except (openai.APIError, asyncio.TimeoutError, TypeError, ValueError):
         return None
+
+
+class ServerFacts:
+    """What a server says of its model, asked once per :class:`rare_hf.LLM` and shared by every step: how it
+    counts tokens, and how many one request may hold.
+
+    Attributes:
+        tokenizer: ``"server /tokenize"`` or ``"estimated"`` once a count was asked for, else None.
+        context_window: Tokens per request (prompt and reply), once asked; None when the server does not say.
+        context_source: Where the window was read (``"server /props"``, ``"context_window="``...), once asked.
+    """
+
+    def __init__(self, context_window: int | None = None) -> None:
+        self.tokenizer: str | None = None
+        self.context_window, self.context_source = context_window, "context_window=" if context_window else ""
+        self._asked = context_window is not None
+        self.offline = False  # True while nothing may be sent (a dry run): estimates, and no probe
+        self._probe: asyncio.Future[tuple[int | None, str]] | None = None
+
+    async def tokens(self, client: openai.AsyncOpenAI, model: str, text: str, timeout: float) -> int:
+        if self.tokenizer == "estimated" or self.offline:  # a server without /tokenize will not grow one
+            return estimate_tokens(text)
+        count = await server_tokens(client, model, text, timeout)
+        self.tokenizer = "estimated" if count is None else "server /tokenize"
+        return estimate_tokens(text) if count is None else count
+
+    async def window(self, client: openai.AsyncOpenAI, model: str, timeout: float) -> int | None:
+        # Rows ask all at once when a step starts: one probe, the others wait for its answer.
+        if not self._asked and not self.offline:
+            if self._probe is None or self._probe.get_loop() is not asyncio.get_running_loop():
+                self._probe = asyncio.ensure_future(server_context(client, model, timeout))
+            self.context_window, self.context_source = await asyncio.shield(self._probe)
+            self._asked = True
+        return self.context_window
+
+
+async def check_endpoints(endpoints: list[tuple[openai.AsyncOpenAI, str]], timeout: float) -> None:
+    """Raise :class:`LLMConfigError` when no endpoint can serve; warn about each one that cannot."""
+    problems = [await endpoint_problem(client, url, timeout) for client, url in endpoints]
+    if all(problems):
+        raise LLMConfigError(problems[0])
+    for problem in filter(None, problems):
+        logger.warning("%s The other endpoints carry the run.", problem)

@@ -23,15 +23,15 @@ from typing import Any, Literal
 
 import openai
 
-from ..errors import LLMClosedError, LLMConfigError, LLMRequestError
-from ..text.tokens import estimate_tokens
+from ..errors import LLMClosedError, LLMRequestError
 from ._batch import BatchQueue
 from ._config import resolve
 from ._endpoint import Endpoint, Fleet
 from ._http import backoff, connection_problem, gather_or_cancel, http_client, short
 from ._http import shutdown, single_call_run, split_params
 from ._loop import LoopThread
-from ._probes import endpoint_problem, server_context, server_tokens
+from .local import local_llm
+from ._probes import ServerFacts, check_endpoints
 from ._status import classify_status_error, post_chat
 from .cache import ResponseCache, cache_key, open_cache
 from .replies import Completion, MalformedReply
@@ -114,8 +114,9 @@ class LLM:
         **extra_params: Any,
     ) -> None:
         self.model, self.api_key, urls = resolve(
-            model, api_key, base_url, max_concurrency, timeout, max_retries, max_failure_rate
-        )
+            model, api_key, base_url, max_concurrency, timeout, max_retries, max_failure_rate, context_window,
+            batch=batch, cache=cache_dir is not False,
+        )  # fmt: skip
         self.max_failure_rate = max_failure_rate
         self.base_urls, self.base_url = urls, urls[0]
         self.max_concurrency = max_concurrency
@@ -124,11 +125,6 @@ class LLM:
         self.cache_namespace = cache_namespace
         self.default_params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
         self.default_params = {k: v for k, v in self.default_params.items() if v is not None}
-        if batch and (cache_dir is False or len(urls) > 1):
-            raise LLMConfigError(
-                "batch=True needs the response cache (cache_dir not False) and one base_url: the cache keeps "
-                "the results and the submitted batch ids."
-            )
         self.batch = batch
         self.price = None if price_per_million is None else Price(*price_per_million, discount=0.5 if batch else 1.0)
         self.usage = Usage(price=self.price)
@@ -146,63 +142,10 @@ class LLM:
         self._usage_lock = threading.Lock()
         self._batch_poll_interval = batch_poll_interval
         self.refused_params: dict[str, str] = {}  # optional parameters the server refused, and how
-        self.tokenizer: str | None = None  # "server /tokenize" or "estimated", once count_tokens has run
-        # The window and where it came from; asked of the server once, when a step first needs it.
-        if context_window is not None and context_window < 256:
-            raise LLMConfigError(f"context_window must be >= 256 tokens, got {context_window}.")
-        self._context: tuple[int | None, str] | None = (
-            None if context_window is None else (context_window, "context_window=")
-        )
+        self.facts = ServerFacts(context_window)  # its tokenizer and context window, asked once
         self._batches: BatchQueue | None = None
 
-    @classmethod
-    def local(
-        cls,
-        model: str | os.PathLike[str],
-        *,
-        n_ctx: int = 4096,
-        parallel: int = 2,
-        threads: int | None = None,
-        gpu_layers: int = 0,
-        model_cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
-    ) -> LLM:
-        """A teacher run by llama.cpp in this process: no server to start, no API key (the ``local`` extra).
-
-        llama.cpp's own server starts on 127.0.0.1 on a free port and the returned ``LLM`` is an ordinary one
-        pointed at it: structured outputs, ``/tokenize`` budgets, prompts fitted to the context window, the
-        response cache and usage all work as with any server. The server stops when the ``LLM`` is closed
-        or the process exits.
-
-        Args:
-            model: A GGUF path, ``"owner/repo:file.gguf"`` on the Hub, or ``"smollm2"`` (a 135M model shipped
-                on the package index, for trying things); see :func:`rare_hf.teacher.local.resolve_model`.
-            n_ctx: Tokens per slot (per request: prompt and reply together).
-            parallel: Requests decoded together; also the most requests in flight.
-            threads: CPU threads; default: every core.
-            gpu_layers: Layers offloaded to a GPU (needs a GPU build of ``xllamacpp``).
-            model_cache_dir: Where ``"smollm2"`` is kept once downloaded (Hub models use the Hub cache).
-            **kwargs: Passed to :class:`LLM` (``temperature``, ``max_tokens``, ``cache_dir``, ...).
-
-        Returns:
-            An :class:`LLM` that owns the server.
-
-        Example:
-            >>> with rare_hf.LLM.local("smollm2", n_ctx=2048) as llm:
-            ...     ds = rare_hf.add_questions(docs, llm)
-        """
-        from .local import LocalServer, resolve_model
-
-        path = resolve_model(model, cache_dir=model_cache_dir)
-        server = LocalServer(path, n_ctx=n_ctx, parallel=parallel, threads=threads, gpu_layers=gpu_layers)
-        try:
-            # The window is not passed on: the server says it (/props), as any llama.cpp server would.
-            llm = cls(path.stem, base_url=server.base_url, api_key="EMPTY", max_concurrency=parallel, **kwargs)
-        except BaseException:
-            server.close()
-            raise
-        llm._owned.append(server)
-        return llm
+    local = classmethod(local_llm)
 
     @property
     def display_url(self) -> str:
@@ -298,48 +241,34 @@ class LLM:
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the server's own tokenizer (``/tokenize``, as vLLM and llama.cpp serve it), or
         a conservative estimate (:func:`rare_hf.text.tokens.estimate_tokens`) when the server has none;
-        :attr:`tokenizer` says which was used."""
+        ``facts.tokenizer`` says which was used."""
         self._check_open()
         return self._loop.run(self.acount_tokens(text))
 
     async def acount_tokens(self, text: str) -> int:
         """Coroutine twin of :meth:`count_tokens`."""
-        if self.tokenizer == "estimated":  # asked once: a server without /tokenize will not grow one
-            return estimate_tokens(text)
-        count = await server_tokens(self._client(self._endpoints[0]), self.model, text, self.timeout)
-        self.tokenizer = "estimated" if count is None else "server /tokenize"
-        return estimate_tokens(text) if count is None else count
+        return await self.facts.tokens(self._client(self._endpoints[0]), self.model, text, self.timeout)
 
     async def acontext_window(self) -> int | None:
-        """Tokens the server holds per request (prompt and reply), or None when it does not say; asked once."""
-        if self._context is None:
-            self._context = await server_context(self._client(self._endpoints[0]), self.model, self.timeout)
-        return self._context[0]
-
-    @property
-    def context_window(self) -> int | None:
-        """The window :meth:`acontext_window` found (None before it was asked, or when the server does not say)."""
-        return None if self._context is None else self._context[0]
-
-    @property
-    def context_source(self) -> str:
-        """Where :meth:`acontext_window` found the window (``"server /props"``, ...), once it was asked."""
-        return "" if self._context is None else self._context[1]
+        """Tokens the server holds per request (prompt and reply), or None when it does not say; asked once
+        (:attr:`facts` says where it was read)."""
+        return await self.facts.window(self._client(self._endpoints[0]), self.model, self.timeout)
 
     def check_connection(self) -> None:
         """Ask the endpoint for its model list (free) and raise :class:`LLMConfigError` if it is
         unreachable or refuses the key. Servers that do not implement ``/models`` pass."""
         self._check_open()
-        self._loop.run(self._check_connection())
+        self._loop.run(check_endpoints([(self._client(e), e.display_url) for e in self._endpoints], self.timeout))
 
     @contextlib.contextmanager
     def cache_only(self) -> Iterator[None]:
         """Within the block, a call the cache cannot answer raises ``LLMRequestError(NOT_CACHED)`` (dry runs)."""
         before, self._cache_only = self._cache_only, True
+        self.facts.offline = True  # nor a token count, nor the window: a dry run sends nothing
         try:
             yield
         finally:
-            self._cache_only = before
+            self._cache_only = self.facts.offline = before
 
     def close(self) -> None:
         """Close the HTTP client and the background loop (the cache stays on disk). Using the object
@@ -468,10 +397,3 @@ class LLM:
         run.usage.add_paid(prompt_tokens, completion_tokens)
         with self._usage_lock:
             self.usage.add_paid(prompt_tokens, completion_tokens)
-
-    async def _check_connection(self) -> None:
-        problems = [await endpoint_problem(self._client(e), e.display_url, self.timeout) for e in self._endpoints]
-        if all(problems):
-            raise LLMConfigError(problems[0])
-        for problem in filter(None, problems):
-            logger.warning("%s The other endpoints carry the run.", problem)

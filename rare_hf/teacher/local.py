@@ -16,12 +16,15 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMConfigError
 from .cache import default_cache_dir
 
-__all__ = ["DEMO_LOCAL_MODEL", "LocalServer", "resolve_model"]
+if TYPE_CHECKING:
+    from .client import LLM
+
+__all__ = ["DEMO_LOCAL_MODEL", "LocalServer", "resolve_model", "local_llm"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +165,50 @@ class LocalServer:
 
     def __repr__(self) -> str:
         return f"LocalServer({self.model_path.name!r}, {self.base_url}, n_ctx={self.n_ctx}, parallel={self.parallel})"
+
+
+def local_llm(
+    cls: type[LLM],
+    model: str | os.PathLike[str],
+    *,
+    n_ctx: int = 4096,
+    parallel: int = 2,
+    threads: int | None = None,
+    gpu_layers: int = 0,
+    model_cache_dir: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> LLM:
+    """A teacher run by llama.cpp in this process: no server to start, no API key (the ``local`` extra).
+
+    llama.cpp's own server starts on 127.0.0.1 on a free port and the returned ``LLM`` is an ordinary one
+    pointed at it: structured outputs, ``/tokenize`` budgets, prompts fitted to the context window, the
+    response cache and usage all work as with any server. The server stops when the ``LLM`` is closed
+    or the process exits.
+
+    Args:
+        model: A GGUF path, ``"owner/repo:file.gguf"`` on the Hub, or ``"smollm2"`` (a 135M model shipped
+            on the package index, for trying things); see :func:`rare_hf.teacher.local.resolve_model`.
+        n_ctx: Tokens per slot (per request: prompt and reply together).
+        parallel: Requests decoded together; also the most requests in flight.
+        threads: CPU threads; default: every core.
+        gpu_layers: Layers offloaded to a GPU (needs a GPU build of ``xllamacpp``).
+        model_cache_dir: Where ``"smollm2"`` is kept once downloaded (Hub models use the Hub cache).
+        **kwargs: Passed to :class:`LLM` (``temperature``, ``max_tokens``, ``cache_dir``, ...).
+
+    Returns:
+        An :class:`LLM` that owns the server.
+
+    Example:
+        >>> with rare_hf.LLM.local("smollm2", n_ctx=2048) as llm:
+        ...     ds = rare_hf.add_questions(docs, llm)
+    """
+    path = resolve_model(model, cache_dir=model_cache_dir)
+    server = LocalServer(path, n_ctx=n_ctx, parallel=parallel, threads=threads, gpu_layers=gpu_layers)
+    try:
+        # The window is not passed on: the server says it (/props), as any llama.cpp server would.
+        llm = cls(path.stem, base_url=server.base_url, api_key="EMPTY", max_concurrency=parallel, **kwargs)
+    except BaseException:
+        server.close()
+        raise
+    llm._owned.append(server)
+    return llm

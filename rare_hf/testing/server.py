@@ -58,12 +58,9 @@ class LocalTeacher:
         random_faults: ``(probability, reply)`` pairs drawn independently for every chat request, e.g.
             ``[(0.1, Reply.error(429, retry_after=1))]`` for a provider's per-minute quota.
         seed: Seeds the draws of ``random_faults``.
-        max_context_tokens: Prompts over this many tokens get the HTTP 400 vLLM sends for them (a server that
-            does not say its window).
-        context_window: Serve as llama.cpp does with slots of this many tokens: ``GET /props`` says it
-            (``default_generation_settings.n_ctx``), a prompt over it gets llama.cpp's HTTP 400
-            (``exceed_context_size_error``), and a reply stops (``finish_reason="length"``) where prompt and
-            reply fill it.
+        max_context_tokens: Prompts over this many tokens get the HTTP 400 vLLM sends (the window unsaid).
+        context_window: Serve as llama.cpp does with slots of this many tokens: ``GET /props`` says it, a prompt
+            over it gets llama.cpp's HTTP 400, a reply stops (``finish_reason="length"``) where the slot is full.
         reasoning_field: Serve the way reasoning-model parsers do: a reply's leading ``<think>`` block
             goes to ``message.<reasoning_field>`` (``"reasoning_content"`` on vLLM/DeepSeek/llama.cpp),
             the rest stays in ``content`` (``null`` when the reply was cut off while thinking).

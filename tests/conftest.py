@@ -73,3 +73,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in _SLOW_FILES or any(word in item.name.lower() for word in _SLOW_NAMES):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]):
+    """The command line run in this process, as a subprocess would see it (the environment stripped of
+    credentials plus ``env``, the working folder ``cwd``, everything written to the file descriptors
+    captured) but seconds faster: no interpreter and no ``datasets`` to start. Tests of what an import
+    reads from the environment (HF_ENDPOINT, HF_HOME) or of signals keep their subprocess."""
+    import logging
+    import subprocess
+
+    from rare_hf.cli import main
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as patch:
+            for name in [k for k in os.environ if k.startswith(("OPENAI", "RARE_HF", "HF_TOKEN"))]:
+                patch.delenv(name)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            if cwd is not None:
+                patch.chdir(cwd)
+            capfd.readouterr()
+            root = logging.getLogger()
+            handlers, level = root.handlers[:], root.level
+            root.handlers.clear()  # main's logging.basicConfig then sets up stderr as in a process of its own
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # --help and argparse's own errors
+                code = exc.code if isinstance(exc.code, int) else 2
+            finally:
+                root.handlers[:], root.level = handlers, level
+            out = capfd.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run

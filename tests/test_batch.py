@@ -133,20 +133,21 @@ def test_batch_mode_needs_the_cache_and_one_endpoint(tmp_path: Path) -> None:
         rare_hf.LLM("m", api_key="x", base_url=["http://a:1/v1", "http://b:1/v1"], cache_dir=tmp_path, batch=True)
 
 
-def test_the_cli_dry_run_sends_nothing_then_batch_mode_bills_in_dollars(teacher: LocalTeacher, tmp_path: Path) -> None:
-    from test_pipeline import _cli
+def test_the_cli_dry_run_sends_nothing_then_batch_mode_bills_in_dollars(
+    teacher: LocalTeacher, tmp_path: Path, cli
+) -> None:
 
     src = tmp_path / "docs.jsonl"
     documents(12).to_json(str(src), lines=True)
     flags = [str(src), "--model", "teacher-test", "--base-url", teacher.url, "--num-neg", "2", "--price", "0.15,0.60"]
     env = {"OPENAI_API_KEY": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
-    dry = _cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "dry"), env=env)
+    dry = cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "dry"), env=env)
     assert dry.returncode == 0, dry.stderr
     assert teacher.http_request_count == 0 and not (tmp_path / "dry").exists()
     rows = {line.split()[0]: line.split() for line in dry.stdout.splitlines()[2:4]}
     assert rows["questions"][1:3] == ["12", "0"] and rows["reasoning"][1:3] == ["12", "0"]
     assert "Prices include the batch discount." in dry.stdout
-    run = _cli(*flags, "--batch", "--output", str(tmp_path / "out"), env=env)
+    run = cli(*flags, "--batch", "--output", str(tmp_path / "out"), env=env)
     assert run.returncode == 0, run.stderr
     assert "USD paid" in run.stdout and "re-run the same command later to collect" in run.stderr
     steps = json.loads((tmp_path / "out" / "summary.json").read_text())["steps"]
@@ -154,7 +155,7 @@ def test_the_cli_dry_run_sends_nothing_then_batch_mode_bills_in_dollars(teacher:
     assert usd == pytest.approx((teacher.prompt_tokens * 0.15 + teacher.completion_tokens * 0.60) / 2e6, rel=1e-4)
     assert len(teacher.batch_api.batches) == 2 and chat_posts(teacher) == 0
     # The finished run's own --output (before: refused, though a dry run writes nothing).
-    again = _cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "out"), env=env)
+    again = cli(*flags, "--batch", "--dry-run", "--output", str(tmp_path / "out"), env=env)
     assert again.returncode == 0, again.stderr
     rows = {line.split()[0]: line.split() for line in again.stdout.splitlines()[2:4]}
     assert rows["questions"][1:4] == ["12", "12", "0"]  # every question prompt is cached now

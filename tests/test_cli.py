@@ -32,68 +32,68 @@ def test_help_and_import_load_no_heavy_library() -> None:
 
 
 @pytest.mark.parametrize("name, content", [("empty.jsonl", b""), ("blank.jsonl", b"\n")])
-def test_an_empty_input_file_is_a_one_line_error(tmp_path: Path, name: str, content: bytes) -> None:
+def test_an_empty_input_file_is_a_one_line_error(tmp_path: Path, name: str, content: bytes, cli) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    result = _cli(str(path), "--model", "m", "--base-url", "http://127.0.0.1:9/v1", env={"OPENAI_API_KEY": "x"})
+    result = cli(str(path), "--model", "m", "--base-url", "http://127.0.0.1:9/v1", env={"OPENAI_API_KEY": "x"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "no" in result.stderr
 
 
-def test_a_zero_row_parquet_is_a_one_line_error(tmp_path: Path) -> None:
+def test_a_zero_row_parquet_is_a_one_line_error(tmp_path: Path, cli) -> None:
     path = tmp_path / "none.parquet"
     datasets.Dataset.from_dict({"text": []}, features=datasets.Features({"text": datasets.Value("string")})).to_parquet(
         str(path)
     )
-    result = _cli(str(path), "--model", "m", env={"OPENAI_API_KEY": "x"})
+    result = cli(str(path), "--model", "m", env={"OPENAI_API_KEY": "x"})
     assert (
         result.returncode == 2
         and result.stderr.strip() == f"error: {path} has no rows: there are no documents to read."
     )
 
 
-def test_cli_a_zero_row_parquet_written_by_pyarrow_is_one_line(tmp_path: Path) -> None:
+def test_cli_a_zero_row_parquet_written_by_pyarrow_is_one_line(tmp_path: Path, cli) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = tmp_path / "none.parquet"
     pq.write_table(pa.table({"text": pa.array([], pa.string())}), str(path))  # no row groups at all
-    result = _cli(str(path), "--model", "m", env={"OPENAI_API_KEY": "x"})
+    result = cli(str(path), "--model", "m", env={"OPENAI_API_KEY": "x"})
     # Before: three lines, one of them datasets' own log line, ending "An error occurred while generating".
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {path} has no rows: there are no documents to read."
 
 
 @pytest.mark.parametrize("name", ["latin.jsonl", "latin.csv"])
-def test_cli_input_that_is_not_utf8_is_one_line_naming_file_line_and_fix(tmp_path: Path, name: str) -> None:
+def test_cli_input_that_is_not_utf8_is_one_line_naming_file_line_and_fix(tmp_path: Path, name: str, cli) -> None:
     path = tmp_path / name
     rows = '{"text": "ok"}\n{"text": "caf\xe9 au lait"}\n' if name.endswith("jsonl") else 'text\nok\n"caf\xe9"\n'
     path.write_bytes(rows.encode("latin-1"))
     line = 2 if name.endswith("jsonl") else 3
-    result = _cli(str(path), "--model", "m", "--dry-run", env={"OPENAI_API_KEY": "x"})
+    result = cli(str(path), "--model", "m", "--dry-run", env={"OPENAI_API_KEY": "x"})
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"error: {path}: line {line} is not UTF-8. Pass its encoding (e.g. --encoding")
     assert "iconv -f latin1 -t utf-8" in result.stderr
-    read = _cli(str(path), "--encoding", "latin-1", "--model", "m", "--dry-run", env={"OPENAI_API_KEY": "x"})
+    read = cli(str(path), "--encoding", "latin-1", "--model", "m", "--dry-run", env={"OPENAI_API_KEY": "x"})
     assert read.returncode == 0 and "dry run: 2 rows" in read.stdout, read.stderr
 
 
-def test_the_cli_reads_back_its_own_output(teacher: LocalTeacher, tmp_path: Path) -> None:
+def test_the_cli_reads_back_its_own_output(teacher: LocalTeacher, tmp_path: Path, cli) -> None:
     src = tmp_path / "docs.jsonl"
     rare_hf.load_sample_documents().select(range(6)).to_json(str(src), lines=True)
     env = {"K": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
     teacher_args = ["--model", "m", "--base-url", teacher.url, "--api-key-env", "K"]
-    first = _cli(str(src), *teacher_args, "--steps", "questions", "--output", str(tmp_path / "q"), env=env)
+    first = cli(str(src), *teacher_args, "--steps", "questions", "--output", str(tmp_path / "q"), env=env)
     assert first.returncode == 0, first.stderr
     for given in (tmp_path / "q", tmp_path / "q" / "dataset"):  # the output folder, or its dataset folder
         out = tmp_path / f"neg-{given.name}"
-        second = _cli(str(given), "--steps", "negatives", "--output", str(out), env=env)
+        second = cli(str(given), "--steps", "negatives", "--output", str(out), env=env)
         assert second.returncode == 0, second.stderr
         assert len(datasets.load_from_disk(str(out / "dataset"))) == 6
         assert len((out / "triples.jsonl").read_text().splitlines()) == 6
     # The README's example: a step run again over its own columns (before: "Pass overwrite=True", which the
     # command line cannot pass).
-    again = _cli(str(tmp_path / "neg-q"), "--steps", "negatives", "--num-neg", "1", "--output", str(tmp_path / "n1"))
+    again = cli(str(tmp_path / "neg-q"), "--steps", "negatives", "--num-neg", "1", "--output", str(tmp_path / "n1"))
     assert again.returncode == 0, again.stderr
     assert {len(n) for n in datasets.load_from_disk(str(tmp_path / "n1" / "dataset"))["hard_negatives"]} == {1}
 
@@ -143,11 +143,11 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_output(tmp_path: Path) -
     assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
-def test_the_demo_resumes_from_its_own_cache(tmp_path: Path) -> None:
+def test_the_demo_resumes_from_its_own_cache(tmp_path: Path, cli) -> None:
     env = {"RARE_HF_CACHE": str(tmp_path / "cache")}
-    first = _cli("--demo", cwd=tmp_path, env=env)
+    first = cli("--demo", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
-    again = _cli("--demo", "--overwrite", cwd=tmp_path, env=env)
+    again = cli("--demo", "--overwrite", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert "40 responses came from the cache" in again.stdout
     summary = json.loads((tmp_path / "rare_demo_output" / "summary.json").read_text())

@@ -178,15 +178,14 @@ def test_reasoning_exports_keep_the_negatives_the_teacher_saw(graded) -> None:
         rare_hf.to_sft(datasets.Dataset.from_list(changed))
 
 
-def test_cli_writes_every_format_and_lists_them(teacher: LocalTeacher, tmp_path) -> None:
-    from test_pipeline import _cli
+def test_cli_writes_every_format_and_lists_them(teacher: LocalTeacher, tmp_path, cli) -> None:
 
     src = tmp_path / "docs.jsonl"
     rare_hf.load_sample_documents().to_json(str(src), lines=True)
     env = {"K": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
     base = [str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K"]
     out = tmp_path / "out"
-    done = _cli(*base, "--format", "st,bge,prompt-completion", "--eval-fraction", "0.25", "--output", str(out), env=env)
+    done = cli(*base, "--format", "st,bge,prompt-completion", "--eval-fraction", "0.25", "--output", str(out), env=env)
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == [
@@ -208,13 +207,13 @@ def test_cli_writes_every_format_and_lists_them(teacher: LocalTeacher, tmp_path)
     assert len(datasets.Dataset.from_parquet(str(out / "prompt-completion.parquet"))) == 20 - len(held)
     # Held out before mining: every training row keeps its three negatives.
     assert len(datasets.Dataset.from_parquet(str(out / "sentence-transformers.parquet"))) == 20 - len(held)
-    bad = _cli(*base, "--steps", "questions,negatives", "--format", "preference", "--output", str(tmp_path / "o2"))
+    bad = cli(*base, "--steps", "questions,negatives", "--format", "preference", "--output", str(tmp_path / "o2"))
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: --format preference needs the reasoning step; add it to --steps."
     ]
-    unknown = _cli(*base, "--format", "st,parquet", "--output", str(tmp_path / "o3"))
+    unknown = cli(*base, "--format", "st,parquet", "--output", str(tmp_path / "o3"))
     assert "error: --format: unknown format(s) ['parquet']; choose from messages," in unknown.stderr
-    shown = _cli("--help").stdout
+    shown = cli("--help").stdout
     listed = re.findall(r"^  (\S+) {2,}", shown.split("formats (--format")[1], re.M)
     assert listed == [f.name for f in FORMATS]
 

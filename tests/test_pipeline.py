@@ -120,7 +120,7 @@ def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
     )
 
 
-def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path: Path, docs) -> None:
+def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path: Path, docs, cli) -> None:
     src = tmp_path / "docs.jsonl"
     docs.to_json(str(src), lines=True)
     env = {"MY_KEY": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
@@ -139,7 +139,7 @@ def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path
         "--num-neg",
         "2",
     ]
-    result = _cli(*args, env=env)
+    result = cli(*args, env=env)
     assert result.returncode == 0, result.stderr
     assert "re-run the same command to resume" in result.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -154,9 +154,9 @@ def test_cli_end_to_end_against_the_local_server(teacher: LocalTeacher, tmp_path
     assert len(datasets.Dataset.from_parquet(str(tmp_path / "out" / "messages.parquet"))) == 12
     # The same command again refuses to overwrite the output folder; with --overwrite it resumes from the
     # cache (no request is sent) and replaces the folder only when the new one is complete.
-    refused = _cli(*args, env=env)
+    refused = cli(*args, env=env)
     assert refused.returncode == 2 and "pass --overwrite" in refused.stderr and teacher.request_count == 24
-    again = _cli(*args, "--overwrite", "--format", "messages,triples", env=env)
+    again = cli(*args, "--overwrite", "--format", "messages,triples", env=env)
     assert again.returncode == 0 and teacher.request_count == 24
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"messages.jsonl", "triples.jsonl", "dataset"}
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
@@ -222,12 +222,12 @@ def test_cli_push_without_a_token_stops_before_any_request(teacher: LocalTeacher
     assert teacher.http_request_count == 0
 
 
-def test_cli_unreachable_endpoint_and_bad_input(tmp_path: Path, docs) -> None:
+def test_cli_unreachable_endpoint_and_bad_input(tmp_path: Path, docs, cli) -> None:
     src = tmp_path / "docs.jsonl"
     docs.to_json(str(src), lines=True)
-    dead = _cli(str(src), "--model", "m", "--base-url", "http://127.0.0.1:9/v1", env={"OPENAI_API_KEY": "x"})
+    dead = cli(str(src), "--model", "m", "--base-url", "http://127.0.0.1:9/v1", env={"OPENAI_API_KEY": "x"})
     assert dead.returncode == 2 and "Cannot reach the teacher" in dead.stderr
-    missing = _cli(str(tmp_path / "nope.txt"), "--model", "m", env={"OPENAI_API_KEY": "x", "HF_HUB_OFFLINE": "1"})
+    missing = cli(str(tmp_path / "nope.txt"), "--model", "m", env={"OPENAI_API_KEY": "x", "HF_HUB_OFFLINE": "1"})
     assert missing.returncode == 2 and missing.stderr.strip().endswith("nope.txt: no such file or folder.")
 
 

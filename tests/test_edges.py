@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -33,17 +32,10 @@ def test_a_refused_connection_is_called_that(tmp_path: Path) -> None:
     llm.close()
 
 
-def test_cli_a_mistyped_path_is_a_one_line_error_at_once(tmp_path: Path) -> None:
-    env = {**os.environ, "K": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "0"}
+def test_cli_a_mistyped_path_is_a_one_line_error_at_once(tmp_path: Path, cli) -> None:
+    env = {"K": "EMPTY", "RARE_HF_CACHE": str(tmp_path / "cache")}
     for given in ("docs.jsonl", "./corpus", "data/raw/docs"):
-        child = subprocess.run(
-            [sys.executable, "-m", "rare_hf.cli", given, "--model", "m", "--api-key-env", "K"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        child = cli(given, "--model", "m", "--api-key-env", "K", env=env, cwd=tmp_path)
         # Before: tried as a Hub id, 27-31 s of retries and 23 lines, never "no such file".
         assert child.returncode == 2
         assert child.stderr.strip().splitlines() == [f"error: {given}: no such file or folder."]

@@ -30,11 +30,13 @@ from rare_hf.text.prompts import QUESTION_PROMPT
 
 
 def judge(error: str | None) -> str:
+    """The reply's verdict: usable, or the first reason it was not."""
     if error is None:
         return "usable"
-    if "echoes the prompt" in error:
-        return "echo"
-    return error.split(":")[0]  # parse, truncated, invalid, request, ...
+    for reason, marker in (("echo", "echoes the prompt"), ("source", "refers to its source"), ("loop", "repetitive")):
+        if marker in error:
+            return reason
+    return error.split(":")[0]  # parse, truncated (at the budget), invalid (other checks), request
 
 
 def main() -> None:
@@ -63,7 +65,7 @@ def main() -> None:
                 rows.append((name, counts, time.monotonic() - started))
         finally:
             llm.close()
-    kinds = ["usable", "echo", "parse", "truncated", "invalid", "request"]
+    kinds = ["usable", "echo", "source", "loop", "truncated", "parse", "invalid", "request"]
     print(f"SmolLM2-135M-Instruct (llama.cpp, 2 slots of 2,048 tokens), {args.num_docs} documents, first replies")
     print(f"{'variant':<28}" + "".join(f"{k:>10}" for k in kinds) + f"{'seconds':>10}")
     for name, counts, seconds in rows:

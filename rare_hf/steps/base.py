@@ -282,6 +282,7 @@ class LLMStep(abc.ABC):
     ) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         run = self.llm.new_run(self.function)
+        self.window_cuts = 0  # this split's
         progress = _plumbing.StepProgress(self.progress_desc, len(ds), run, show_progress)
 
         tally = Tally()

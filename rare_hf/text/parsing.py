@@ -113,6 +113,9 @@ def validate_question(
     run of its instructions is an echo (small models copy the format they were shown), not a question.
     ``long``: the scenario may be a long query (up to 2,000 words).
     """
+    for field, value in (("question", question), ("scenario", scenario)):  # first: "<the question>" is short too
+        if echo := prompt_echo(value, prompt):
+            return f'the {field} echoes the prompt ("{echo}") instead of writing one'
     if len(question) + han_count(question) < _MIN_QUESTION_CHARS:  # a Han character says about two letters' worth
         return f"the question is empty or shorter than {_MIN_QUESTION_CHARS} characters"
     if not scenario:
@@ -126,9 +129,6 @@ def validate_question(
             return f'the {field} refers to its source ("{match.group(0)}"); it must stand alone'
     if _squash(question) in _squash(document):
         return "the question copies the document instead of asking something that needs reasoning"
-    for field, value in (("question", question), ("scenario", scenario)):
-        if echo := prompt_echo(value, prompt):
-            return f'the {field} echoes the prompt ("{echo}") instead of writing one'
     return None
 
 

@@ -319,15 +319,15 @@ def _structured(prompt: Prompt, marker: str, tail: str) -> Prompt:
 
 
 _JSON_TAIL = (
-    'Reply with a JSON object. Its "reasoning" field holds your brief thinking about what in this domain '
-    'makes a hard, realistic question. Its "hard_queries" field is a list of exactly {num_questions} item(s), '
-    'each with a "scenario" (the situation and its constraints, written out in full sentences) and a '
-    '"question" (the one clear thing asked about that situation).'
+    'Reply with a JSON object. Its "reasoning" field says in one or two sentences which idea of the document the '
+    'question will test. Its "hard_queries" field lists exactly {num_questions} item(s), each with a "scenario" (a '
+    'concrete situation and its constraints, in full sentences) and a "question" (the one clear thing asked about it).'
 )
 _JSON_TAIL_ZH = (
-    "请回复一个 JSON 对象。其中 “reasoning” 字段简要写出你的思考：在这个领域里，什么样的问题既有难度又贴近实际。"
-    "“hard_queries” 字段是恰好包含 {num_questions} 项的列表，每一项有 “scenario”（用完整的句子写出处境及其约束条件）"
-    "和 “question”（针对该处境提出的一个明确的问题），情景和问题用中文书写。"
+    "请回复一个 JSON 对象。其中 “reasoning” 字段用一两句话说明问题要考查文档中的哪个观点。"
+    "“hard_queries” 字段列出恰好 {num_questions} 项，每一项有 “scenario”"
+    "（一个具体的处境及其约束条件，用完整的句子写出）和 “question”"
+    "（针对该处境提出的一个明确的问题），情景和问题用中文书写。"
 )
 QUESTION_JSON_PROMPT = _structured(QUESTION_PROMPT, "You may think first.", _JSON_TAIL)
 QUESTION_LONG_JSON_PROMPT = _structured(QUESTION_LONG_PROMPT, "You may think first.", _JSON_TAIL)

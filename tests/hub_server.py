@@ -350,18 +350,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, "EntryNotFound", "no parquet conversion on this test hub")
 
 
+_API = r"/api/(?:datasets|models)"  # model repos (a GGUF teacher) are served like dataset repos
 _ROUTES = [
     (r"/api/whoami-v2", "GET", "whoami"),
     (r"/api/repos/create", "POST", "create_repo"),
     (r"/api/validate-yaml", "POST", "validate_yaml"),
-    (rf"/api/datasets/{_REPO}/parquet(?:/.*)?", "GET", "not_converted"),
-    (rf"/api/datasets/{_REPO}/preupload/{_REV}", "POST", "preupload"),
-    (rf"/api/datasets/{_REPO}/commit/{_REV}", "POST", "commit"),
-    (rf"/api/datasets/{_REPO}/paths-info/{_REV}", "POST", "paths_info"),
-    (rf"/api/datasets/{_REPO}/tree/{_REV}(?:/(?P<path>.*))?", "GET", "tree"),
-    (rf"/api/datasets/{_REPO}/revision/{_REV}", "GET", "repo_info"),
-    (rf"/api/datasets/{_REPO}", "GET", "repo_info"),
-    (rf"/datasets/{_REPO}\.git/info/lfs/objects/batch", "POST", "lfs_batch"),
+    (rf"{_API}/{_REPO}/parquet(?:/.*)?", "GET", "not_converted"),
+    (rf"{_API}/{_REPO}/preupload/{_REV}", "POST", "preupload"),
+    (rf"{_API}/{_REPO}/commit/{_REV}", "POST", "commit"),
+    (rf"{_API}/{_REPO}/paths-info/{_REV}", "POST", "paths_info"),
+    (rf"{_API}/{_REPO}/tree/{_REV}(?:/(?P<path>.*))?", "GET", "tree"),
+    (rf"{_API}/{_REPO}/revision/{_REV}", "GET", "repo_info"),
+    (rf"{_API}/{_REPO}", "GET", "repo_info"),
+    (rf"(?:/datasets)?/{_REPO}\.git/info/lfs/objects/batch", "POST", "lfs_batch"),
     (r"/lfs-upload/(?P<oid>[0-9a-f]+)", "PUT", "lfs_upload"),
-    (rf"/datasets/{_REPO}/resolve/{_REV}/(?P<path>.+)", "GET", "resolve"),
+    (rf"(?:/datasets)?/{_REPO}/resolve/{_REV}/(?P<path>.+)", "GET", "resolve"),
 ]

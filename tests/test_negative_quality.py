@@ -50,11 +50,15 @@ def sibling_hits(ds: datasets.Dataset, **kwargs) -> tuple[int, rare_hf.StepSumma
 @pytest.mark.parametrize("stride", [66, 72])  # chunks overlapping by 45 % and by 40 %
 def test_overlapping_sibling_chunks_are_never_negatives(stride: int) -> None:
     ds = chunked_corpus(stride)
-    before, _ = sibling_hits(ds, exclude_shared_passages=False)
+    before, _ = sibling_hits(ds, exclude_shared_passages=False, max_similarity=None)
+    idf_only, _ = sibling_hits(ds, exclude_shared_passages=False)
     after, summary = sibling_hits(ds)
     assert before >= 0.2 * len(ds)  # the term-overlap and score filters let most siblings through
+    # A sibling shares its topic's rare terms: the IDF cosine alone catches most of them too.
+    assert idf_only <= 0.1 * before
     assert after <= 0.01 * len(ds)
-    assert summary.stats["dropped_candidates"]["shares a passage with the positive"] >= before
+    dropped = summary.stats["dropped_candidates"]
+    assert dropped["shares a passage with the positive"] + dropped["similar to the positive (IDF cosine)"] >= before
     assert summary.failed == 0 and summary.stats["short"] == 0
 
 
@@ -161,3 +165,34 @@ def test_the_card_shows_a_complete_row_as_its_sample() -> None:
     card = rare_hf.hub.build_card(rare_hf.hub.DatasetCard("---\n---\n"), ds, num_rows=2, repo_id="me/x")
     sample = str(card).split("## Sample record", 1)[1]
     assert '"text": "second document"' in sample and "first document" not in sample
+
+
+def test_a_rewritten_twin_passes_the_jaccard_guard_but_not_the_idf_cosine() -> None:
+    positive = (
+        "The Commodore Amiga 500 was a home computer released in 1987 with a Motorola 68000 processor, the OCS "
+        "chipset with Agnus, Denise and Paula, and 512 kilobytes of chip memory for graphics and sound."
+    )
+    twin = (  # the same facts re-edited: distinct-word Jaccard 0.26, no shared run of words
+        "Amiga 500: Commodore's 1987 machine for the home. Inside, a Motorola 68000 CPU; custom chips Agnus, "
+        "Paula and Denise (OCS); half a megabyte of chip RAM shared by video and audio hardware."
+    )
+    others = [
+        "The home computer market of the late 1980s was crowded with machines from many makers.",
+        "Graphics and sound chips in home computers were often custom designs shared between video and audio.",
+        "A processor with 32-bit registers and a 16-bit bus powered several workstations and home computers.",
+        "Chip memory and fast memory differ in which custom chips can reach them during a frame of video.",
+        "The chipset of a computer decides how graphics and sound are produced and what the processor must do.",
+    ]
+    question = (
+        "Which processor and chipset produced graphics and sound on the home computer Commodore released in 1987?"
+    )
+    ds = datasets.Dataset.from_dict({"question": [question], "text": [positive]})
+    corpus = [positive, twin, *others]
+    kwargs = {"corpus": corpus, "num_neg": 3, "show_progress": False, "return_summary": True}
+    before, _ = rare_hf.add_hard_negatives(ds, max_similarity=None, **kwargs)
+    assert twin in before["hard_negatives"][0]  # today's guards: the twin is a "hard negative"
+    after, summary = rare_hf.add_hard_negatives(ds, max_similarity=0.4, **kwargs)
+    assert twin not in after["hard_negatives"][0] and len(after["hard_negatives"][0]) == 3
+    assert summary.stats["dropped_candidates"]["similar to the positive (IDF cosine)"] == 1
+    with pytest.raises(ValueError, match=r"max_similarity must be in \(0, 1\]"):
+        rare_hf.add_hard_negatives(ds, max_similarity=1.5)

@@ -93,6 +93,19 @@ class BM25Index:
         return len(self.doc_ids)
 
     @functools.cached_property
+    def term_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per token its squared IDF (the corpus's BM25 IDF, never negative), and per document the norm of
+        its IDF-weighted set of distinct terms: what :func:`~rare_hf.retrieval.kernels.pick_kernel` needs for a
+        document-to-document cosine in which a shared rare term outweighs many shared common ones."""
+        ids = np.asarray(self.token_ids)
+        df = np.bincount(ids, minlength=int(ids.max()) + 1 if len(ids) else 0)
+        idf = np.log1p((len(self) - df + 0.5) / (df + 0.5))
+        weights = (idf * idf).astype(np.float64)
+        cumulative = np.concatenate([[0.0], np.cumsum(weights[ids])])
+        indptr = np.asarray(self.token_indptr)
+        return weights, np.sqrt(cumulative[indptr[1:]] - cumulative[indptr[:-1]])
+
+    @functools.cached_property
     def fingerprint(self) -> str:
         """A hash of the indexed content (every document's normalised text key and id) and the BM25
         settings: two corpora of the same size never share it. Computed once, from arrays already here."""

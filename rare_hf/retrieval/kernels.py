@@ -7,7 +7,7 @@ import numpy as np
 
 from .bm25 import _HAS_NUMBA
 
-__all__ = ["pick", "csr_rows", "NUMBA_MIN_CELLS"]
+__all__ = ["pick", "csr_rows", "idf_cosines", "NUMBA_MIN_CELLS"]
 
 
 def count_shared(ids_a: np.ndarray, a: int, a_end: int, ids_b: np.ndarray, b: int, b_end: int) -> int:
@@ -115,3 +115,31 @@ def pick(docs: np.ndarray, *args: object) -> tuple[np.ndarray, int, int]:
     """:func:`pick_kernel`, compiled when numba is installed and the batch is large enough to pay for it."""
     compiled = _compiled_pick_kernel is not None and docs.size >= NUMBA_MIN_CELLS
     return (_compiled_pick_kernel if compiled else pick_kernel)(docs, *args)  # type: ignore[misc]
+
+
+def idf_cosines(
+    docs: np.ndarray,
+    pos_doc: np.ndarray,
+    indptr: np.ndarray,
+    token_ids: np.ndarray,
+    weights: np.ndarray,
+    norms: np.ndarray,
+) -> np.ndarray:
+    """The IDF-weighted cosine of each candidate in ``docs`` (rows x width) with its row's positive, over
+    distinct terms (0 where the positive is not in the index). Every pair at once: each pair's terms become
+    keys ``pair * vocabulary + term``, and the shared keys are one sorted intersection, no Python loop."""
+    rows, width = docs.shape
+    candidates, positives = docs.ravel().astype(np.int64), np.repeat(pos_doc.astype(np.int64), width)
+    pairs = np.flatnonzero((candidates >= 0) & (positives >= 0))
+    out = np.zeros(rows * width)
+    if len(pairs):
+        vocabulary = len(weights)
+        keys = []
+        for side in (candidates[pairs], positives[pairs]):
+            side_indptr, side_ids = csr_rows(indptr, token_ids, side)
+            keys.append(np.repeat(np.arange(len(pairs)), np.diff(side_indptr)) * vocabulary + side_ids)
+        shared = np.intersect1d(keys[0], keys[1], assume_unique=True)
+        sums = np.bincount(shared // vocabulary, weights=weights[shared % vocabulary], minlength=len(pairs))
+        denominator = norms[candidates[pairs]] * norms[positives[pairs]]
+        out[pairs] = np.divide(sums, denominator, out=np.zeros_like(sums), where=denominator > 0)
+    return out.reshape(rows, width)

@@ -13,7 +13,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..retrieval.bm25 import BM25Index
-from ..retrieval.kernels import csr_rows, pick
+from ..retrieval.kernels import csr_rows, idf_cosines, pick
 from ..retrieval.shingles import passage_csr
 from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 from . import _plumbing
@@ -31,6 +31,7 @@ class Filters:
     max_overlap: float | None
     exclude_shared_passages: bool
     exclude_ids: frozenset[str] = frozenset()
+    max_similarity: float | None = None
 
 
 class Miner:
@@ -207,7 +208,20 @@ class Miner:
             close = keep & comparable & (scores > self.filters.max_score_ratio * pos_score[:, None])
             self.dropped["scores too close to the positive"] += int(close.sum())
             keep &= ~close
+        if self.filters.max_similarity is not None:
+            keep &= ~self._rewritten_copies(docs, keep, np.where(pos_doc >= 0, pos_doc, pos_by_id))
         return keep
+
+    def _rewritten_copies(self, docs: np.ndarray, keep: np.ndarray, pos_doc: np.ndarray) -> np.ndarray:
+        """Kept candidates whose IDF-weighted cosine with the positive is above ``max_similarity`` and more
+        than twice the row's typical candidate's: a rewritten copy stands out from the other candidates,
+        while in a corpus of look-alike documents (templates, records) every candidate is as similar."""
+        cosines = idf_cosines(docs, pos_doc, self.index.token_indptr, self.index.token_ids, *self.index.term_weights)
+        typical = np.ma.median(np.ma.masked_array(cosines, ~keep), axis=1).filled(0.0)
+        limit = np.maximum(self.filters.max_similarity, 2 * typical)
+        similar = keep & (cosines > limit[:, None])
+        self.dropped["similar to the positive (IDF cosine)"] += int(similar.sum())
+        return similar
 
     def _arrow_columns(
         self,

@@ -124,33 +124,19 @@ def idf_cosines(
     token_ids: np.ndarray,
     weights: np.ndarray,
     norms: np.ndarray,
-    chunk_rows: int = 1024,
+    chunk_pairs: int = 16_384,
 ) -> np.ndarray:
     """The IDF-weighted cosine of each candidate in ``docs`` (rows x width) with its row's positive, over
-    distinct terms (0 where the positive is not in the index). Pairs are scored ``chunk_rows`` rows at a time,
+    distinct terms (0 where the positive is not in the index). Pairs are scored ``chunk_pairs`` at a time,
     each chunk at once: every pair's terms become keys ``pair * vocabulary + term`` and the shared keys are
     one sorted intersection, no Python loop over terms; the chunk bounds the memory the keys take."""
-    out = np.zeros(docs.shape)
-    for start in range(0, len(docs), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        out[rows] = _chunk_cosines(docs[rows], pos_doc[rows], indptr, token_ids, weights, norms)
-    return out
-
-
-def _chunk_cosines(
-    docs: np.ndarray,
-    pos_doc: np.ndarray,
-    indptr: np.ndarray,
-    token_ids: np.ndarray,
-    weights: np.ndarray,
-    norms: np.ndarray,
-) -> np.ndarray:
     rows, width = docs.shape
     candidates, positives = docs.ravel().astype(np.int64), np.repeat(pos_doc.astype(np.int64), width)
-    pairs = np.flatnonzero((candidates >= 0) & (positives >= 0))
+    valid = np.flatnonzero((candidates >= 0) & (positives >= 0))
     out = np.zeros(rows * width)
-    if len(pairs):
-        vocabulary = len(weights)
+    vocabulary = len(weights)
+    for start in range(0, len(valid), chunk_pairs):
+        pairs = valid[start : start + chunk_pairs]
         keys = []
         for side in (candidates[pairs], positives[pairs]):
             side_indptr, side_ids = csr_rows(indptr, token_ids, side)

@@ -43,6 +43,7 @@ _LAZY = {
     "LLMRun": "teacher.client",
     "Usage": "teacher.client",
     "Price": "teacher.client",
+    "LocalServer": "teacher.local",
     "Prompt": "text.prompts",
     "estimate_run": "steps.estimate",
     "StepEstimate": "steps.estimate",
@@ -107,6 +108,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .steps.written import add_written_negatives
     from .teacher.cache import ResponseCache, default_cache_dir
     from .teacher.client import LLM, Completion, LLMRun, Price, Usage
+    from .teacher.local import LocalServer
     from .text.prompts import Prompt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

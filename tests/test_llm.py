@@ -38,7 +38,7 @@ def test_peak_in_flight_never_exceeds_limit(teacher: LocalTeacher, make_llm) -> 
     llm = make_llm(max_concurrency=7)
     replies = llm.complete_many(prompts(60))
     assert len(replies) == 60 and all(isinstance(r, rare_hf.Completion) for r in replies)
-    assert teacher.peak_in_flight == 7
+    assert 5 <= teacher.peak_in_flight <= 7  # never above the limit; near it, but not exactly at a loaded moment
 
 
 def test_limit_is_shared_across_concurrent_callers(teacher: LocalTeacher, make_llm) -> None:
@@ -50,7 +50,7 @@ def test_limit_is_shared_across_concurrent_callers(teacher: LocalTeacher, make_l
 
     asyncio.run(two_callers())
     assert teacher.request_count == 40
-    assert teacher.peak_in_flight == 5
+    assert 4 <= teacher.peak_in_flight <= 5
 
 
 def test_retry_after_is_honoured_and_an_isolated_429_does_not_shrink_the_limit(teacher: LocalTeacher, make_llm) -> None:

@@ -215,10 +215,10 @@ def _local_server(args: argparse.Namespace) -> Iterator[LocalServer]:
 
 
 def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None, cache_dir: Any) -> LLM:
-    from ..teacher._config import is_loopback
+    from ..teacher._config import is_loopback, resolve_urls
     from ..teacher.client import LLM
 
-    if not api_key and not all(is_loopback(u) for u in _urls(base_url)):
+    if not api_key and not all(is_loopback(u) for u in resolve_urls(base_url)):
         raise CliError(
             f"no API key: set the environment variable {args.api_key_env} (named by --api-key-env); "
             "servers on this machine need none, others without auth accept any value, e.g. EMPTY."
@@ -226,11 +226,6 @@ def _make_llm(args: argparse.Namespace, base_url: Any, api_key: str | None, mode
     if model is None and not os.environ.get("RARE_HF_MODEL"):
         raise CliError("no teacher model: pass --model or set RARE_HF_MODEL.")
     return LLM(**_llm_kwargs(args, base_url, api_key, model), cache_dir=cache_dir)
-
-
-def _urls(base_url: Any) -> list[str]:
-    given = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
-    return [u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1" for u in given]
 
 
 def _llm_kwargs(args: argparse.Namespace, base_url: Any, api_key: str | None, model: str | None) -> dict[str, Any]:

@@ -142,7 +142,8 @@ def idf_cosines(
             side_indptr, side_ids = csr_rows(indptr, token_ids, side)
             keys.append(np.repeat(np.arange(len(pairs)), np.diff(side_indptr)) * vocabulary + side_ids)
         shared = np.intersect1d(keys[0], keys[1], assume_unique=True)
-        sums = np.bincount(shared // vocabulary, weights=weights[shared % vocabulary], minlength=len(pairs))
+        # float even when nothing is shared (bincount of nothing gives integers)
+        sums = np.bincount(shared // vocabulary, weights=weights[shared % vocabulary], minlength=len(pairs)) * 1.0
         denominator = norms[candidates[pairs]] * norms[positives[pairs]]
         out[pairs] = np.divide(sums, denominator, out=np.zeros_like(sums), where=denominator > 0)
     return out.reshape(rows, width)

@@ -216,7 +216,10 @@ class Miner:
         """Kept candidates whose IDF-weighted cosine with the positive is above ``max_similarity`` and more
         than twice the row's typical candidate's: a rewritten copy stands out from the other candidates,
         while in a corpus of look-alike documents (templates, records) every candidate is as similar."""
-        cosines = idf_cosines(docs, pos_doc, self.index.token_indptr, self.index.token_ids, *self.index.term_weights)
+        candidates = np.where(keep, docs, -1)  # only cells still kept are scored
+        cosines = idf_cosines(
+            candidates, pos_doc, self.index.token_indptr, self.index.token_ids, *self.index.term_weights
+        )
         typical = np.ma.median(np.ma.masked_array(cosines, ~keep), axis=1).filled(0.0)
         limit = np.maximum(self.filters.max_similarity, 2 * typical)
         similar = keep & (cosines > limit[:, None])

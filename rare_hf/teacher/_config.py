@@ -29,8 +29,7 @@ def resolve(
         raise LLMConfigError(
             "No teacher model given: pass LLM(model=...) or set the RARE_HF_MODEL environment variable."
         )
-    urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
-    urls = [(u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/") for u in urls]
+    urls = resolve_urls(base_url)
     for url in urls or [""]:
         if not url.startswith(("http://", "https://")):
             raise LLMConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}.")
@@ -58,6 +57,12 @@ def resolve(
     if context_window is not None and context_window < 256:
         raise LLMConfigError(f"context_window must be >= 256 tokens, got {context_window}.")
     return model, api_key, urls
+
+
+def resolve_urls(base_url: str | Sequence[str] | None) -> list[str]:
+    """The endpoint URLs: as given, else ``$OPENAI_BASE_URL``, else OpenAI."""
+    given = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+    return [(u or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/") for u in given]
 
 
 def is_loopback(url: str) -> bool:

@@ -44,6 +44,8 @@ _LAZY = {
     "Usage": "teacher.client",
     "Price": "teacher.client",
     "LocalServer": "teacher.local",
+    "Embedder": "teacher.embedder",
+    "EmbeddingEstimate": "teacher.embedder",
     "Prompt": "text.prompts",
     "estimate_run": "steps.estimate",
     "StepEstimate": "steps.estimate",
@@ -108,6 +110,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .steps.written import add_written_negatives
     from .teacher.cache import ResponseCache, default_cache_dir
     from .teacher.client import LLM, Completion, LLMRun, Price, Usage
+    from .teacher.embedder import Embedder, EmbeddingEstimate
     from .teacher.local import LocalServer
     from .text.prompts import Prompt
 

@@ -38,17 +38,20 @@ def pick_kernel(
     max_overlap: float,
     num_neg: int,
     skip_top: int,
-) -> tuple[np.ndarray, int, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row, the columns of the first ``num_neg`` kept candidates after ``skip_top``, dropping those
     that share a passage with the positive (a winnowed run of words, see ``_shingles``) and those whose
     distinct terms overlap the positive's by more than ``max_overlap`` (Jaccard; < 0: no overlap check).
+    Those two are marked in ``keep`` as they are found, so picking again (after a later guard dropped a
+    chosen one) neither scores nor counts them twice. Returns the chosen columns (-1: none) and, per row,
+    how many candidates overlapped and how many shared a passage.
 
     Written in the numpy subset numba compiles; without numba the same code runs as Python.
     """
     rows, width = docs.shape
     chosen = np.full((rows, num_neg), -1, dtype=np.int64)
-    overlapping = 0
-    sharing = 0
+    overlapping = np.zeros(rows, dtype=np.int64)
+    sharing = np.zeros(rows, dtype=np.int64)
     for r in range(rows):
         found, skipped, p = 0, 0, pos_doc[r]
         for c in range(width):
@@ -65,14 +68,16 @@ def pick_kernel(
                 pos_passage_indptr[r],
                 pos_passage_indptr[r + 1],
             ):
-                sharing += 1
+                sharing[r] += 1
+                keep[r, c] = False
                 continue
             if max_overlap >= 0 and p >= 0:
                 a, a_end, b, b_end = indptr[d], indptr[d + 1], indptr[p], indptr[p + 1]
                 shared = count_shared(token_ids, a, a_end, token_ids, b, b_end)
                 union = max(1, (a_end - a) + (b_end - b) - shared)
                 if shared > max_overlap * union:
-                    overlapping += 1
+                    overlapping[r] += 1
+                    keep[r, c] = False
                     continue
             if skipped < skip_top:
                 skipped += 1
@@ -111,7 +116,7 @@ def csr_rows(indptr: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> tuple[np.
     return out, np.concatenate(picked) if picked else ids[:0]
 
 
-def pick(docs: np.ndarray, *args: object) -> tuple[np.ndarray, int, int]:
+def pick(docs: np.ndarray, *args: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`pick_kernel`, compiled when numba is installed and the batch is large enough to pay for it."""
     compiled = _compiled_pick_kernel is not None and docs.size >= NUMBA_MIN_CELLS
     return (_compiled_pick_kernel if compiled else pick_kernel)(docs, *args)  # type: ignore[misc]

@@ -17,6 +17,7 @@ from ..retrieval.kernels import csr_rows, idf_cosines, pick
 from ..retrieval.shingles import passage_csr
 from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 from . import _plumbing
+from ._semantic import SemanticGuard
 from .base import Column, column_docs
 from .row_error import RowError, Tally, render
 from .summary import StepSummary
@@ -32,6 +33,20 @@ class Filters:
     exclude_shared_passages: bool
     exclude_ids: frozenset[str] = frozenset()
     max_similarity: float | None = None
+    relabel: bool = False  # candidates the semantic guard drops become extra positives
+
+
+# What each guard is called: the per-row column's fields and the summary's ``dropped_candidates``.
+GUARDS = {
+    "positive": "positive or exact duplicate",
+    "excluded": "excluded (exclude_ids)",
+    "score_ratio": "scores too close to the positive",
+    "idf_cosine": "similar to the positive (IDF cosine)",
+    "shared_passage": "shares a passage with the positive",
+    "overlap": "overlaps the positive",
+    "semantic": "similar to the positive (embeddings)",
+    "not_embedded": "could not be embedded",
+}
 
 
 class Miner:
@@ -47,11 +62,12 @@ class Miner:
         columns: list[Column],
         total: int,
         show_progress: bool,
+        semantic: SemanticGuard | None = None,
     ) -> None:
-        self.index, self.filters = index, filters
+        self.index, self.filters, self.semantic = index, filters, semantic
         self.question_key, self.text_key, self.columns = question_key, text_key, columns
         self.key = columns[0].name  # the negatives; the others are named after it
-        self.dropped: collections.Counter[str] = collections.Counter()
+        self.dropped: collections.Counter[str] = collections.Counter()  # by guard, over the rows' final picks
         self.short = 0  # rows with fewer than num_neg negatives, failed or not
         self.without = 0  # rows mined with no negative at all
         self.tally = Tally()
@@ -78,6 +94,7 @@ class Miner:
                     "add_hard_negatives",
                     {
                         "filters": dataclasses.asdict(self.filters),
+                        "semantic": None if self.semantic is None else self.semantic.params(),
                         "index": self.index.params,
                         "corpus": self.index.fingerprint,
                         "keys": [self.question_key, self.text_key, self.key],
@@ -98,8 +115,10 @@ class Miner:
                 errors[i] = RowError("skipped", "question is missing (failed upstream)")
             elif not tokens[i]:
                 errors[i] = RowError("skipped", "the question has no term in the corpus vocabulary")
+        vectors = self._positive_vectors(texts, errors)
         rows = [i for i in range(n) if errors[i] is None]
-        picks, pos_scores = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows])
+        mined = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows], vectors)
+        picks = mined.picks
         for i, (found, _) in zip(rows, picks):
             self.short += len(found) < self.filters.num_neg
             self.without += not found
@@ -112,13 +131,25 @@ class Miner:
         for error in errors:
             self.tally.add(error)
         self.bar.update(n)
-        for name, column in self._arrow_columns(n, rows, picks, pos_scores, errors).items():
+        for name, column in self._arrow_columns(n, rows, mined, errors).items():
             table = table.append_column(name, column)
         return table
 
+    def _positive_vectors(self, texts: list[Any], errors: list[RowError | None]) -> np.ndarray | None:
+        """The positives' embeddings (rows still to mine), for the semantic guard; a row whose positive cannot
+        be embedded fails instead of going unguarded."""
+        if self.semantic is None:
+            return None
+        rows = [i for i, e in enumerate(errors) if e is None]
+        vectors, reasons = self.semantic.positives([texts[i] for i in rows])
+        for i, reason in zip(rows, reasons):
+            if reason is not None:
+                errors[i] = RowError("embedding", f"the positive was not embedded: {reason}")
+        return vectors[[reason is None for reason in reasons]]
+
     def _mine(
-        self, queries: list[list[int]], positives: list[Any], positive_ids: list[str]
-    ) -> tuple[list[tuple[list[int], list[float]]], np.ndarray]:
+        self, queries: list[list[int]], positives: list[Any], positive_ids: list[str], vectors: np.ndarray | None
+    ) -> Mined:
         """Filtered negatives for every query. Queries left short while their candidate list was full are
         retried with a deeper list, so strict filters never silently return fewer than they could."""
         pos_by_id = np.array([self.index.position_of_id(i) for i in positive_ids], dtype=np.int64)
@@ -131,8 +162,7 @@ class Miner:
             ],
             dtype=np.int64,
         )
-        pos_scores = np.full(len(queries), np.nan, dtype=np.float32)
-        picks: list[Any] = [([], [])] * len(queries)
+        mined = Mined(len(queries))
         pending = np.arange(len(queries))
         depth = self.filters.num_neg + self.filters.skip_top + 10
         # Hashed once per batch; a deeper retry round takes its rows' share.
@@ -141,39 +171,60 @@ class Miner:
             if self.filters.exclude_shared_passages
             else (np.zeros(len(queries) + 1, dtype=np.int64), np.empty(0, dtype=np.uint32))
         )
+        first_round = True
         while len(pending):
             k = min(depth, len(self.index))
             docs, scores = self.index.search([queries[i] for i in pending], k, expected_queries=self.total)
             order = np.lexsort((docs, -scores))  # best first; ties by corpus position, for determinism
             docs, scores = np.take_along_axis(docs, order, 1), np.take_along_axis(scores, order, 1)
-            self._positive_scores(pending, docs, scores, pos_doc, queries, pos_scores)
-            keep = self._keep_mask(docs, scores, pos_doc[pending], pos_by_id[pending], pos_scores[pending])
-            exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
-            max_overlap = -1.0 if self.filters.max_overlap is None else self.filters.max_overlap
-            pos_passages = csr_rows(*passages, pending)
-            chosen, overlapping, sharing = pick(
-                docs.astype(np.int64),
-                keep,
-                pos_doc[pending],
-                self.index.token_indptr,
-                self.index.token_ids,
-                self.index.passage_indptr,
-                self.index.passage_ids,
-                *pos_passages,
-                max_overlap,
-                self.filters.num_neg,
-                self.filters.skip_top,
+            self._positive_scores(pending, docs, scores, pos_doc, queries, mined.positive_scores)
+            keep, counts = self._keep_mask(
+                docs, scores, pos_doc[pending], pos_by_id[pending], mined.positive_scores[pending]
             )
-            self.dropped["overlaps the positive"] += int(overlapping)
-            self.dropped["shares a passage with the positive"] += int(sharing)
+            exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
+            picker = _Picker(self, docs, keep, pos_doc[pending], csr_rows(*passages, pending), counts)
+            chosen = picker.pick(np.arange(len(pending)))
+            if vectors is not None:
+                relabelled = self._guard_semantically(picker, chosen, vectors[pending], first_round)
+                mined.false_negatives.update({int(pending[r]): found for r, found in relabelled.items()})
+            mined.counts[:, pending] = np.stack([counts[g] for g in GUARDS])
             retry = []
             for row, i in enumerate(pending.tolist()):
                 cols = chosen[row][chosen[row] >= 0]
-                picks[i] = (docs[row, cols].tolist(), scores[row, cols].tolist())
+                mined.picks[i] = (docs[row, cols].tolist(), scores[row, cols].tolist())
                 if len(cols) < self.filters.num_neg and not exhausted[row]:
                     retry.append(i)
-            pending, depth = np.array(retry, dtype=np.int64), depth * 4
-        return picks, pos_scores
+            pending, depth, first_round = np.array(retry, dtype=np.int64), depth * 4, False
+        return mined
+
+    def _guard_semantically(
+        self, picker: _Picker, chosen: np.ndarray, vectors: np.ndarray, record: bool
+    ) -> dict[int, list[int]]:
+        """Drops chosen candidates the embedder finds too close to the positive and picks again, until none
+        is; returns, per row, the corpus positions dropped as rewritten copies (best first)."""
+        assert self.semantic is not None
+        rows, counts = np.arange(len(chosen)), picker.counts
+        relabelled: dict[int, list[int]] = collections.defaultdict(list)
+        limit = None
+        while len(rows):
+            cells = chosen[rows]
+            candidates = np.where(cells >= 0, np.take_along_axis(picker.docs[rows], np.maximum(cells, 0), 1), -1)
+            look = self.semantic.look(vectors[rows], candidates)
+            if limit is None:
+                limit = self.semantic.limit(look.similarity if record else look.similarity[:0])
+            similar = np.nan_to_num(look.similarity, nan=-np.inf) > limit
+            drop = similar | look.failed
+            if not drop.any():
+                break
+            at, slot = np.nonzero(drop)
+            picker.keep[rows[at], cells[at, slot]] = False
+            np.add.at(counts["semantic"], rows[at], similar[at, slot])
+            np.add.at(counts["not_embedded"], rows[at], look.failed[at, slot])
+            for r, d in zip(rows[at][similar[at, slot]].tolist(), candidates[at, slot][similar[at, slot]].tolist()):
+                relabelled[r].append(d)
+            rows = np.unique(rows[at])
+            chosen[rows] = picker.pick(rows)
+        return relabelled
 
     def _positive_scores(
         self,
@@ -193,24 +244,29 @@ class Miner:
 
     def _keep_mask(
         self, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray, pos_by_id: np.ndarray, pos_score: np.ndarray
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Candidates the array guards keep, and per row how many each guard dropped (the picker and the
+        semantic guard add theirs to the same counts)."""
+        counts = {guard: np.zeros(len(docs), dtype=np.int64) for guard in GUARDS}
         positive = (docs == pos_doc[:, None]) | (docs == pos_by_id[:, None])
         live = scores > 0  # zero-score hits are never negatives
-        self.dropped["positive or exact duplicate"] += int((positive & live).sum())
+        counts["positive"] = (positive & live).sum(axis=1)
         keep = live & ~positive
         if len(self.excluded):
             excluded = keep & np.isin(docs, self.excluded)
-            self.dropped["excluded (exclude_ids)"] += int(excluded.sum())
+            counts["excluded"] = excluded.sum(axis=1)
             keep &= ~excluded
         if self.filters.max_score_ratio is not None:
             # A positive scoring 0 (its question shares no term with it) gives no margin to compare with.
             comparable = (pos_score > 0)[:, None]  # NaN (positive not in the index) -> False too
             close = keep & comparable & (scores > self.filters.max_score_ratio * pos_score[:, None])
-            self.dropped["scores too close to the positive"] += int(close.sum())
+            counts["score_ratio"] = close.sum(axis=1)
             keep &= ~close
         if self.filters.max_similarity is not None:
-            keep &= ~self._rewritten_copies(docs, keep, np.where(pos_doc >= 0, pos_doc, pos_by_id))
-        return keep
+            similar = self._rewritten_copies(docs, keep, np.where(pos_doc >= 0, pos_doc, pos_by_id))
+            counts["idf_cosine"] = similar.sum(axis=1)
+            keep &= ~similar
+        return keep, counts
 
     def _rewritten_copies(self, docs: np.ndarray, keep: np.ndarray, pos_doc: np.ndarray) -> np.ndarray:
         """Kept candidates whose IDF-weighted cosine with the positive is above ``max_similarity`` and more
@@ -222,33 +278,46 @@ class Miner:
         )
         typical = np.ma.median(np.ma.masked_array(cosines, ~keep), axis=1).filled(0.0)
         limit = np.maximum(self.filters.max_similarity, 2 * typical)
-        similar = keep & (cosines > limit[:, None])
-        self.dropped["similar to the positive (IDF cosine)"] += int(similar.sum())
-        return similar
+        return keep & (cosines > limit[:, None])  # type: ignore[no-any-return]
 
     def _arrow_columns(
-        self,
-        n: int,
-        rows: list[int],
-        picks: list[tuple[list[int], list[float]]],
-        pos_scores: np.ndarray,
-        errors: list[RowError | None],
+        self, n: int, rows: list[int], mined: Mined, errors: list[RowError | None]
     ) -> dict[str, pa.Array]:
-        lengths = np.zeros(n, dtype=np.int32)
-        lengths[rows] = [len(p[0]) for p in picks]
-        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
         mask = pa.array([e is not None for e in errors])
-        flat_docs = pa.array([d for p in picks for d in p[0]], type=pa.int64())
-        flat_scores = pa.array([s for p in picks for s in p[1]], type=pa.float32())
         positive = np.full(n, np.nan, dtype=np.float32)
-        positive[rows] = pos_scores
-        return {
-            self.key: pa.ListArray.from_arrays(offsets, self.index.text_array.take(flat_docs), mask=mask),
-            f"{self.key}_ids": pa.ListArray.from_arrays(offsets, self.index.id_array.take(flat_docs), mask=mask),
-            f"{self.key}_scores": pa.ListArray.from_arrays(offsets, flat_scores, mask=mask),
+        positive[rows] = mined.positive_scores
+        counts = np.zeros((len(GUARDS), n), dtype=np.int32)
+        counts[:, rows] = mined.counts
+        self.dropped.update({GUARDS[g]: int(c) for g, c in zip(GUARDS, counts.sum(axis=1))})
+        negatives = self._lists(n, rows, [p[0] for p in mined.picks], mask)
+        flat_scores = pa.array([s for p in mined.picks for s in p[1]], type=pa.float32())
+        columns = {
+            self.key: negatives[0],
+            f"{self.key}_ids": negatives[1],
+            f"{self.key}_scores": pa.ListArray.from_arrays(negatives[2], flat_scores, mask=mask),
             f"{self.key}_positive_score": pa.array(positive, from_pandas=True),
+            f"{self.key}_dropped": pa.StructArray.from_arrays([pa.array(c) for c in counts], names=list(GUARDS)),
             f"{self.key}_error": pa.array([render(e) for e in errors], type=pa.string()),
         }
+        if self.filters.relabel:
+            found = [mined.false_negatives.get(i, []) for i in range(len(rows))]
+            texts, ids, _ = self._lists(n, rows, found, mask)
+            columns |= {f"{self.key}_positives": texts, f"{self.key}_positives_ids": ids}
+        return columns
+
+    def _lists(
+        self, n: int, rows: list[int], docs: list[list[int]], mask: pa.Array
+    ) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """List columns of the documents' texts and ids per row (``rows``' lists in order, empty elsewhere)."""
+        lengths = np.zeros(n, dtype=np.int32)
+        lengths[rows] = [len(d) for d in docs]
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        flat = pa.array([d for row in docs for d in row], type=pa.int64())
+        return (
+            pa.ListArray.from_arrays(offsets, self.index.text_array.take(flat), mask=mask),
+            pa.ListArray.from_arrays(offsets, self.index.id_array.take(flat), mask=mask),
+            offsets,
+        )
 
     def close(self) -> None:
         self.bar.close()
@@ -271,3 +340,52 @@ class Miner:
                 "dropped_candidates": dict(self.dropped),
             },
         )
+
+
+class Mined:
+    """One batch's results, by row of the batch's rows to mine."""
+
+    def __init__(self, rows: int) -> None:
+        self.picks: list[tuple[list[int], list[float]]] = [([], [])] * rows  # corpus positions, scores
+        self.positive_scores = np.full(rows, np.nan, dtype=np.float32)
+        self.counts = np.zeros((len(GUARDS), rows), dtype=np.int64)  # candidates dropped, by guard
+        self.false_negatives: dict[int, list[int]] = {}  # rewritten copies of the positive, for relabelling
+
+
+class _Picker:
+    """The kernel's first ``num_neg`` candidates per row that pass the lexical guards, for any subset of one
+    round's rows (picking again after the semantic guard dropped some)."""
+
+    def __init__(
+        self,
+        miner: Miner,
+        docs: np.ndarray,
+        keep: np.ndarray,
+        pos_doc: np.ndarray,
+        passages: tuple[np.ndarray, np.ndarray],
+        counts: dict[str, np.ndarray],
+    ) -> None:
+        self.miner, self.docs, self.keep, self.pos_doc, self.passages, self.counts = (
+            miner, docs, keep, pos_doc, passages, counts,
+        )  # fmt: skip
+
+    def pick(self, rows: np.ndarray) -> np.ndarray:
+        index, filters = self.miner.index, self.miner.filters
+        keep = self.keep[rows]  # the kernel marks what it drops: written back so a later pick skips it
+        chosen, overlapping, sharing = pick(
+            self.docs[rows].astype(np.int64),
+            keep,
+            self.pos_doc[rows],
+            index.token_indptr,
+            index.token_ids,
+            index.passage_indptr,
+            index.passage_ids,
+            *csr_rows(*self.passages, rows),
+            -1.0 if filters.max_overlap is None else filters.max_overlap,
+            filters.num_neg,
+            filters.skip_top,
+        )
+        self.keep[rows] = keep
+        self.counts["overlap"][rows] += overlapping
+        self.counts["shared_passage"][rows] += sharing
+        return chosen

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 
 from ..retrieval.bm25 import BM25Index
 from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
-from ._miner import Filters, Miner
+from ..teacher.embedder import Embedder
+from ._miner import GUARDS, Filters, Miner
+from ._semantic import SemanticGuard
 from .base import Column
 from .registry import PlanContext, Read, StepDefinition
 from .summary import StepSummary
@@ -35,6 +37,9 @@ def add_hard_negatives(
     max_similarity: float | None = 0.4,
     exclude_shared_passages: bool = True,
     exclude_ids: Collection[str] | None = None,
+    embedder: Embedder | None = None,
+    max_semantic_similarity: float | Literal["auto"] | None = "auto",
+    false_negatives: Literal["drop", "positive"] = "drop",
     k1: float = 0.9,
     b: float = 0.4,
     language: str | None = "auto",
@@ -75,6 +80,17 @@ def add_hard_negatives(
             share passages even when they share few terms, and the sibling chunk holds the answer.
         exclude_ids: ``doc_id`` s never served as a negative, e.g. documents held out for evaluation
             (:func:`rare_hf.held_out_documents`), so no training row shows a test document.
+        embedder: A :class:`rare_hf.Embedder`: turns on the semantic false-negative guard. The positives and
+            the candidates about to be served are embedded (not the whole corpus) and a candidate too close
+            to its positive — a rewritten copy, which answers the question — is replaced by the next one.
+        max_semantic_similarity: The guard's cut-off on the cosine similarity of a candidate with the
+            positive. ``"auto"`` (default) derives it from the run: 2.5 robust standard deviations above the
+            median candidate (embedding models spread similarities differently, so a fixed number does not
+            travel across them); the value used is in the summary. A float fixes it; ``None`` turns the guard
+            off even with an embedder.
+        false_negatives: What becomes of candidates the semantic guard drops: ``"drop"`` (default), or
+            ``"positive"``: kept as extra positives in ``{key}_positives`` / ``{key}_positives_ids``, which the
+            retrieval exports use (RLHN relabels false negatives so rather than losing them).
         k1, b, language, stopwords: BM25 and tokenisation settings when an index is built here. ``language``
             is ``"auto"`` by default: Chinese, Japanese, Korean and Thai corpora are detected and indexed as
             character bigrams, others with English stemming; see :meth:`BM25Index.build`.
@@ -85,8 +101,9 @@ def add_hard_negatives(
 
     Returns:
         The dataset with ``{key}`` (list of texts, best first), ``{key}_ids`` (their ``doc_id``),
-        ``{key}_scores`` (BM25 scores), ``{key}_positive_score`` and ``{key}_error`` (why a row was not
-        mined, else ``None``), where ``{key}`` is ``output_negatives_key``; ``doc_id`` is added if absent.
+        ``{key}_scores`` (BM25 scores), ``{key}_positive_score``, ``{key}_dropped`` (candidates each guard
+        removed from the row) and ``{key}_error`` (why a row was not mined, else ``None``), where ``{key}`` is
+        ``output_negatives_key``; ``doc_id`` is added if absent.
         The question's own document is never returned, neither by ``doc_id`` nor as an exact (case- and
         whitespace-insensitive) copy. Rows with fewer candidates keep what was found.
 
@@ -95,10 +112,12 @@ def add_hard_negatives(
         >>> ds[0]["hard_negatives"]
     """
     _check_numbers(num_neg, skip_top, max_score_ratio, max_overlap, max_similarity)
+    _check_semantic(embedder, max_semantic_similarity, false_negatives)
     if not 0 <= min_neg <= num_neg:
         raise ValueError(f"min_neg must be between 0 and num_neg ({num_neg}), got {min_neg}.")
     key = output_negatives_key
-    outputs = [c.name for c in negative_columns(key)]
+    relabel = false_negatives == "positive"
+    outputs = [c.name for c in negative_columns(key, relabel)]
     reads = DEFINITION.reads({"input_question_key": input_question_key, "input_text_key": input_text_key})
     for split in _plumbing.splits_of(ds):
         _plumbing.check_reads(split, reads)
@@ -113,6 +132,7 @@ def add_hard_negatives(
         exclude_shared_passages,
         frozenset(exclude_ids or ()),
         max_similarity,
+        relabel,
     )
 
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
@@ -124,9 +144,13 @@ def add_hard_negatives(
             index = _own_index(split, input_text_key, k1, b, language, stopwords, show_progress)
         else:
             index = None  # an empty split: nothing to index, nothing to mine
+        guard = None
+        if index is not None and embedder is not None and max_semantic_similarity is not None:
+            guard = SemanticGuard(embedder, max_semantic_similarity, index)
         miner = Miner(
-            index, filters, input_question_key, input_text_key, negative_columns(key), len(split), show_progress
-        )
+            index, filters, input_question_key, input_text_key, negative_columns(key, relabel), len(split),
+            show_progress, guard,
+        )  # fmt: skip
         try:
             out = miner.run(split, batch_size)
         finally:
@@ -140,6 +164,7 @@ def add_hard_negatives(
             "max_similarity": max_similarity,
             "exclude_shared_passages": exclude_shared_passages,
             "excluded_ids": len(filters.exclude_ids),
+            **_semantic_params(guard, embedder, max_semantic_similarity, false_negatives),
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
             "corpus_size": len(index) if index is not None else 0,
             **(index.params if index is not None else {}),
@@ -149,18 +174,31 @@ def add_hard_negatives(
     return _plumbing.for_each_split(ds, one_split, return_summary)
 
 
-def negative_columns(key: str = "hard_negatives") -> list[Column]:
-    """The columns :func:`add_hard_negatives` writes with ``output_negatives_key=key``."""
+def negative_columns(key: str = "hard_negatives", relabel: bool = False) -> list[Column]:
+    """The columns :func:`add_hard_negatives` writes with ``output_negatives_key=key`` (and, with
+    ``false_negatives="positive"``, ``relabel=True``)."""
     strings = datasets.List(datasets.Value("string"))
-    return [
+    guards = ", ".join(GUARDS)
+    columns = [
         Column(key, strings, "BM25 hard negatives: documents that look relevant but are not the source, best first."),
         Column(f"{key}_ids", strings, "doc_id of each hard negative."),
         Column(f"{key}_scores", datasets.List(datasets.Value("float32")), "BM25 score of each hard negative."),
         Column(
             f"{key}_positive_score", datasets.Value("float32"), "BM25 score of the source document for the question."
         ),
+        Column(
+            f"{key}_dropped",
+            datasets.Features({guard: datasets.Value("int32") for guard in GUARDS}),
+            f"Candidates each guard removed before the negatives were chosen ({guards}).",
+        ),
         Column(f"{key}_error", datasets.Value("string"), "Why the row was not mined (null when it was)."),
     ]
+    if relabel:
+        columns += [
+            Column(f"{key}_positives", strings, "Extra positives: candidates so close to the source that they answer."),
+            Column(f"{key}_positives_ids", strings, "doc_id of each extra positive."),
+        ]
+    return columns
 
 
 def _check_numbers(
@@ -176,6 +214,39 @@ def _check_numbers(
         raise ValueError(f"max_overlap must be in (0, 1] (or None to disable), got {max_overlap}.")
     if max_similarity is not None and not 0 < max_similarity <= 1:
         raise ValueError(f"max_similarity must be in (0, 1] (or None to disable), got {max_similarity}.")
+
+
+def _check_semantic(embedder: Any, threshold: Any, false_negatives: str) -> None:
+    if embedder is not None and not isinstance(embedder, Embedder):
+        raise TypeError(f"embedder must be a rare_hf.Embedder or None, got {type(embedder).__name__}.")
+    if (
+        threshold != "auto"
+        and threshold is not None
+        and not (isinstance(threshold, (int, float)) and -1 < threshold < 1)
+    ):
+        raise ValueError(f"max_semantic_similarity must be 'auto', a number in (-1, 1) or None, got {threshold!r}.")
+    if false_negatives not in ("drop", "positive"):
+        raise ValueError(f"false_negatives must be 'drop' or 'positive', got {false_negatives!r}.")
+    if false_negatives == "positive" and (embedder is None or threshold is None):
+        raise ValueError(
+            "false_negatives='positive' needs the semantic guard: pass embedder=rare_hf.Embedder(...) and leave "
+            "max_semantic_similarity on."
+        )
+
+
+def _semantic_params(
+    guard: SemanticGuard | None, embedder: Any, threshold: Any, false_negatives: str
+) -> dict[str, Any]:
+    if embedder is None:
+        return {}
+    used = None if guard is None or guard.threshold is None else round(guard.threshold, 4)
+    return {
+        "embedder": embedder.fingerprint,
+        "max_semantic_similarity": threshold,
+        "semantic_threshold_used": used,
+        "false_negatives": false_negatives,
+        "embedding_usage": None if guard is None else guard.run.usage.to_dict(),
+    }
 
 
 def _external_index(
@@ -243,7 +314,8 @@ class _Definition(StepDefinition):
         ]
 
     def columns(self, kwargs: dict[str, Any]) -> list[Column]:
-        return negative_columns(self.provides(kwargs)["hard_negatives"])
+        relabel = _plumbing.arguments(add_hard_negatives, kwargs)["false_negatives"] == "positive"
+        return negative_columns(self.provides(kwargs)["hard_negatives"], relabel)
 
     def error_column(self, kwargs: dict[str, Any]) -> str:
         return f"{self.provides(kwargs)['hard_negatives']}_error"

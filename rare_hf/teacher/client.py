@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -348,8 +348,16 @@ class LLM:
         return endpoint.client
 
     async def _request(
-        self, body: dict[str, Any], optional: list[str], options: dict[str, Any], key: str, run: LLMRun
-    ) -> Completion:
+        self,
+        body: dict[str, Any],
+        optional: list[str],
+        options: dict[str, Any],
+        key: str,
+        run: LLMRun,
+        post: Callable[[openai.AsyncOpenAI], Awaitable[Any]] | None = None,
+    ) -> Any:
+        """One request through the limiter, retries and breaker: a chat completion, or what ``post`` sends
+        (the embeddings client's requests share the engine)."""
         if not run.started:
             run.started = True
             for endpoint in self._endpoints:
@@ -366,7 +374,10 @@ class LLM:
                 run.endpoints[endpoint.display_url] += 1
                 sent_at = time.monotonic()
                 try:
-                    completion = await post_chat(client, body, options, self.timeout, optional, self.refused_params)
+                    if post is None:
+                        completion = await post_chat(client, body, options, self.timeout, optional, self.refused_params)
+                    else:
+                        completion = await post(client)
                 except openai.APIStatusError as exc:
                     error, delay = classify_status_error(exc, key, run, slot, endpoint, "response_format" in body)
                     throttled = exc.status_code == 429

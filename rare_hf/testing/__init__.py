@@ -1,5 +1,5 @@
 """Offline stand-ins for the services rare_hf talks to, for tests and demos: :class:`LocalTeacher`, an
-OpenAI-compatible chat, tokenize and Batch API server on 127.0.0.1 with fault injection.
+OpenAI-compatible chat, embeddings, tokenize and Batch API server on 127.0.0.1 with fault injection.
 
 Example:
     >>> from rare_hf.testing import LocalTeacher, Reply
@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from ..demo import demo_responder
+from ._embeddings import hashed_embedding
 from .server import LocalTeacher, Reply, constrain_to_schema, count_tokens
 
-__all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
+__all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema", "hashed_embedding"]

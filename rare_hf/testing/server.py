@@ -1,6 +1,7 @@
 """A local OpenAI-compatible chat server for offline tests and demos (standard library only).
 
-It serves ``POST /v1/chat/completions`` and ``GET /v1/models`` on 127.0.0.1 with a pluggable responder,
+It serves ``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models`` on 127.0.0.1 with a
+pluggable responder,
 latency, fault injection, a request log and the peak number of requests in flight, and the Batch API
 (``/v1/files``, ``/v1/batches``) with a controllable completion time, per-line errors and expiry.
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from ..demo import demo_responder
 from ._batch_server import BatchAPI
+from ._embeddings import EmbedFunction, embeddings_reply, hashed_embedding
 from .wire import Reply, Responder, constrain_to_schema, count_tokens, error_body, write_body
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
@@ -78,9 +80,13 @@ class LocalTeacher:
         batch_seconds: Seconds a Batch API batch takes to complete. Its lines are answered like chat
             requests (responder, queued and random faults, context limit; no latency): a line whose reply
             is an error goes to the batch's error file. See :meth:`expire_next_batch`.
+        embed: Serves ``POST /v1/embeddings``: a function from a list of texts to their vectors. Default:
+            :func:`hashed_embedding` of each (deterministic, and a reworded copy of a text lands near it).
+            Embedding requests get the queued and random faults and the latency as chat requests do.
 
     Attributes:
         requests: Bodies of the chat requests received, in arrival order.
+        embedding_requests: Bodies of the embedding requests received, in arrival order.
         http_log: ``(method, path with query, lower-cased headers)`` of every HTTP request.
         arrivals: ``time.monotonic()`` of each logged request.
         request_count: Chat requests that reached the responder (or a queued fault).
@@ -109,6 +115,7 @@ class LocalTeacher:
         batch_seconds: float = 0.2,
         structured_outputs: str = "ignore",
         tokenize: bool = True,
+        embed: EmbedFunction | None = None,
     ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
@@ -139,6 +146,8 @@ class LocalTeacher:
             )
         self.structured_outputs = structured_outputs
         self.tokenize = tokenize
+        self.embed = embed or (lambda texts: [hashed_embedding(t) for t in texts])
+        self.embedding_requests: list[dict[str, Any]] = []
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -167,6 +176,7 @@ class LocalTeacher:
         """Clear the log, the counters and pending faults."""
         with self._lock:
             self.requests.clear()
+            self.embedding_requests.clear()
             self.http_log.clear()
             self.arrivals.clear()
             self._faults.clear()
@@ -279,6 +289,8 @@ class LocalTeacher:
             tokens = str(request.get("prompt", "")).split()
             reply = {"count": len(tokens), "tokens": list(range(len(tokens))), "max_model_len": self.max_context_tokens}
             return 200, (), json.dumps(reply).encode(), None
+        if method == "POST" and path.rstrip("/").endswith("/embeddings"):
+            return await self._embeddings(json.loads(body or b"{}"))
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return 404, (), error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")
@@ -294,6 +306,27 @@ class LocalTeacher:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    async def _embeddings(self, request: dict[str, Any]) -> tuple[int, tuple, bytes, float | None]:
+        if self.models is not None and request.get("model") not in self.models:
+            return 404, (), error_body(f"The model '{request.get('model')}' does not exist", "model_not_found"), None
+        with self._lock:
+            if self.keep_log:
+                self.embedding_requests.append(request)
+            fault = self._faults.pop(0) if self._faults else self._random_fault()
+        delay = self._delay(fault or Reply())
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None and fault.hang:
+            await asyncio.sleep(3600)
+        if fault is not None and fault.malformed:
+            return 200, (), b'{"data": "not embeddings"}', None
+        if fault is not None and fault.status != 200:
+            return fault.status, fault.headers, error_body(fault.content, "injected"), None
+        status, payload, tokens = embeddings_reply(request, self.embed)
+        with self._lock:
+            self.prompt_tokens += tokens
+        return status, (), payload, None
 
     def _arrived(self, request: dict[str, Any]) -> Reply | None:
         """Count and log a chat request (online or a batch line); returns the fault it gets, if any."""

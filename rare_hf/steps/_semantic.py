@@ -1,0 +1,107 @@
+"""The semantic false-negative guard: candidates an embedding model finds too close to the positive are
+rewritten copies of it (a re-edited version, a mirror, the next manual's section) and answer the question.
+
+Only what the miner is about to serve is embedded — the positives and the candidates picked — never the
+whole corpus; each document once per run (and once ever, through the response cache)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from ..retrieval.bm25 import BM25Index
+from ..teacher.embedder import Embedder
+
+# "auto": a candidate is a twin when its similarity to the positive lies this many robust standard deviations
+# (1.4826 x the median absolute deviation) above the median of the run's candidates. Embedding models
+# spread cosines very differently (MiniLM over 0..1, e5 within 0.7..0.9): a cut-off in the run's own units
+# travels across models where a fixed number does not. scripts/benchmark_false_negatives.py measured it.
+AUTO_DEVIATIONS = 2.5
+# Below this many candidates seen, "auto" has too little to go on and guards nothing yet.
+AUTO_MIN_CANDIDATES = 30
+
+Threshold = float | Literal["auto"]
+
+
+@dataclasses.dataclass
+class Look:
+    """One look at chosen candidates: their similarity to the row's positive (NaN: none, or not embedded)."""
+
+    similarity: np.ndarray
+    failed: np.ndarray  # a chosen candidate whose text could not be embedded
+
+
+class SemanticGuard:
+    """Embeds positives and picked candidates, and says which are too close to the positive."""
+
+    def __init__(self, embedder: Embedder, threshold: Threshold, index: BM25Index) -> None:
+        self.embedder, self.setting, self.index = embedder, threshold, index
+        self.run = embedder.new_run("hard negatives")
+        self._docs: dict[int, np.ndarray | None] = {}  # corpus position -> unit vector, None: not embedded
+        self._seen: list[np.ndarray] = []
+        self.threshold: float | None = None if threshold == "auto" else float(threshold)  # the one in use
+        self.seen_count = 0
+
+    def positives(self, texts: list[Any]) -> tuple[np.ndarray, list[str | None]]:
+        """Unit vectors of the rows' positive documents, and per row why it has none."""
+        usable = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+        vectors, errors = self._embed([texts[i] for i in usable])
+        out = np.full((len(texts), vectors.shape[1]), np.nan, dtype=np.float32)
+        out[usable] = vectors
+        reasons: list[str | None] = ["the positive document is empty"] * len(texts)
+        for i, error in zip(usable, errors):
+            reasons[i] = error
+        return out, reasons
+
+    def look(self, positives: np.ndarray, candidates: np.ndarray) -> Look:
+        """Similarity of each candidate (corpus positions, -1: none) to its row's positive vector."""
+        self._embed_documents(np.unique(candidates[candidates >= 0]))
+        width = positives.shape[1]
+        missing = np.full(width, np.nan, dtype=np.float32)
+        vectors = np.stack([self._vector(d, missing) for d in candidates.ravel().tolist()] or [missing])
+        vectors = vectors[: candidates.size].reshape(*candidates.shape, width)
+        similarity = np.einsum("rkd,rd->rk", vectors, positives)
+        failed = (candidates >= 0) & np.isnan(similarity) & ~np.isnan(positives).any(axis=1)[:, None]
+        return Look(similarity, failed)
+
+    def limit(self, first_look: np.ndarray) -> float:
+        """The cut-off: the given number, or (``"auto"``) one derived from every candidate seen so far."""
+        if self.setting != "auto":
+            return float(self.setting)
+        values = first_look[np.isfinite(first_look)]
+        if len(values):
+            self._seen.append(values)
+            self.seen_count += len(values)
+        if self.seen_count < AUTO_MIN_CANDIDATES:
+            return np.inf
+        seen = np.concatenate(self._seen)
+        median = float(np.median(seen))
+        spread = 1.4826 * float(np.median(np.abs(seen - median)))
+        self.threshold = median + AUTO_DEVIATIONS * spread
+        return self.threshold
+
+    def params(self) -> dict[str, Any]:
+        return {"embedder": self.embedder.fingerprint, "max_semantic_similarity": self.setting}
+
+    def _vector(self, position: int, missing: np.ndarray) -> np.ndarray:
+        vector = self._docs.get(position) if position >= 0 else None
+        return missing if vector is None else vector
+
+    def _embed_documents(self, positions: np.ndarray) -> None:
+        new = [p for p in positions.tolist() if p not in self._docs]
+        if not new:
+            return
+        texts = self.index.text_array.take(pa.array(new, type=pa.int64())).to_pylist()
+        usable = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+        vectors, errors = self._embed([texts[i] for i in usable])
+        self._docs.update(dict.fromkeys(new))
+        for i, vector, error in zip(usable, vectors, errors):
+            self._docs[new[i]] = None if error is not None else vector
+
+    def _embed(self, texts: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32), []
+        return self.embedder.run_sync(self.embedder.aembed(texts, kind="document", run=self.run))  # type: ignore[no-any-return]

@@ -1,0 +1,62 @@
+"""What :class:`~rare_hf.testing.LocalTeacher` answers on ``/v1/embeddings``: deterministic vectors that mean
+something (hashed word counts, so a rewritten copy of a text lands close to it and unrelated texts do not),
+sent as floats or base64 as the request asks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .wire import count_tokens, error_body
+
+__all__ = ["hashed_embedding", "EmbedFunction", "embeddings_reply"]
+
+EmbedFunction = Callable[[list[str]], Sequence[Sequence[float]]]
+_WORD = re.compile(r"\w+")
+
+
+def hashed_embedding(text: str, dim: int = 128) -> list[float]:
+    """A unit vector of the text's lower-cased words, each hashed to a signed dimension, log-scaled counts."""
+    counts: dict[str, int] = {}
+    for word in _WORD.findall(text.lower()):
+        counts[word] = counts.get(word, 0) + 1
+    vector = [0.0] * dim
+    for word, count in counts.items():
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        slot = int.from_bytes(digest[:4], "little") % dim
+        vector[slot] += (1.0 + math.log(count)) * (1.0 if digest[4] & 1 else -1.0)
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def embeddings_reply(request: dict[str, Any], embed: EmbedFunction) -> tuple[int, bytes, int]:
+    """Status, body and prompt tokens of OpenAI's embeddings answer to ``request``."""
+    texts = request.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        return 400, error_body("'input' must be a string or a non-empty list of strings.", "invalid_request"), 0
+    vectors = np.asarray(embed(texts), dtype=np.float32)
+    dimensions = request.get("dimensions")
+    if dimensions:  # Matryoshka-style: the first dimensions, renormalised
+        vectors = vectors[:, :dimensions]
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    as_base64 = request.get("encoding_format") == "base64"
+    tokens = sum(count_tokens(t) for t in texts)
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": base64.b64encode(v.tobytes()).decode() if as_base64 else v.tolist(),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    body = {"object": "list", "data": data, "model": request.get("model", ""),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+    return 200, json.dumps(body).encode(), tokens

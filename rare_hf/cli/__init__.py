@@ -104,9 +104,12 @@ def _run(args: argparse.Namespace) -> int:
         needs_llm = any(spec.uses_llm for spec in BUILT_IN if spec.name in steps)
         llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
         args.cache_path = llm.cache_path if llm is not None else None
+        embedder = _make_embedder(args, steps, base_url, api_key, cache_dir)
         if args.dry_run:
-            return dry_run(ds, llm, args, steps)
+            return dry_run(ds, llm, args, steps, embedder)
         try:
+            if embedder is not None:
+                embedder.check_connection()
             if llm is not None:
                 llm.check_connection()
                 print(
@@ -125,15 +128,16 @@ def _run(args: argparse.Namespace) -> int:
                     ds,
                     llm,
                     **pipeline_kwargs(args),
-                    negatives_kwargs=_held_out_negatives(ds, args, steps),
+                    negatives_kwargs=_negatives_kwargs(ds, args, steps, embedder),
                     steps=steps,
                     keep_failed=args.keep_failed,
                     overwrite=True,  # the steps named on the command line run; the input on disk is untouched
                     return_summary=True,
                 )
         finally:
-            if llm is not None:
-                llm.close()
+            for client in (llm, embedder):
+                if client is not None:
+                    client.close()
     write_outputs(ds, summary, output, exports, args)
     shutil.rmtree(output.parent / f".{output.name}.ray", ignore_errors=True)
     print(summary.table())
@@ -152,15 +156,37 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _held_out_negatives(ds: Any, args: argparse.Namespace, steps: list[str]) -> dict[str, Any] | None:
-    """With --eval-fraction, the held-out documents are chosen before mining, so none is mined as a training
-    row's negative (a row would otherwise lose it at export and fall short of --num-neg)."""
-    if not args.eval_fraction or "hard_negatives" not in steps:
+def _negatives_kwargs(ds: Any, args: argparse.Namespace, steps: list[str], embedder: Any) -> dict[str, Any] | None:
+    """The semantic guard's embedder; and with --eval-fraction the held-out documents, chosen before mining so
+    none is mined as a training row's negative (a row would otherwise lose it and fall short of --num-neg)."""
+    if "hard_negatives" not in steps:
         return None
-    from ..io.beir import held_out_documents
-    from ..utils.datasets import doc_ids
+    kwargs: dict[str, Any] = {}
+    if embedder is not None:
+        kwargs |= {"embedder": embedder, "false_negatives": args.false_negatives}
+    if args.eval_fraction:
+        from ..io.beir import held_out_documents
+        from ..utils.datasets import doc_ids
 
-    return {"exclude_ids": held_out_documents(doc_ids(ds, args.text_column), args.eval_fraction, seed=args.seed)}
+        kwargs["exclude_ids"] = held_out_documents(doc_ids(ds, args.text_column), args.eval_fraction, seed=args.seed)
+    return kwargs or None
+
+
+def _make_embedder(args: argparse.Namespace, steps: list[str], base_url: Any, api_key: str | None, cache: Any) -> Any:
+    """The semantic guard's embedder (``--embedding-model``), on its own endpoint or the teacher's."""
+    if not args.embedding_model:
+        if args.false_negatives == "positive":
+            raise CliError("--false-negatives positive needs --embedding-model (the guard that finds them).")
+        return None
+    if "hard_negatives" not in steps:
+        raise CliError("--embedding-model guards the hard-negatives step, which --steps does not run.")
+    from ..teacher.embedder import Embedder
+
+    url = args.embedding_url or base_url
+    return Embedder(
+        args.embedding_model, base_url=url, api_key=api_key, document_prefix=args.document_prefix,
+        timeout=args.timeout, max_retries=args.max_retries, cache_dir=cache,
+    )  # fmt: skip
 
 
 def _quiet_libraries() -> None:

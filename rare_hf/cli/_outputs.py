@@ -22,12 +22,34 @@ if TYPE_CHECKING:
 
     from ..steps.pipeline import RunSummary
     from ..teacher.client import LLM
+    from ..teacher.embedder import Embedder
 
 
-def dry_run(ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, steps: list[str]) -> int:
+def _embedding_bound(ds: datasets.Dataset, args: argparse.Namespace, embedder: Embedder) -> None:
+    """What the semantic guard may embed: at most every document, once (only positives and the candidates
+    served are sent, so usually fewer)."""
+    from ..utils.datasets import column_values
+
+    try:
+        texts = [t for t in dict.fromkeys(column_values(ds, args.text_column)) if isinstance(t, str) and t.strip()]
+        e = embedder.estimate(texts)
+    finally:
+        embedder.close()
+    usd = f", ~{e.usd:.4f} USD" if e.usd is not None else ""
+    print(
+        f"embeddings ({embedder.model}): at most {e.texts - e.cached} documents in {e.requests} requests, "
+        f"~{e.tokens:,} tokens{usd} ({e.cached} cached); usually fewer: only positives and served candidates"
+    )
+
+
+def dry_run(
+    ds: datasets.Dataset, llm: LLM | None, args: argparse.Namespace, steps: list[str], embedder: Embedder | None
+) -> int:
     """Print what the run would send and cost; nothing is sent."""
     from ..steps.estimate import estimate_run
 
+    if embedder is not None:
+        _embedding_bound(ds, args, embedder)
     try:
         if llm is None:
             print(f"dry run: {len(ds)} rows; no step asks the teacher, so the run costs nothing.")

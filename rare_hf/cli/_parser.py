@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     _input_arguments(parser)
     _teacher_arguments(parser)
     _step_arguments(parser)
+    _negative_arguments(parser)
     _output_arguments(parser)
     return parser
 
@@ -141,6 +142,29 @@ def _step_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one)"
     )
     scale.add_argument("--ray-actors", type=int, default=2, help="actors per step on Ray (default: 2)")
+
+
+def _negative_arguments(parser: argparse.ArgumentParser) -> None:
+    """The semantic false-negative guard of the hard-negatives step (an embeddings endpoint)."""
+    group = parser.add_argument_group("hard negatives: semantic false-negative guard")
+    group.add_argument(
+        "--embedding-model",
+        default=None,
+        help="an embedding model: candidates too close to their positive (rewritten copies) are not served as "
+        "negatives; only positives and served candidates are embedded",
+    )
+    group.add_argument(
+        "--embedding-url",
+        default=None,
+        help="its OpenAI-compatible endpoint, e.g. http://localhost:8080/v1 for TEI (default: the teacher's)",
+    )
+    group.add_argument("--document-prefix", default="", help="put before each document embedded (e5: 'passage: ')")
+    group.add_argument(
+        "--false-negatives",
+        choices=("drop", "positive"),
+        default="drop",
+        help="what becomes of the candidates the guard catches: dropped, or kept as extra positives (default: drop)",
+    )
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:

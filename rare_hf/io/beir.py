@@ -99,8 +99,8 @@ def to_beir(
     corpus: datasets.Dataset | None = None,
     **columns: Unpack[RetrievalColumns],
 ) -> datasets.DatasetDict:
-    """A BEIR / MTEB retrieval test set: every row with a question is a query whose relevant document is its
-    source.
+    """A BEIR / MTEB retrieval test set: every row with a question is a query whose relevant documents are its
+    source and its extra positives (``add_hard_negatives(false_negatives="positive")``).
 
     Args:
         ds: The evaluation rows (``split_for_eval(...)["test"]``, or a whole dataset to test an existing
@@ -125,9 +125,15 @@ def to_beir(
     if corpus is not None:
         _corpus_documents(corpus, text_key, columns.get("input_title_key", TITLE), documents)
     else:
-        for doc, text, ids, texts in zip(rows.doc_id, rows.text, rows.negative_ids, rows.negatives):
-            for i, t in [(doc, text), *zip(ids, texts)]:
+        for r, (doc, text) in enumerate(zip(rows.doc_id, rows.text)):
+            for i, t in [
+                (doc, text),
+                *zip(rows.extra_ids[r], rows.extra[r]),
+                *zip(rows.negative_ids[r], rows.negatives[r]),
+            ]:
                 documents.setdefault(i, (rows.title(i), t))
+    relevant = [(q, d) for r, q in enumerate(rows.query_id) for d in [rows.doc_id[r], *rows.extra_ids[r]]]
+    relevant = [(q, d) for q, d in relevant if d in documents or d in rows.doc_id]
     missing = sorted(set(rows.doc_id) - set(documents))
     if missing:
         raise ValueError(f"corpus: {len(missing)} source document(s) of the queries are not in it, e.g. {missing[0]}.")
@@ -142,7 +148,11 @@ def to_beir(
             ),
             "queries": datasets.Dataset.from_dict({"_id": rows.query_id, "text": rows.query}),
             "qrels": datasets.Dataset.from_dict(
-                {"query-id": rows.query_id, "corpus-id": rows.doc_id, "score": [1] * len(rows)}
+                {
+                    "query-id": [q for q, _ in relevant],
+                    "corpus-id": [d for _, d in relevant],
+                    "score": [1] * len(relevant),
+                }
             ),
         }
     )
@@ -165,11 +175,16 @@ def save_beir(beir: datasets.DatasetDict, folder: str | os.PathLike[str]) -> Pat
 
 
 def _without_negatives(ds: datasets.Dataset, held: set[str], key: str) -> datasets.Dataset:
-    """Take the held-out documents out of each row's negatives, their ids and scores."""
-    ids_key, scores_key = f"{key}_ids", f"{key}_scores"
+    """Take the held-out documents out of each row's negatives (their ids and scores) and extra positives."""
+    ds = _without_held(ds, held, f"{key}_ids", (key, f"{key}_scores"))
+    return _without_held(ds, held, f"{key}_positives_ids", (f"{key}_positives",))
+
+
+def _without_held(ds: datasets.Dataset, held: set[str], ids_key: str, aligned: tuple[str, ...]) -> datasets.Dataset:
+    """Take the held-out documents out of the list column ``ids_key`` and the lists ``aligned`` with it."""
     if ids_key not in ds.column_names:
         return ds
-    present = [c for c in (key, ids_key, scores_key) if c in ds.column_names]
+    present = [c for c in (ids_key, *aligned) if c in ds.column_names]
     ids = column_values(ds, ids_key)
     if not any(i in held for row in ids if row for i in row):
         return ds
@@ -183,7 +198,7 @@ def _without_negatives(ds: datasets.Dataset, held: set[str], key: str) -> datase
         for c in present:
             if values[c][r] is not None:
                 values[c][r] = [values[c][r][j] for j in kept]
-    logger.info("took %d held-out documents out of the training rows' negatives", removed)
+    logger.info("took %d held-out documents out of the training rows' %s", removed, ids_key)
     out = ds
     for c in present:
         out = out.remove_columns(c).add_column(c, values[c], feature=ds.features[c])

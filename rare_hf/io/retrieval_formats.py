@@ -1,6 +1,7 @@
 """Retriever exports, for an embedding model trained on the questions and their mined negatives:
 sentence-transformers' n-tuples (with BM25 scores for distillation losses), FlagEmbedding's JSONL and Tevatron's
-passages. All three read the same rows: a question, its positive and its negatives, best first."""
+passages. All three read the same rows: a question, its positive (and the extra positives the semantic guard
+relabelled, ``add_hard_negatives(false_negatives="positive")``) and its negatives, best first."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ class _Rows:
     positive_score: list[float | None]
     titles: dict[str, str]
     written: list[list[str]] | None
+    extra: list[list[str]]  # extra positives (relabelled false negatives), empty lists without them
+    extra_ids: list[list[str]]
 
     def __len__(self) -> int:
         return len(self.query)
@@ -91,6 +94,7 @@ def read_rows(ds: datasets.Dataset, columns: RetrievalColumns, *, need_negatives
     negatives, neg_ids, neg_scores = values(neg_key), values(f"{neg_key}_ids"), values(f"{neg_key}_scores")
     positive_scores = values(f"{neg_key}_positive_score")
     written = values("written_negatives") if "written_negatives" in ds.column_names else None
+    extra, extra_ids = values(f"{neg_key}_positives"), values(f"{neg_key}_positives_ids")
     keep = [
         i
         for i, (q, n) in enumerate(zip(questions, negatives))
@@ -111,12 +115,15 @@ def read_rows(ds: datasets.Dataset, columns: RetrievalColumns, *, need_negatives
         positive_score=[positive_scores[i] for i in keep],
         titles=_titles(ds, docs, columns.get("input_title_key", TITLE)),
         written=None if written is None else [written[i] or [] for i in keep],
+        extra=[extra[i] or [] for i in keep],
+        extra_ids=[extra_ids[i] or [doc_id_for(t) for t in extra[i] or []] for i in keep],
     )
 
 
 def to_retrieval_triples(ds: datasets.Dataset, **columns: Unpack[RetrievalColumns]) -> datasets.Dataset:
-    """Retriever-training records in Tevatron's format: ``query_id``, ``query``, ``positive_passages`` and
-    ``negative_passages`` (each a list of ``{"docid", "title", "text"}``), plus ``written_negative_passages``
+    """Retriever-training records in Tevatron's format: ``query_id``, ``query``, ``positive_passages`` (the
+    source document, then any extra positives) and ``negative_passages`` (each a list of ``{"docid", "title",
+    "text"}``), plus ``written_negative_passages``
     when the dataset has written negatives (:func:`rare_hf.add_written_negatives`): kept apart from the mined
     ones, with docids starting ``written-``, so a training mix can weigh them as ReasonIR did.
 
@@ -141,7 +148,10 @@ def to_retrieval_triples(ds: datasets.Dataset, **columns: Unpack[RetrievalColumn
     data: dict[str, list[Any]] = {
         "query_id": rows.query_id,
         "query": rows.query,
-        "positive_passages": [passages([d], [t]) for d, t in zip(rows.doc_id, rows.text)],
+        "positive_passages": [
+            passages([d, *ids], [t, *extra])
+            for d, t, ids, extra in zip(rows.doc_id, rows.text, rows.extra_ids, rows.extra)
+        ],
         "negative_passages": [passages(i, t) for i, t in zip(rows.negative_ids, rows.negatives)],
     }
     if rows.written is not None:
@@ -159,7 +169,10 @@ def to_sentence_transformers(
     **columns: Unpack[RetrievalColumns],
 ) -> datasets.Dataset:
     """Records in sentence-transformers' n-tuple layout: ``anchor`` (the query), ``positive``, then
-    ``negative_1`` … ``negative_n`` (``negative`` when n is 1), all plain strings, best negative first.
+    ``negative_1`` … ``negative_n`` (``negative`` when n is 1), all plain strings, best negative first. A row
+    with extra positives gives one more record per extra positive (same anchor and negatives): train with
+    ``batch_sampler=BatchSamplers.NO_DUPLICATES`` so one batch never holds a query twice, where one of its
+    positives would count as a negative of the other.
 
     Args:
         ds: A dataset with questions and hard negatives.
@@ -193,20 +206,21 @@ def to_sentence_transformers(
             " or without scores" if scores else "",
         )
     names = ["negative"] if n == 1 else [f"negative_{j + 1}" for j in range(n)]
-    data: dict[str, list[Any]] = {"anchor": [rows.query[i] for i in keep], "positive": [rows.text[i] for i in keep]}
+    records = [(i, positive) for i in keep for positive in (rows.text[i], *rows.extra[i])]
+    data: dict[str, list[Any]] = {"anchor": [rows.query[i] for i, _ in records], "positive": [p for _, p in records]}
     for j, name in enumerate(names):
-        data[name] = [rows.negatives[i][j] for i in keep]
-    if scores:
-        data["label"] = [[rows.positive_score[i], *rows.negative_scores[i][:n]] for i in keep]
+        data[name] = [rows.negatives[i][j] for i, _ in records]
+    if scores:  # an extra positive answers as the source does: it takes the source's score
+        data["label"] = [[rows.positive_score[i], *rows.negative_scores[i][:n]] for i, _ in records]
     return datasets.Dataset.from_dict(data)
 
 
 def to_flag_embedding(
     ds: datasets.Dataset, *, prompt: str = DEFAULT_QUERY_PROMPT, **columns: Unpack[RetrievalColumns]
 ) -> datasets.Dataset:
-    """Records in FlagEmbedding's fine-tuning format (BGE models): ``query``, ``pos`` and ``neg`` (lists of
-    strings), ``pos_scores`` and ``neg_scores`` (BM25, for its distillation option) and ``prompt`` (the query
-    instruction).
+    """Records in FlagEmbedding's fine-tuning format (BGE models): ``query``, ``pos`` (the source, then any extra
+    positives) and ``neg`` (lists of strings), ``pos_scores`` and ``neg_scores`` (BM25, for its distillation
+    option; an extra positive takes the source's score) and ``prompt`` (the query instruction).
 
     Args:
         ds: A dataset with questions and hard negatives.
@@ -224,9 +238,11 @@ def to_flag_embedding(
     return datasets.Dataset.from_dict(
         {
             "query": rows.query,
-            "pos": [[t] for t in rows.text],
+            "pos": [[t, *extra] for t, extra in zip(rows.text, rows.extra)],
             "neg": rows.negatives,
-            "pos_scores": [[s if s is not None else 1.0] for s in rows.positive_score],
+            "pos_scores": [
+                [s if s is not None else 1.0] * (1 + len(e)) for s, e in zip(rows.positive_score, rows.extra)
+            ],
             "neg_scores": [s or [0.0] * len(n) for s, n in zip(rows.negative_scores, rows.negatives)],
             "prompt": [prompt] * len(rows),
         },

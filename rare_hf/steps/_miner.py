@@ -331,6 +331,7 @@ class Miner:
             self.tally,
             seconds=seconds,
             params=params,
+            usage={} if self.semantic is None else self.semantic.run.usage.to_dict(),  # the embedder's
             columns=column_docs(self.columns),
             stats={
                 "short": self.short,

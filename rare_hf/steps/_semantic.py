@@ -7,6 +7,7 @@ whole corpus; each document once per run (and once ever, through the response ca
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Literal
 
 import numpy as np
@@ -41,6 +42,7 @@ class SemanticGuard:
         self.embedder, self.setting, self.index = embedder, threshold, index
         self.run = embedder.new_run("hard negatives")
         self._docs: dict[int, np.ndarray | None] = {}  # corpus position -> unit vector, None: not embedded
+        self._positives: dict[bytes, np.ndarray] = {}  # a positive's text digest -> its vector: often a candidate too
         self._seen: list[np.ndarray] = []
         self.threshold: float | None = None if threshold == "auto" else float(threshold)  # the one in use
         self.seen_count = 0
@@ -52,8 +54,10 @@ class SemanticGuard:
         out = np.full((len(texts), vectors.shape[1]), np.nan, dtype=np.float32)
         out[usable] = vectors
         reasons: list[str | None] = ["the positive document is empty"] * len(texts)
-        for i, error in zip(usable, errors):
+        for i, vector, error in zip(usable, vectors, errors):
             reasons[i] = error
+            if error is None:
+                self._positives[_digest(texts[i])] = vector
         return out, reasons
 
     def look(self, positives: np.ndarray, candidates: np.ndarray) -> Look:
@@ -95,9 +99,12 @@ class SemanticGuard:
         if not new:
             return
         texts = self.index.text_array.take(pa.array(new, type=pa.int64())).to_pylist()
-        usable = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
-        vectors, errors = self._embed([texts[i] for i in usable])
         self._docs.update(dict.fromkeys(new))
+        for i, text in enumerate(texts):
+            if isinstance(text, str):
+                self._docs[new[i]] = self._positives.get(_digest(text))
+        usable = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip() and self._docs[new[i]] is None]
+        vectors, errors = self._embed([texts[i] for i in usable])
         for i, vector, error in zip(usable, vectors, errors):
             self._docs[new[i]] = None if error is not None else vector
 
@@ -105,3 +112,7 @@ class SemanticGuard:
         if not texts:
             return np.zeros((0, 1), dtype=np.float32), []
         return self.embedder.run_sync(self.embedder.aembed(texts, kind="document", run=self.run))  # type: ignore[no-any-return]
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()

@@ -245,7 +245,6 @@ def _semantic_params(
         "max_semantic_similarity": threshold,
         "semantic_threshold_used": used,
         "false_negatives": false_negatives,
-        "embedding_usage": None if guard is None else guard.run.usage.to_dict(),
     }
 
 

@@ -159,7 +159,7 @@ def build_rare_dataset(
     if not keep_failed:
         ds = _drop_failed(ds, plan.error_columns())
     params = {**options, "steps": plan.names, "keep_failed": keep_failed}
-    params |= {name: given or {} for name, given in step_kwargs.items()}
+    params |= {name: {k: _recordable(v) for k, v in (given or {}).items()} for name, given in step_kwargs.items()}
     run = run_summary(
         summaries,
         rows_in=rows_in,
@@ -234,3 +234,17 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+def _recordable(value: Any) -> Any:
+    """A step argument as the summary and the card record it: JSON values as they are, a set of ids by its
+    size, an object (an :class:`rare_hf.Embedder`) by its ``repr``."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_recordable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _recordable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return f"{len(value)} values"
+    return repr(value)

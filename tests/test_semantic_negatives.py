@@ -1,0 +1,157 @@
+"""The semantic false-negative guard over real HTTP: rewritten twins that pass every lexical guard are caught by an
+embedding model, replaced, counted per row, relabelled as positives on request, and resumed from the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+import rare_hf
+from rare_hf.testing import LocalTeacher, Reply, hashed_embedding
+
+TOPICS = 40
+
+
+def twin_corpus(seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Per topic a positive, its rewritten twin (60 % of its words in another surface form "b…", shuffled: same
+    meaning, few shared words) and four documents on neighbouring topics. The question uses the positive's
+    topical words. Words are "a<concept>" or "b<concept>": an embedding model that reads concepts sees the twin."""
+    rng = np.random.default_rng(seed)
+    common = np.array([str(k) for k in range(2000)])
+    zipf = 1 / np.arange(1, 2001)
+    zipf /= zipf.sum()
+    rows: dict[str, list[str]] = {"doc_id": [], "text": [], "question": []}
+    corpus = []
+    for t in range(TOPICS):
+        topic = np.array([str(2000 + t * 30 + k) for k in range(30)])
+        words = np.where(rng.random(150) < 0.4, rng.choice(topic, 150), rng.choice(common, 150, p=zipf))
+        positive = " ".join("a" + w for w in words)
+        forms = np.where(rng.random(150) < 0.6, "b", "a")
+        twin = " ".join(f + w for f, w in zip(forms, rng.permutation(words)))
+        rows["doc_id"].append(f"d{t}")
+        rows["text"].append(positive)
+        rows["question"].append(" ".join("a" + w for w in rng.choice(words[np.isin(words, topic)], 6)))
+        corpus += [{"doc_id": f"d{t}", "text": positive}, {"doc_id": f"twin{t}", "text": twin}]
+        for j in range(4):
+            near = np.array([str(2000 + ((t + 1 + j) % TOPICS) * 30 + k) for k in range(30)])
+            draw = rng.random(150)
+            mix = np.where(
+                draw < 0.15,
+                rng.choice(topic, 150),
+                np.where(draw < 0.55, rng.choice(near, 150), rng.choice(common, 150)),
+            )
+            corpus.append({"doc_id": f"o{t}-{j}", "text": " ".join("a" + w for w in mix)})
+    return datasets.Dataset.from_dict(rows), datasets.Dataset.from_list(corpus)
+
+
+def by_concept(texts: list[str]) -> list[list[float]]:
+    """An embedding model that reads meaning: both surface forms of a concept are one word to it."""
+    return [hashed_embedding(" ".join(w[1:] for w in t.split())) for t in texts]
+
+
+def twins_served(out: datasets.Dataset) -> int:
+    return sum(any(i.startswith("twin") for i in ids) for ids in out["hard_negatives_ids"])
+
+
+@pytest.fixture
+def concept_server():
+    with LocalTeacher(embed=by_concept) as server:
+        yield server
+
+
+def mine(ds, corpus, **kwargs):
+    return rare_hf.add_hard_negatives(ds, corpus=corpus, show_progress=False, return_summary=True, **kwargs)
+
+
+def test_twins_that_pass_the_lexical_guards_are_replaced(concept_server: LocalTeacher, tmp_path: Path) -> None:
+    ds, corpus = twin_corpus()
+    lexical, _ = mine(ds, corpus)
+    served = twins_served(lexical)
+    assert served >= 5  # the lexical guards (defaults, IDF cosine included) serve these twins as negatives
+    embedder = rare_hf.Embedder("concepts", base_url=concept_server.url, cache_dir=tmp_path / "cache")
+    out, summary = mine(ds, corpus, embedder=embedder)
+    assert twins_served(out) == 0
+    assert [len(n) for n in out["hard_negatives"]] == [3] * TOPICS  # each twin was replaced by the next candidate
+    semantic = [row["semantic"] for row in out["hard_negatives_dropped"]]
+    assert sum(semantic) == summary.stats["dropped_candidates"]["similar to the positive (embeddings)"] == served
+    assert [row["positive"] for row in out["hard_negatives_dropped"]] == [1] * TOPICS
+    # Negatives that were not twins stay where they were: the guard only replaces.
+    for before, after in zip(lexical["hard_negatives_ids"], out["hard_negatives_ids"]):
+        kept = [i for i in before if not i.startswith("twin")]
+        assert after[: len(kept)] == kept
+    # Only positives and served candidates were embedded, each once: not the corpus.
+    embedded = [t for r in concept_server.embedding_requests for t in r["input"]]
+    assert len(embedded) == len(set(embedded)) < 0.7 * len(corpus)
+    assert 0 < summary.params["semantic_threshold_used"] < 1
+    assert summary.usage["requests"] == len(concept_server.embedding_requests)
+    # A re-run answers every embedding from the cache: nothing is sent, the rows are the same.
+    concept_server.reset()
+    again, summary = mine(ds, corpus, embedder=embedder)
+    assert concept_server.embedding_requests == [] and summary.usage["cached"] == len(embedded)
+    assert again["hard_negatives_ids"] == out["hard_negatives_ids"]
+    embedder.close()
+
+
+def test_relabelled_twins_become_extra_positives_in_every_export(concept_server: LocalTeacher) -> None:
+    ds, corpus = twin_corpus()
+    embedder = rare_hf.Embedder("concepts", base_url=concept_server.url, cache_dir=False, max_retries=2)
+    concept_server.random_faults = [(0.3, Reply.error(429, retry_after=0.01))]  # a quota on the way
+    out, summary = mine(ds, corpus, embedder=embedder, false_negatives="positive")
+    embedder.close()
+    relabelled = out["hard_negatives_positives_ids"]
+    assert all(ids == [f"twin{t}"] or ids == [] for t, ids in enumerate(relabelled))
+    assert sum(map(len, relabelled)) == summary.stats["dropped_candidates"]["similar to the positive (embeddings)"]
+    row = next(t for t, ids in enumerate(relabelled) if ids)
+    twin_text = out[row]["hard_negatives_positives"][0]
+    assert twin_text == corpus[6 * row + 1]["text"]  # six documents a topic: the positive, its twin, four others
+    triples = rare_hf.to_retrieval_triples(out)
+    assert [p["docid"] for p in triples[row]["positive_passages"]] == [f"d{row}", f"twin{row}"]
+    bge = rare_hf.to_flag_embedding(out)
+    assert bge[row]["pos"] == [out[row]["text"], twin_text] and len(bge[row]["pos_scores"]) == 2
+    st = rare_hf.to_sentence_transformers(out)
+    assert len(st) == TOPICS + sum(map(len, relabelled))
+    assert st.filter(lambda r: r["positive"] == twin_text)[0]["anchor"] == out[row]["question"]
+    qrels = rare_hf.to_beir(out)["qrels"]
+    assert sorted(qrels.filter(lambda r: r["query-id"] == f"d{row}-0")["corpus-id"]) == [f"d{row}", f"twin{row}"]
+    # A held-out document never stays a training row's extra positive (here: every row names d0 as one).
+    held_out = rare_hf.held_out_documents(out["doc_id"], 0.5, seed=1)
+    first = sorted(held_out)[0]
+    key = "hard_negatives_positives"
+    named = out.map(lambda r: {f"{key}_ids": [first, *r[f"{key}_ids"]], key: ["held-out text", *r[key]]})
+    train = rare_hf.split_for_eval(named, 0.5, seed=1)["train"]
+    assert len(train) == TOPICS - len(held_out)
+    assert train["hard_negatives_positives_ids"] == [
+        out[int(d[1:])]["hard_negatives_positives_ids"] for d in train["doc_id"]
+    ]
+
+
+def test_a_positive_that_cannot_be_embedded_fails_its_row(tmp_path: Path) -> None:
+    ds, corpus = twin_corpus()
+    broken = ds[5]["text"]
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[float("nan")] * 128 if t == broken else hashed_embedding(t) for t in texts]
+
+    with LocalTeacher(embed=embed) as server:
+        embedder = rare_hf.Embedder("e", base_url=server.url, cache_dir=False, batch_size=1, max_retries=0)
+        out, summary = mine(ds, corpus, embedder=embedder)
+        embedder.close()
+    errors = out["hard_negatives_error"]
+    assert [i for i, e in enumerate(errors) if e] == [5]
+    assert errors[5].startswith("embedding: the positive was not embedded: embedding: malformed")
+    assert summary.failed == 1 and out["hard_negatives"][5] is None
+    assert all(len(n) == 3 for i, n in enumerate(out["hard_negatives"]) if i != 5)
+
+
+def test_the_guards_settings_are_checked_before_anything_runs(concept_server: LocalTeacher) -> None:
+    ds, corpus = twin_corpus()
+    with pytest.raises(ValueError, match="false_negatives='positive' needs the semantic guard"):
+        mine(ds, corpus, false_negatives="positive")
+    with pytest.raises(ValueError, match="max_semantic_similarity must be 'auto', a number in"):
+        mine(ds, corpus, embedder=rare_hf.Embedder("e", base_url=concept_server.url), max_semantic_similarity=2)
+    with pytest.raises(TypeError, match="embedder must be a rare_hf.Embedder"):
+        mine(ds, corpus, embedder="all-MiniLM-L6-v2")
+    assert concept_server.embedding_requests == []

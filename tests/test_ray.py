@@ -30,7 +30,7 @@ def documents(n: int) -> datasets.Dataset:
 
 
 def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTeacher, tmp_path: Path) -> None:
-    docs = documents(40)
+    docs = documents(24)
     llm = rare_hf.LLM("teacher-test", base_url=teacher.url, api_key="EMPTY", cache_dir=tmp_path / "single")
     single, single_summary = rare_hf.build_rare_dataset(docs, llm, num_neg=2, show_progress=False, return_summary=True)
     llm.close()
@@ -44,10 +44,10 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
         llm_kwargs={"model": "teacher-test", "base_url": teacher.url, "api_key": "EMPTY"},
         num_neg=2,
         num_actors=2,
-        batch_size=20,
+        batch_size=12,
         return_summary=True,
     )
-    assert len(out) == len(single) == 40 and teacher.request_count == 80
+    assert len(out) == len(single) == 24 and teacher.request_count == 48
     assert options.preserve_order is False
     for column in COMPARED:
         assert out[column] == single[column], column
@@ -55,7 +55,7 @@ def test_ray_gives_the_rows_of_the_single_machine_path(cluster, teacher: LocalTe
     assert len(list((tmp_path / "out" / "data").glob("*.parquet"))) >= 1
     # The summary merged from the batches' is the single machine's, counts and tokens alike.
     assert [s.step for s in summary.steps] == ["questions", "hard_negatives", "reasoning"]
-    assert (summary.rows_in, summary.rows_out) == (40, 40)
+    assert (summary.rows_in, summary.rows_out) == (24, 24)
     for ours, theirs in zip(summary.steps, single_summary.steps):
         assert (ours.rows_in, ours.ok, ours.failed) == (theirs.rows_in, theirs.ok, theirs.failed), ours.step
         for key in ("requests", "prompt_tokens", "completion_tokens"):
@@ -89,14 +89,14 @@ def test_a_rerun_sends_only_what_no_actor_completed(cluster, teacher: LocalTeach
 def test_the_cli_with_ray_writes_what_it_writes_without(cluster, tmp_path: Path) -> None:
     from rare_hf.cli import main
 
-    common = ["--demo", "--num-neg", "2", "--cache-dir", str(tmp_path / "cache")]
+    common = ["--demo", "--num-neg", "2", "--limit", "8", "--cache-dir", str(tmp_path / "cache")]
     assert main([*common, "--output", str(tmp_path / "single")]) == 0
     assert main([*common, "--output", str(tmp_path / "ray"), "--ray", "--ray-actors", "2"]) == 0
     single, on_ray = (datasets.load_from_disk(str(tmp_path / name / "dataset")) for name in ("single", "ray"))
-    assert len(on_ray) == len(single) == 20  # the bundled sample documents
+    assert len(on_ray) == len(single) == 8  # the first bundled sample documents
     for column in COMPARED:
         assert on_ray[column] == single[column], column
     steps = json.loads((tmp_path / "ray" / "summary.json").read_text())["steps"]
-    assert [(s["step"], s["ok"]) for s in steps] == [("questions", 20), ("hard_negatives", 20), ("reasoning", 20)]
+    assert [(s["step"], s["ok"]) for s in steps] == [("questions", 8), ("hard_negatives", 8), ("reasoning", 8)]
     assert sum(s["usage"].get("requests", 0) for s in steps) == 0  # every reply came from the first run's cache
     assert not (tmp_path / ".ray.ray").exists()  # the work folder is gone

@@ -16,11 +16,12 @@ import pyarrow as pa
 from ..retrieval.bm25 import BM25Index
 from ..teacher.embedder import Embedder
 
-# "auto": a candidate is a twin when its similarity to the positive lies this many robust standard deviations
-# (1.4826 x the median absolute deviation) above the median of the run's candidates. Embedding models
-# spread cosines very differently (MiniLM over 0..1, e5 within 0.7..0.9): a cut-off in the run's own units
-# travels across models where a fixed number does not. scripts/benchmark_false_negatives.py measured it.
-AUTO_DEVIATIONS = 2.5
+# "auto": a candidate is a twin when its similarity to the positive is past this share of the way from the
+# run's median candidate to an exact copy (similarity 1). Embedding models spread cosines very differently
+# (MiniLM over 0..1, e5 within 0.7..1): anchored at the run's own median and at a copy, the cut-off travels
+# across models and corpora where a fixed number does not. A spread-based rule (median + 2.5 robust standard
+# deviations) put it above 1 on the Django benchmark, where candidates' similarities range widely.
+AUTO_SHARE = 0.5
 # Below this many candidates seen, "auto" has too little to go on and guards nothing yet.
 AUTO_MIN_CANDIDATES = 30
 
@@ -81,10 +82,8 @@ class SemanticGuard:
             self.seen_count += len(values)
         if self.seen_count < AUTO_MIN_CANDIDATES:
             return np.inf
-        seen = np.concatenate(self._seen)
-        median = float(np.median(seen))
-        spread = 1.4826 * float(np.median(np.abs(seen - median)))
-        self.threshold = median + AUTO_DEVIATIONS * spread
+        median = float(np.median(np.concatenate(self._seen)))
+        self.threshold = median + AUTO_SHARE * (1.0 - median)
         return self.threshold
 
     def params(self) -> dict[str, Any]:

@@ -119,9 +119,7 @@ class LLM:
         )  # fmt: skip
         self.max_failure_rate = max_failure_rate
         self.base_urls, self.base_url = urls, urls[0]
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
-        self.max_retries = max_retries
+        self.max_concurrency, self.timeout, self.max_retries = max_concurrency, timeout, max_retries
         self.cache_namespace = cache_namespace
         self.default_params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
         self.default_params = {k: v for k, v in self.default_params.items() if v is not None}
@@ -348,16 +346,11 @@ class LLM:
         return endpoint.client
 
     async def _request(
-        self,
-        body: dict[str, Any],
-        optional: list[str],
-        options: dict[str, Any],
-        key: str,
-        run: LLMRun,
+        self, body: dict[str, Any], optional: list[str], options: dict[str, Any], key: str, run: LLMRun,
         post: Callable[[openai.AsyncOpenAI], Awaitable[Any]] | None = None,
-    ) -> Any:
-        """One request through the limiter, retries and breaker: a chat completion, or what ``post`` sends
-        (the embeddings client's requests share the engine)."""
+    ) -> Any:  # fmt: skip
+        """One request through the limiter, retries and breaker: a chat completion, or what ``post`` sends."""
+        send = post or (lambda client: post_chat(client, body, options, self.timeout, optional, self.refused_params))
         if not run.started:
             run.started = True
             for endpoint in self._endpoints:
@@ -374,10 +367,7 @@ class LLM:
                 run.endpoints[endpoint.display_url] += 1
                 sent_at = time.monotonic()
                 try:
-                    if post is None:
-                        completion = await post_chat(client, body, options, self.timeout, optional, self.refused_params)
-                    else:
-                        completion = await post(client)
+                    completion = await send(client)
                 except openai.APIStatusError as exc:
                     error, delay = classify_status_error(exc, key, run, slot, endpoint, "response_format" in body)
                     throttled = exc.status_code == 429

@@ -4,19 +4,23 @@ sent as floats or base64 as the request asks."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .wire import count_tokens, error_body
+from .wire import Reply, count_tokens, error_body
 
-__all__ = ["hashed_embedding", "EmbedFunction", "embeddings_reply"]
+if TYPE_CHECKING:
+    from .server import LocalTeacher
+
+__all__ = ["hashed_embedding", "EmbedFunction", "embeddings_reply", "serve_embeddings"]
 
 EmbedFunction = Callable[[list[str]], Sequence[Sequence[float]]]
 _WORD = re.compile(r"\w+")
@@ -60,3 +64,24 @@ def embeddings_reply(request: dict[str, Any], embed: EmbedFunction) -> tuple[int
     body = {"object": "list", "data": data, "model": request.get("model", ""),
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
     return 200, json.dumps(body).encode(), tokens
+
+
+async def serve_embeddings(server: LocalTeacher, request: dict[str, Any]) -> tuple[int, tuple, bytes, float | None]:
+    """A ``/v1/embeddings`` request on ``server``: logged, given the queued or random fault and the latency of a
+    chat request, else answered by its ``embed`` function."""
+    if server.models is not None and request.get("model") not in server.models:
+        return 404, (), error_body(f"The model '{request.get('model')}' does not exist", "model_not_found"), None
+    with server._lock:
+        if server.keep_log:
+            server.embedding_requests.append(request)
+        fault = server._faults.pop(0) if server._faults else server._random_fault()
+    delay = server._delay(fault or Reply())
+    await asyncio.sleep(3600 if fault is not None and fault.hang else delay)
+    if fault is not None and fault.malformed:
+        return 200, (), b'{"data": "not embeddings"}', None
+    if fault is not None and fault.status != 200:
+        return fault.status, fault.headers, error_body(fault.content, "injected"), None
+    status, payload, tokens = embeddings_reply(request, server.embed)
+    with server._lock:
+        server.prompt_tokens += tokens
+    return status, (), payload, None

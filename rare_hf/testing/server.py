@@ -28,8 +28,8 @@ from typing import Any
 
 from ..demo import demo_responder
 from ._batch_server import BatchAPI
-from ._embeddings import EmbedFunction, embeddings_reply, hashed_embedding
-from .wire import Reply, Responder, constrain_to_schema, count_tokens, error_body, write_body
+from ._embeddings import EmbedFunction, hashed_embedding, serve_embeddings
+from .wire import Reply, Responder, completion_body, constrain_to_schema, count_tokens, error_body, write_body
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
 
@@ -267,18 +267,10 @@ class LocalTeacher:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, (), error_body("Incorrect API key provided.", "invalid_api_key"), None
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            names = self.models or ["rare-hf-local"]
-            return (
-                200,
-                (),
-                json.dumps(
-                    {
-                        "object": "list",
-                        "data": [{"id": name, "object": "model", "owned_by": "rare_hf"} for name in names],
-                    }
-                ).encode(),
-                None,
-            )
+            models = [
+                {"id": name, "object": "model", "owned_by": "rare_hf"} for name in self.models or ["rare-hf-local"]
+            ]
+            return 200, (), json.dumps({"object": "list", "data": models}).encode(), None
         if method == "GET" and path.rstrip("/") == "/props" and self.context_window is not None:
             props = {"default_generation_settings": {"n_ctx": self.context_window}, "total_slots": 1}
             return 200, (), json.dumps(props).encode(), None
@@ -290,7 +282,7 @@ class LocalTeacher:
             reply = {"count": len(tokens), "tokens": list(range(len(tokens))), "max_model_len": self.max_context_tokens}
             return 200, (), json.dumps(reply).encode(), None
         if method == "POST" and path.rstrip("/").endswith("/embeddings"):
-            return await self._embeddings(json.loads(body or b"{}"))
+            return await serve_embeddings(self, json.loads(body or b"{}"))
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return 404, (), error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")
@@ -306,27 +298,6 @@ class LocalTeacher:
         finally:
             with self._lock:
                 self.in_flight -= 1
-
-    async def _embeddings(self, request: dict[str, Any]) -> tuple[int, tuple, bytes, float | None]:
-        if self.models is not None and request.get("model") not in self.models:
-            return 404, (), error_body(f"The model '{request.get('model')}' does not exist", "model_not_found"), None
-        with self._lock:
-            if self.keep_log:
-                self.embedding_requests.append(request)
-            fault = self._faults.pop(0) if self._faults else self._random_fault()
-        delay = self._delay(fault or Reply())
-        if delay:
-            await asyncio.sleep(delay)
-        if fault is not None and fault.hang:
-            await asyncio.sleep(3600)
-        if fault is not None and fault.malformed:
-            return 200, (), b'{"data": "not embeddings"}', None
-        if fault is not None and fault.status != 200:
-            return fault.status, fault.headers, error_body(fault.content, "injected"), None
-        status, payload, tokens = embeddings_reply(request, self.embed)
-        with self._lock:
-            self.prompt_tokens += tokens
-        return status, (), payload, None
 
     def _arrived(self, request: dict[str, Any]) -> Reply | None:
         """Count and log a chat request (online or a batch line); returns the fault it gets, if any."""
@@ -398,31 +369,10 @@ class LocalTeacher:
         with self._lock:
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
-        return (
-            200,
-            reply.headers,
-            json.dumps(
-                {
-                    "id": f"chatcmpl-{self.request_count}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": request.get("model", ""),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "finish_reason": reply.finish_reason,
-                            "message": message,
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": completion_tokens,
-                        "total_tokens": prompt_tokens + completion_tokens,
-                    },
-                }
-            ).encode(),
-            reply.drip,
+        body = completion_body(
+            f"chatcmpl-{self.request_count}", request, reply, message, prompt_tokens, completion_tokens
         )
+        return 200, reply.headers, body, reply.drip
 
     def _message(self, reply: Reply) -> dict[str, Any]:
         match = _THINK.match(reply.content) if self.reasoning_field else None

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..text.parsing import iter_json_objects  # the parser the steps use
 
-__all__ = ["Reply", "Responder", "count_tokens", "constrain_to_schema", "write_body", "error_body"]
+__all__ = ["Reply", "Responder", "count_tokens", "constrain_to_schema", "write_body", "error_body", "completion_body"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,3 +97,20 @@ def constrain_to_schema(text: str, schema: dict[str, Any]) -> str:
 
 def error_body(message: str, code: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
+
+
+def completion_body(
+    reply_id: str,
+    request: dict[str, Any],
+    reply: Reply,
+    message: dict[str, Any],
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> bytes:
+    """A chat completion's JSON body, as OpenAI-compatible servers send it."""
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
+    choice = {"index": 0, "finish_reason": reply.finish_reason, "message": message}
+    body = {"id": reply_id, "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", ""), "choices": [choice], "usage": usage}  # fmt: skip
+    return json.dumps(body).encode()

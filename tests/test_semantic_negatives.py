@@ -53,7 +53,8 @@ def by_concept(texts: list[str]) -> list[list[float]]:
 
 
 def twins_served(out: datasets.Dataset) -> int:
-    return sum(any(i.startswith("twin") for i in ids) for ids in out["hard_negatives_ids"])
+    """Rows served their own positive's twin as a negative."""
+    return sum(f"twin{doc[1:]}" in (ids or []) for doc, ids in zip(out["doc_id"], out["hard_negatives_ids"]))
 
 
 @pytest.fixture
@@ -79,8 +80,8 @@ def test_twins_that_pass_the_lexical_guards_are_replaced(concept_server: LocalTe
     assert sum(semantic) == summary.stats["dropped_candidates"]["similar to the positive (embeddings)"] == served
     assert [row["positive"] for row in out["hard_negatives_dropped"]] == [1] * TOPICS
     # Negatives that were not twins stay where they were: the guard only replaces.
-    for before, after in zip(lexical["hard_negatives_ids"], out["hard_negatives_ids"]):
-        kept = [i for i in before if not i.startswith("twin")]
+    for doc, before, after in zip(out["doc_id"], lexical["hard_negatives_ids"], out["hard_negatives_ids"]):
+        kept = [i for i in before if i != f"twin{doc[1:]}"]
         assert after[: len(kept)] == kept
     # Only positives and served candidates were embedded, each once: not the corpus.
     embedded = [t for r in concept_server.embedding_requests for t in r["input"]]
@@ -155,3 +156,57 @@ def test_the_guards_settings_are_checked_before_anything_runs(concept_server: Lo
     with pytest.raises(TypeError, match="embedder must be a rare_hf.Embedder"):
         mine(ds, corpus, embedder="all-MiniLM-L6-v2")
     assert concept_server.embedding_requests == []
+
+
+def test_dense_and_hybrid_mining_over_http(concept_server: LocalTeacher, tmp_path: Path) -> None:
+    ds, corpus = twin_corpus()
+    embedder = rare_hf.Embedder("concepts", base_url=concept_server.url, cache_dir=tmp_path / "cache")
+    mined = {m: mine(ds, corpus, embedder=embedder, method=m, num_neg=5)[0] for m in ("bm25", "dense", "hybrid")}
+    text_of = dict(zip(corpus["doc_id"], corpus["text"]))
+    for row in mined["dense"]:
+        # Scores are the question's cosine with each negative, best first, and the positive's own is beside them.
+        question = embedder.embed([row["question"]], kind="query")[0]
+        vectors = embedder.embed([text_of[i] for i in row["hard_negatives_ids"]] + [row["text"]])
+        np.testing.assert_allclose(row["hard_negatives_scores"], vectors[:-1] @ question, atol=1e-5)
+        assert row["hard_negatives_positive_score"] == pytest.approx(float(vectors[-1] @ question), abs=1e-5)
+        assert row["hard_negatives_scores"] == sorted(row["hard_negatives_scores"], reverse=True)
+        if row["hard_negatives_positive_score"] > 0:  # positive-aware (a positive at or below 0 gives no margin)
+            assert max(row["hard_negatives_scores"]) <= 0.95 * row["hard_negatives_positive_score"]
+        assert row["doc_id"] not in row["hard_negatives_ids"] and len(row["hard_negatives_ids"]) == 5
+    lists = {m: out["hard_negatives_ids"] for m, out in mined.items()}
+    assert lists["dense"] != lists["bm25"]  # another retriever, other candidates
+    from_both = sum(bool(set(h) & set(b)) and bool(set(h) & set(d)) for h, b, d in zip(*lists.values()))
+    assert from_both >= TOPICS // 2  # hybrid rows draw on both lists
+    assert twins_served(mined["dense"]) == twins_served(mined["hybrid"]) == 0
+
+
+def test_the_corpus_vectors_are_stored_beside_a_saved_index(concept_server: LocalTeacher, tmp_path: Path) -> None:
+    ds, corpus = twin_corpus()
+    folder = tmp_path / "index"
+    rare_hf.BM25Index.build(corpus["text"], doc_ids=corpus["doc_id"], show_progress=False).save(folder)
+    embedder = rare_hf.Embedder("concepts", base_url=concept_server.url, cache_dir=False, batch_size=64)
+    first, summary = mine(ds, str(folder), embedder=embedder, method="dense")
+    stored = list(folder.glob("dense-*.npy"))
+    assert len(stored) == 1 and summary.params["dense_vectors"] == str(stored[0])
+    sent = [t for r in concept_server.embedding_requests for t in r["input"]]
+    assert set(corpus["text"]) <= set(sent)  # the first run embeds the corpus...
+    concept_server.reset()
+    again, summary = mine(ds, str(folder), embedder=embedder, method="dense")
+    sent = [t for r in concept_server.embedding_requests for t in r["input"]]
+    assert sorted(sent) == sorted(set(ds["question"]))  # ...the next only its questions (no cache here)
+    assert again["hard_negatives_ids"] == first["hard_negatives_ids"]
+    other = rare_hf.Embedder("another-model", base_url=concept_server.url, cache_dir=False, batch_size=64)
+    mine(ds, str(folder), embedder=other, method="hybrid")
+    assert len(list(folder.glob("dense-*.npy"))) == 2  # named by the model as well as the corpus
+    with pytest.raises(ValueError, match="method='dense' needs an embedder"):
+        mine(ds, str(folder), method="dense")
+    with pytest.raises(ValueError, match="method must be one of 'bm25', 'dense', 'hybrid'"):
+        mine(ds, str(folder), embedder=other, method="splade")
+
+
+def test_reciprocal_rank_fusion_orders_the_union() -> None:
+    from rare_hf.retrieval.dense import reciprocal_rank_fusion
+
+    docs, scores = reciprocal_rank_fusion(np.array([[5, 7, 9, -1]]), np.array([[7, 3, 5, 8]]), k=60)
+    assert docs.tolist() == [[7, 5, 3, 9, 8, -1, -1, -1]]  # 7: ranks 2 and 1; 5: ranks 1 and 3; then singles
+    assert scores[0, 0] == pytest.approx(1 / 62 + 1 / 61) and scores[0, -1] == 0

@@ -17,6 +17,7 @@ from ..retrieval.kernels import csr_rows, idf_cosines, pick
 from ..retrieval.shingles import passage_csr
 from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 from . import _plumbing
+from ._candidates import Candidates
 from ._semantic import SemanticGuard
 from .base import Column, column_docs
 from .row_error import RowError, Tally, render
@@ -63,8 +64,10 @@ class Miner:
         total: int,
         show_progress: bool,
         semantic: SemanticGuard | None = None,
+        candidates: Candidates | None = None,
     ) -> None:
         self.index, self.filters, self.semantic = index, filters, semantic
+        self.candidates = candidates or (Candidates(index, total=total) if index is not None else None)
         self.question_key, self.text_key, self.columns = question_key, text_key, columns
         self.key = columns[0].name  # the negatives; the others are named after it
         self.dropped: collections.Counter[str] = collections.Counter()  # by guard, over the rows' final picks
@@ -95,6 +98,7 @@ class Miner:
                     {
                         "filters": dataclasses.asdict(self.filters),
                         "semantic": None if self.semantic is None else self.semantic.params(),
+                        "candidates": self.candidates.params(),
                         "index": self.index.params,
                         "corpus": self.index.fingerprint,
                         "keys": [self.question_key, self.text_key, self.key],
@@ -115,9 +119,16 @@ class Miner:
                 errors[i] = RowError("skipped", "question is missing (failed upstream)")
             elif not tokens[i]:
                 errors[i] = RowError("skipped", "the question has no term in the corpus vocabulary")
+        asked = self.candidates.embed_questions(questions, errors)
         vectors = self._positive_vectors(texts, errors)
         rows = [i for i in range(n) if errors[i] is None]
-        mined = self._mine([tokens[i] for i in rows], [texts[i] for i in rows], [ids[i] for i in rows], vectors)
+        mined = self._mine(
+            [tokens[i] for i in rows],
+            [texts[i] for i in rows],
+            [ids[i] for i in rows],
+            None if vectors is None else vectors[rows],
+            None if asked is None else asked[rows],
+        )
         picks = mined.picks
         for i, (found, _) in zip(rows, picks):
             self.short += len(found) < self.filters.num_neg
@@ -136,19 +147,24 @@ class Miner:
         return table
 
     def _positive_vectors(self, texts: list[Any], errors: list[RowError | None]) -> np.ndarray | None:
-        """The positives' embeddings (rows still to mine), for the semantic guard; a row whose positive cannot
-        be embedded fails instead of going unguarded."""
+        """The positives' embeddings (a row each, NaN for rows not mined), for the semantic guard; a row whose
+        positive cannot be embedded fails instead of going unguarded."""
         if self.semantic is None:
             return None
         rows = [i for i, e in enumerate(errors) if e is None]
-        vectors, reasons = self.semantic.positives([texts[i] for i in rows])
+        found, reasons = self.semantic.positives([texts[i] for i in rows])
         for i, reason in zip(rows, reasons):
             if reason is not None:
                 errors[i] = RowError("embedding", f"the positive was not embedded: {reason}")
-        return vectors[[reason is None for reason in reasons]]
+        return _spread(found, rows, len(texts))
 
     def _mine(
-        self, queries: list[list[int]], positives: list[Any], positive_ids: list[str], vectors: np.ndarray | None
+        self,
+        queries: list[list[int]],
+        positives: list[Any],
+        positive_ids: list[str],
+        vectors: np.ndarray | None,
+        asked: np.ndarray | None,
     ) -> Mined:
         """Filtered negatives for every query. Queries left short while their candidate list was full are
         retried with a deeper list, so strict filters never silently return fewer than they could."""
@@ -174,14 +190,12 @@ class Miner:
         first_round = True
         while len(pending):
             k = min(depth, len(self.index))
-            docs, scores = self.index.search([queries[i] for i in pending], k, expected_queries=self.total)
-            order = np.lexsort((docs, -scores))  # best first; ties by corpus position, for determinism
-            docs, scores = np.take_along_axis(docs, order, 1), np.take_along_axis(scores, order, 1)
-            self._positive_scores(pending, docs, scores, pos_doc, queries, mined.positive_scores)
+            docs, scores = self.candidates.search(queries, asked, pending, k)
+            self.candidates.positive_scores(pending, docs, scores, pos_doc, queries, asked, mined.positive_scores)
             keep, counts = self._keep_mask(
                 docs, scores, pos_doc[pending], pos_by_id[pending], mined.positive_scores[pending]
             )
-            exhausted = (scores <= 0).any(axis=1) | (k >= len(self.index))
+            exhausted = self.candidates.exhausted(scores, k)
             picker = _Picker(self, docs, keep, pos_doc[pending], csr_rows(*passages, pending), counts)
             chosen = picker.pick(np.arange(len(pending)))
             if vectors is not None:
@@ -225,22 +239,6 @@ class Miner:
             rows = np.unique(rows[at])
             chosen[rows] = picker.pick(rows)
         return relabelled
-
-    def _positive_scores(
-        self,
-        pending: np.ndarray,
-        docs: np.ndarray,
-        scores: np.ndarray,
-        pos_doc: np.ndarray,
-        queries: list[list[int]],
-        out: np.ndarray,
-    ) -> None:
-        is_pos = docs == pos_doc[pending][:, None]
-        found = is_pos.any(axis=1)
-        out[pending[found]] = scores[is_pos][: int(found.sum())] if found.any() else []
-        for row in np.flatnonzero(~found & (pos_doc[pending] >= 0)):  # ranked below the list: score it alone
-            i = int(pending[row])
-            out[i] = self.index.score(queries[i], int(pos_doc[i]))
 
     def _keep_mask(
         self, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray, pos_by_id: np.ndarray, pos_score: np.ndarray
@@ -331,7 +329,7 @@ class Miner:
             self.tally,
             seconds=seconds,
             params=params,
-            usage={} if self.semantic is None else self.semantic.run.usage.to_dict(),  # the embedder's
+            usage={} if self.candidates.run is None else self.candidates.run.usage.to_dict(),  # the embedder's
             columns=column_docs(self.columns),
             stats={
                 "short": self.short,
@@ -341,6 +339,13 @@ class Miner:
                 "dropped_candidates": dict(self.dropped),
             },
         )
+
+
+def _spread(found: np.ndarray, rows: list[int], n: int) -> np.ndarray:
+    """Vectors of ``rows`` placed in a table of ``n`` rows (NaN elsewhere)."""
+    out = np.full((n, found.shape[1]), np.nan, dtype=np.float32)
+    out[rows] = found
+    return out
 
 
 class Mined:

@@ -14,7 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..retrieval.bm25 import BM25Index
+from ..retrieval.dense import DenseIndex
 from ..teacher.embedder import Embedder
+from ..teacher.usage import LLMRun
 
 # "auto": a candidate is a twin when its similarity to the positive is past this share of the way from the
 # run's median candidate to an exact copy (similarity 1). Embedding models spread cosines very differently
@@ -39,9 +41,10 @@ class Look:
 class SemanticGuard:
     """Embeds positives and picked candidates, and says which are too close to the positive."""
 
-    def __init__(self, embedder: Embedder, threshold: Threshold, index: BM25Index) -> None:
-        self.embedder, self.setting, self.index = embedder, threshold, index
-        self.run = embedder.new_run("hard negatives")
+    def __init__(
+        self, embedder: Embedder, threshold: Threshold, index: BM25Index, run: LLMRun, dense: DenseIndex | None = None
+    ) -> None:
+        self.embedder, self.setting, self.index, self.run, self.dense = embedder, threshold, index, run, dense
         self._docs: dict[int, np.ndarray | None] = {}  # corpus position -> unit vector, None: not embedded
         self._positives: dict[bytes, np.ndarray] = {}  # a positive's text digest -> its vector: often a candidate too
         self._seen: list[np.ndarray] = []
@@ -49,17 +52,29 @@ class SemanticGuard:
         self.seen_count = 0
 
     def positives(self, texts: list[Any]) -> tuple[np.ndarray, list[str | None]]:
-        """Unit vectors of the rows' positive documents, and per row why it has none."""
+        """Unit vectors of the rows' positive documents, and per row why it has none. With the corpus embedded
+        (dense, hybrid) a positive found in it is not embedded again."""
         usable = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
-        vectors, errors = self._embed([texts[i] for i in usable])
-        out = np.full((len(texts), vectors.shape[1]), np.nan, dtype=np.float32)
-        out[usable] = vectors
+        known = {i: self._corpus_vector(texts[i]) for i in usable} if self.dense is not None else {}
+        asked = [i for i in usable if known.get(i) is None]
+        vectors, errors = self._embed([texts[i] for i in asked])
+        width = self.dense.vectors.shape[1] if self.dense is not None else vectors.shape[1]
+        out = np.full((len(texts), width), np.nan, dtype=np.float32)
         reasons: list[str | None] = ["the positive document is empty"] * len(texts)
-        for i, vector, error in zip(usable, vectors, errors):
+        for i, vector in known.items():
+            if vector is not None:
+                out[i], reasons[i] = vector, None
+        for i, vector, error in zip(asked, vectors, errors):
             reasons[i] = error
             if error is None:
-                self._positives[_digest(texts[i])] = vector
+                out[i] = self._positives[_digest(texts[i])] = vector
         return out, reasons
+
+    def _corpus_vector(self, text: str) -> np.ndarray | None:
+        assert self.dense is not None
+        position = self.index.position_of(text)
+        vector = self.dense.vectors[position] if position >= 0 else None
+        return vector if vector is not None and vector.any() else None
 
     def look(self, positives: np.ndarray, candidates: np.ndarray) -> Look:
         """Similarity of each candidate (corpus positions, -1: none) to its row's positive vector."""
@@ -96,6 +111,10 @@ class SemanticGuard:
     def _embed_documents(self, positions: np.ndarray) -> None:
         new = [p for p in positions.tolist() if p not in self._docs]
         if not new:
+            return
+        if self.dense is not None:  # the corpus is embedded already (dense and hybrid mining)
+            rows = self.dense.vectors[new]
+            self._docs.update({p: (v if v.any() else None) for p, v in zip(new, rows)})
             return
         texts = self.index.text_array.take(pa.array(new, type=pa.int64())).to_pylist()
         self._docs.update(dict.fromkeys(new))

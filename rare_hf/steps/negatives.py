@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from collections.abc import Collection
 from typing import Any, Literal
 
@@ -13,6 +14,8 @@ from ..retrieval.bm25 import BM25Index
 from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
 from ..teacher.embedder import Embedder
+from ._candidates import METHODS, Candidates, Method
+from ._dense import dense_index
 from ._miner import GUARDS, Filters, Miner
 from ._semantic import SemanticGuard
 from .base import Column
@@ -38,6 +41,7 @@ def add_hard_negatives(
     exclude_shared_passages: bool = True,
     exclude_ids: Collection[str] | None = None,
     embedder: Embedder | None = None,
+    method: Method = "bm25",
     max_semantic_similarity: float | Literal["auto"] | None = "auto",
     false_negatives: Literal["drop", "positive"] = "drop",
     k1: float = 0.9,
@@ -83,6 +87,13 @@ def add_hard_negatives(
         embedder: A :class:`rare_hf.Embedder`: turns on the semantic false-negative guard. The positives and
             the candidates about to be served are embedded (not the whole corpus) and a candidate too close
             to its positive — a rewritten copy, which answers the question — is replaced by the next one.
+        method: Where candidates come from: ``"bm25"`` (default), ``"dense"`` (the embedder's nearest documents
+            to the question, exact search in numpy) or ``"hybrid"`` (both lists fused by reciprocal rank, as
+            ReasonIR and ReasonEmbed mine). Dense and hybrid embed the whole corpus once: beside a saved index
+            (``corpus=`` a folder) the vectors are stored under a name fingerprinting corpus and model and loaded
+            by the next run; otherwise the embedder's response cache makes a re-run free. With them,
+            ``{key}_scores`` and ``max_score_ratio`` use the question's cosine similarity to each document
+            (NV-Retriever's positive-aware filter) instead of BM25 scores. Needs ``embedder``.
         max_semantic_similarity: The guard's cut-off on the cosine similarity of a candidate with the
             positive. ``"auto"`` (default) derives it from the run: halfway from the median candidate's similarity
             to an exact copy's (1.0), since embedding models spread similarities differently and a fixed number
@@ -113,7 +124,7 @@ def add_hard_negatives(
         >>> ds[0]["hard_negatives"]
     """
     _check_numbers(num_neg, skip_top, max_score_ratio, max_overlap, max_similarity)
-    _check_semantic(embedder, max_semantic_similarity, false_negatives)
+    _check_semantic(embedder, max_semantic_similarity, false_negatives, method)
     if not 0 <= min_neg <= num_neg:
         raise ValueError(f"min_neg must be between 0 and num_neg ({num_neg}), got {min_neg}.")
     key = output_negatives_key
@@ -145,12 +156,12 @@ def add_hard_negatives(
             index = _own_index(split, input_text_key, k1, b, language, stopwords, show_progress)
         else:
             index = None  # an empty split: nothing to index, nothing to mine
-        guard = None
-        if index is not None and embedder is not None and max_semantic_similarity is not None:
-            guard = SemanticGuard(embedder, max_semantic_similarity, index)
+        guard, candidates, dense_params = _embedding_parts(
+            index, embedder, method, max_semantic_similarity, corpus, len(split), show_progress
+        )
         miner = Miner(
             index, filters, input_question_key, input_text_key, negative_columns(key, relabel), len(split),
-            show_progress, guard,
+            show_progress, guard, candidates,
         )  # fmt: skip
         try:
             out = miner.run(split, batch_size)
@@ -166,6 +177,7 @@ def add_hard_negatives(
             "exclude_shared_passages": exclude_shared_passages,
             "excluded_ids": len(filters.exclude_ids),
             **_semantic_params(guard, embedder, max_semantic_similarity, false_negatives),
+            **dense_params,
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
             "corpus_size": len(index) if index is not None else 0,
             **(index.params if index is not None else {}),
@@ -183,10 +195,12 @@ def negative_columns(key: str = "hard_negatives", relabel: bool = False) -> list
     columns = [
         Column(key, strings, "BM25 hard negatives: documents that look relevant but are not the source, best first."),
         Column(f"{key}_ids", strings, "doc_id of each hard negative."),
-        Column(f"{key}_scores", datasets.List(datasets.Value("float32")), "BM25 score of each hard negative."),
         Column(
-            f"{key}_positive_score", datasets.Value("float32"), "BM25 score of the source document for the question."
+            f"{key}_scores",
+            datasets.List(datasets.Value("float32")),
+            "Score of each hard negative for the question: BM25, or cosine similarity (dense and hybrid mining).",
         ),
+        Column(f"{key}_positive_score", datasets.Value("float32"), "The source document's score, the same way."),
         Column(
             f"{key}_dropped",
             datasets.Features({guard: datasets.Value("int32") for guard in GUARDS}),
@@ -217,7 +231,27 @@ def _check_numbers(
         raise ValueError(f"max_similarity must be in (0, 1] (or None to disable), got {max_similarity}.")
 
 
-def _check_semantic(embedder: Any, threshold: Any, false_negatives: str) -> None:
+def _embedding_parts(
+    index: BM25Index | None, embedder: Embedder | None, method: Method, threshold: Any, corpus: Any, total: int,
+    show_progress: bool,
+) -> tuple[SemanticGuard | None, Candidates | None, dict[str, Any]]:  # fmt: skip
+    """The semantic guard and the candidates' source of one split, sharing one embedding run (its usage)."""
+    if index is None or embedder is None:
+        return None, None, {}
+    run, dense, params = embedder.new_run("hard negatives"), None, {"method": method}
+    if method != "bm25":
+        folder = Path(corpus) if isinstance(corpus, (str, os.PathLike)) else None
+        dense, failed, source = dense_index(embedder, index, folder, run, show_progress)
+        params |= {"dense_vectors": source, "corpus_not_embedded": failed}
+    guard = None if threshold is None else SemanticGuard(embedder, threshold, index, run, dense)
+    return guard, Candidates(index, method, dense, embedder, run, total), params
+
+
+def _check_semantic(embedder: Any, threshold: Any, false_negatives: str, method: str = "bm25") -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
+    if method != "bm25" and embedder is None:
+        raise ValueError(f"method={method!r} needs an embedder: pass embedder=rare_hf.Embedder(...).")
     if embedder is not None and not isinstance(embedder, Embedder):
         raise TypeError(f"embedder must be a rare_hf.Embedder or None, got {type(embedder).__name__}.")
     if (

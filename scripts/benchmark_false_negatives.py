@@ -108,16 +108,21 @@ def jaccard(a: str, b: str) -> float:
     return len(x & y) / max(1, len(x | y))
 
 
-def measure(out: datasets.Dataset, twin_of: dict[str, str], num_neg: int) -> tuple[float, float, float]:
-    """Twin rate, hardness and the share of rows with num_neg negatives."""
+def measure(
+    out: datasets.Dataset, twin_of: dict[str, str], num_neg: int, index: rare_hf.BM25Index
+) -> tuple[float, float, float]:
+    """Twin rate, hardness (BM25 score of the negatives over the positive's, whichever retriever mined them) and
+    the share of rows with num_neg negatives."""
     twins = hardness = full = 0.0
     for row in out:
         negatives = row["hard_negatives_ids"] or []
         twins += twin_of[row["doc_id"]] in negatives
         full += len(negatives) == num_neg
-        positive = row["hard_negatives_positive_score"]
+        query = index.tokenize([row["question"]])[0]
+        positive = index.score(query, index.position_of_id(row["doc_id"]))
         if negatives and positive and not math.isnan(positive):
-            hardness += sum(row["hard_negatives_scores"]) / len(negatives) / positive
+            scores = [index.score(query, index.position_of_id(i)) for i in negatives]
+            hardness += sum(scores) / len(negatives) / positive
     return twins / len(out), hardness / len(out), full / len(out)
 
 
@@ -188,6 +193,9 @@ def main() -> None:
                 for t in ("auto", 0.8, 0.75, 0.7, 0.65)
             ]
             configs.append(("semantic auto alone", {**LEXICAL_OFF, "max_similarity": None, "embedder": embedder}))
+            configs += [
+                (f"{m} + defaults + semantic auto", {"embedder": embedder, "method": m}) for m in ("dense", "hybrid")
+            ]
         header = f"{'guards (default now: v0.2 + max_similarity 0.4)':<48}{'twins':>8}{'hardness':>10}"
         print(f"{header}{'vs v0.2':>10}{'full':>8}  semantic")
         base = None
@@ -196,7 +204,7 @@ def main() -> None:
             out, summary = rare_hf.add_hard_negatives(
                 questions, corpus=index, num_neg=args.num_neg, show_progress=False, return_summary=True, **kwargs
             )
-            twins, hardness, full = measure(out, twin_of, args.num_neg)
+            twins, hardness, full = measure(out, twin_of, args.num_neg, index)
             base = hardness if name.startswith("v0.2 guards") else base
             ratio = f"{hardness / base:.3f}x" if base else ""
             semantic = ""

@@ -178,38 +178,49 @@ def main() -> None:
 
 
 def semantic_cost(ds: datasets.Dataset, index: BM25Index, args: argparse.Namespace, mine) -> None:
-    """The semantic guard's own cost: what it sends from an empty cache, and its time with every vector already
-    cached (cosines, re-picks, cache lookups) against mining without it, alternated in one process."""
+    """The embedding paths' own cost, with rare_hf.testing's hashed embeddings over HTTP: what the semantic guard
+    sends from an empty cache and its time with every vector cached (cosines, re-picks, cache reads); the corpus
+    embedding of dense mining apart; dense and hybrid mining with the corpus vectors stored beside the index —
+    each against BM25 mining without an embedder, alternated in one process."""
     from rare_hf.testing import LocalTeacher
 
-    with tempfile.TemporaryDirectory() as cache, LocalTeacher(keep_log=False) as server:
-        embedder = rare_hf.Embedder("hashed", base_url=server.url, cache_dir=cache, batch_size=256)
+    n, rows = len(ds), []
+    with tempfile.TemporaryDirectory() as tmp, LocalTeacher(keep_log=False) as server:
+        embedder = rare_hf.Embedder("hashed", base_url=server.url, cache_dir=f"{tmp}/cache", batch_size=256)
+        index.save(f"{tmp}/index")  # the dense vectors are stored beside it
 
-        def guarded() -> tuple[datasets.Dataset, rare_hf.StepSummary]:
-            return rare_hf.add_hard_negatives(
-                ds, corpus=index, num_neg=args.num_neg, embedder=embedder, show_progress=False, return_summary=True
-            )
-
-        t0 = time.perf_counter()
-        _, summary = guarded()
-        t_cold = time.perf_counter() - t0
-        usage = summary.usage
-        t_warm = t_plain = float("inf")
-        for _ in range(args.repeats):
+        def run(**kwargs) -> tuple[float, rare_hf.StepSummary]:
             t0 = time.perf_counter()
-            guarded()
-            t_warm = min(t_warm, time.perf_counter() - t0)
+            _, summary = rare_hf.add_hard_negatives(
+                ds, num_neg=args.num_neg, embedder=embedder, show_progress=False, return_summary=True, **kwargs
+            )
+            return time.perf_counter() - t0, summary
+
+        t_cold, cold = run(corpus=index)
+        t_embed_corpus, dense_cold = run(corpus=index, method="dense")
+        times = {"semantic guard (vectors cached)": [], "dense (vectors stored)": [], "hybrid (vectors stored)": []}
+        t_plain = float("inf")
+        for _ in range(args.repeats):
+            for name, kwargs in zip(times, ({}, {"method": "dense"}, {"method": "hybrid"})):
+                times[name].append(run(corpus=index, **kwargs)[0])
             t0 = time.perf_counter()
             mine()
             t_plain = min(t_plain, time.perf_counter() - t0)
         embedder.close()
-    n, dropped = len(ds), summary.stats["dropped_candidates"]["similar to the positive (embeddings)"]
+    usage = cold.usage
     print(
-        f"semantic guard, empty cache: {t_cold:8.1f} s, {usage['requests']:,} requests, "
-        f"{usage['prompt_tokens']:,} tokens ({usage['prompt_tokens'] / n:.0f} a question); cut-off "
-        f"{summary.params['semantic_threshold_used']}, {dropped:,} dropped"
+        f"semantic guard, empty cache: {t_cold:8.1f} s, {usage['requests']:,} requests, {usage['prompt_tokens']:,} "
+        f"tokens ({usage['prompt_tokens'] / n:.0f} a question); cut-off {cold.params['semantic_threshold_used']}, "
+        f"{cold.stats['dropped_candidates']['similar to the positive (embeddings)']:,} dropped"
     )
-    print(f"semantic guard, warm cache:  {t_warm:8.1f} s   vs {t_plain:.1f} s without: {t_warm / t_plain:.2f}x")
+    t_dense = min(times["dense (vectors stored)"])
+    print(
+        f"dense, corpus not embedded:  {t_embed_corpus:8.1f} s ({t_embed_corpus - t_dense:.1f} s embedding "
+        f"{len(index):,} documents, {dense_cold.usage['requests']:,} requests; the rest mining)"
+    )
+    for name, measured in times.items():
+        rows.append(f"{name:<34}{min(measured):8.1f} s   vs {t_plain:.1f} s BM25 alone: {min(measured) / t_plain:.2f}x")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class BM25Index:
         self.id_array = _string_array(table["doc_id"])
         self.doc_ids: list[str] = self.id_array.to_pylist()
         self._position = {int(k): i for i, k in enumerate(table["key"].to_numpy())}
+        self.path: Path | None = None  # the folder it was saved to or loaded from (dense vectors are kept there)
         self._position_of_id = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
         self._csc_sorted = _csc_is_sorted(retriever.scores)
 
@@ -195,6 +196,7 @@ class BM25Index:
         (path / _META).write_text(
             json.dumps({"format": _FORMAT_VERSION, "params": self.params, "num_docs": len(self)}, indent=2)
         )
+        self.path = path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> BM25Index:
@@ -221,7 +223,9 @@ class BM25Index:
                 np.load(path / "passage_indptr.npy", mmap_mode=mode),
                 np.load(path / "passage_ids.npy", mmap_mode=mode),
             )
-        return cls(retriever, tokenizer, corpus, indptr, flat, params, passages)
+        index = cls(retriever, tokenizer, corpus, indptr, flat, params, passages)
+        index.path = path
+        return index
 
     # -- queries -----------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> list[list[int]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from collections.abc import Collection
 from typing import Any, Literal
 
@@ -90,8 +89,9 @@ def add_hard_negatives(
         method: Where candidates come from: ``"bm25"`` (default), ``"dense"`` (the embedder's nearest documents
             to the question, exact search in numpy) or ``"hybrid"`` (both lists fused by reciprocal rank, as
             ReasonIR and ReasonEmbed mine). Dense and hybrid embed the whole corpus once: beside a saved index
-            (``corpus=`` a folder) the vectors are stored under a name fingerprinting corpus and model and loaded
-            by the next run; otherwise the embedder's response cache makes a re-run free. With them,
+            (``corpus=`` its folder or a loaded :class:`BM25Index`) the vectors are stored under a name that
+            fingerprints corpus and model, and the next run loads them; otherwise the embedder's response cache
+            makes a re-run free. With them,
             ``{key}_scores`` and ``max_score_ratio`` use the question's cosine similarity to each document
             (NV-Retriever's positive-aware filter) instead of BM25 scores. Needs ``embedder``.
         max_semantic_similarity: The guard's cut-off on the cosine similarity of a candidate with the
@@ -157,7 +157,7 @@ def add_hard_negatives(
         else:
             index = None  # an empty split: nothing to index, nothing to mine
         guard, candidates, dense_params = _embedding_parts(
-            index, embedder, method, max_semantic_similarity, corpus, len(split), show_progress
+            index, embedder, method, max_semantic_similarity, len(split), show_progress
         )
         miner = Miner(
             index, filters, input_question_key, input_text_key, negative_columns(key, relabel), len(split),
@@ -232,16 +232,14 @@ def _check_numbers(
 
 
 def _embedding_parts(
-    index: BM25Index | None, embedder: Embedder | None, method: Method, threshold: Any, corpus: Any, total: int,
-    show_progress: bool,
+    index: BM25Index | None, embedder: Embedder | None, method: Method, threshold: Any, total: int, show_progress: bool,
 ) -> tuple[SemanticGuard | None, Candidates | None, dict[str, Any]]:  # fmt: skip
     """The semantic guard and the candidates' source of one split, sharing one embedding run (its usage)."""
     if index is None or embedder is None:
         return None, None, {}
     run, dense, params = embedder.new_run("hard negatives"), None, {"method": method}
     if method != "bm25":
-        folder = Path(corpus) if isinstance(corpus, (str, os.PathLike)) else None
-        dense, failed, source = dense_index(embedder, index, folder, run, show_progress)
+        dense, failed, source = dense_index(embedder, index, index.path, run, show_progress)
         params |= {"dense_vectors": source, "corpus_not_embedded": failed}
     guard = None if threshold is None else SemanticGuard(embedder, threshold, index, run, dense)
     return guard, Candidates(index, method, dense, embedder, run, total), params

@@ -3,6 +3,7 @@ embedding model, replaced, counted per row, relabelled as positives on request, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -210,3 +211,28 @@ def test_reciprocal_rank_fusion_orders_the_union() -> None:
     docs, scores = reciprocal_rank_fusion(np.array([[5, 7, 9, -1]]), np.array([[7, 3, 5, 8]]), k=60)
     assert docs.tolist() == [[7, 5, 3, 9, 8, -1, -1, -1]]  # 7: ranks 2 and 1; 5: ranks 1 and 3; then singles
     assert scores[0, 0] == pytest.approx(1 / 62 + 1 / 61) and scores[0, -1] == 0
+
+
+def test_the_cli_mines_with_an_embedding_model(cli, tmp_path: Path) -> None:
+    env = {"RARE_HF_CACHE": str(tmp_path / "cache")}
+    flags = ["--demo", "--steps", "questions,negatives", "--embedding-model", "demo-embed", "--mining", "hybrid"]
+    dry = cli(*flags, "--dry-run", env=env)
+    assert dry.returncode == 0 and "embeddings (demo-embed): at most 20 documents in 1 request," in dry.stdout
+    done = cli(*flags, "--false-negatives", "positive", "--format", "triples", "--output", str(tmp_path / "o"), env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    step = next(s for s in summary["steps"] if s["step"] == "hard_negatives")
+    assert step["params"]["mining"] == "hybrid" and step["params"]["false_negatives"] == "positive"
+    assert step["usage"]["requests"] >= 1 and step["params"]["corpus_not_embedded"] == 0
+    ds = datasets.load_from_disk(str(tmp_path / "o" / "dataset"))
+    assert {"hard_negatives_dropped", "hard_negatives_positives"} <= set(ds.column_names)
+    run = rare_hf.RunSummary.from_dict(summary)
+    card = str(
+        rare_hf.hub.build_card(rare_hf.hub.DatasetCard("---\n---\n"), ds, num_rows=20, repo_id="me/x", summary=run)
+    )
+    assert "- Candidates the guards removed: positive or exact duplicate 20" in card
+    assert "- Mining: hybrid; embedding model `demo-embed`, semantic cut-off" in card and "are extra positives" in card
+    wrong = cli("--demo", "--mining", "dense", "--output", str(tmp_path / "x"), env=env)
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
+        "--mining dense needs --embedding-model (an embedding model on an OpenAI-compatible endpoint)."
+    )

@@ -163,7 +163,7 @@ def _negatives_kwargs(ds: Any, args: argparse.Namespace, steps: list[str], embed
         return None
     kwargs: dict[str, Any] = {}
     if embedder is not None:
-        kwargs |= {"embedder": embedder, "false_negatives": args.false_negatives}
+        kwargs |= {"embedder": embedder, "false_negatives": args.false_negatives, "method": args.mining}
     if args.eval_fraction:
         from ..io.beir import held_out_documents
         from ..utils.datasets import doc_ids
@@ -175,8 +175,9 @@ def _negatives_kwargs(ds: Any, args: argparse.Namespace, steps: list[str], embed
 def _make_embedder(args: argparse.Namespace, steps: list[str], base_url: Any, api_key: str | None, cache: Any) -> Any:
     """The semantic guard's embedder (``--embedding-model``), on its own endpoint or the teacher's."""
     if not args.embedding_model:
-        if args.false_negatives == "positive":
-            raise CliError("--false-negatives positive needs --embedding-model (the guard that finds them).")
+        if args.false_negatives == "positive" or args.mining != "bm25":
+            flag = "--false-negatives positive" if args.false_negatives == "positive" else f"--mining {args.mining}"
+            raise CliError(f"{flag} needs --embedding-model (an embedding model on an OpenAI-compatible endpoint).")
         return None
     if "hard_negatives" not in steps:
         raise CliError("--embedding-model guards the hard-negatives step, which --steps does not run.")
@@ -185,6 +186,7 @@ def _make_embedder(args: argparse.Namespace, steps: list[str], base_url: Any, ap
     url = args.embedding_url or base_url
     return Embedder(
         args.embedding_model, base_url=url, api_key=api_key, document_prefix=args.document_prefix,
+        query_prefix=args.query_prefix,
         timeout=args.timeout, max_retries=args.max_retries, cache_dir=cache,
     )  # fmt: skip
 

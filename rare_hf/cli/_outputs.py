@@ -37,7 +37,8 @@ def _embedding_bound(ds: datasets.Dataset, args: argparse.Namespace, embedder: E
         embedder.close()
     usd = f", ~{e.usd:.4f} USD" if e.usd is not None else ""
     print(
-        f"embeddings ({embedder.model}): at most {e.texts - e.cached} documents in {e.requests} requests, "
+        f"embeddings ({embedder.model}): at most {e.texts - e.cached} documents in {e.requests} "
+        f"request{'' if e.requests == 1 else 's'}, "
         f"~{e.tokens:,} tokens{usd} ({e.cached} cached); usually fewer: only positives and served candidates"
     )
 

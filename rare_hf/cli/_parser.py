@@ -146,7 +146,7 @@ def _step_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _negative_arguments(parser: argparse.ArgumentParser) -> None:
     """The semantic false-negative guard of the hard-negatives step (an embeddings endpoint)."""
-    group = parser.add_argument_group("hard negatives: semantic false-negative guard")
+    group = parser.add_argument_group("hard negatives: an embedding model (semantic guard, dense and hybrid mining)")
     group.add_argument(
         "--embedding-model",
         default=None,
@@ -159,6 +159,14 @@ def _negative_arguments(parser: argparse.ArgumentParser) -> None:
         help="its OpenAI-compatible endpoint, e.g. http://localhost:8080/v1 for TEI (default: the teacher's)",
     )
     group.add_argument("--document-prefix", default="", help="put before each document embedded (e5: 'passage: ')")
+    group.add_argument("--query-prefix", default="", help="put before each question embedded (e5: 'query: ')")
+    group.add_argument(
+        "--mining",
+        choices=("bm25", "dense", "hybrid"),
+        default="bm25",
+        help="where candidates come from: BM25, the embedding model's nearest documents, or both fused (default: "
+        "bm25); dense and hybrid embed the whole corpus once",
+    )
     group.add_argument(
         "--false-negatives",
         choices=("drop", "positive"),

@@ -138,6 +138,7 @@ def statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: dic
                 f"\n- Hard negatives per row: mean {negatives.stats.get('mean_negatives')}, "
                 f"rows short of the target: {negatives.stats.get('short')}"
             )
+            lines += _guards(negatives.stats, negatives.params)
         reasoning = summary.step("reasoning")
         if reasoning is not None and reasoning.stats.get("with_gold"):
             graded = reasoning.stats["with_gold"]
@@ -158,6 +159,20 @@ def statistics(ds: datasets.Dataset, summary: RunSummary | None, split_rows: dic
                     f"{stats.median(words):.0f}, max {max(words)}"
                 )
     return "\n".join(lines)
+
+
+def _guards(stats: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """The false-negative guards' work: candidates each removed, and the semantic guard's cut-off."""
+    removed = ", ".join(f"{why} {n:,}" for why, n in stats.get("dropped_candidates", {}).items() if n)
+    lines = [f"- Candidates the guards removed: {removed}"] if removed else []
+    if params.get("embedder"):
+        fate = "extra positives" if params.get("false_negatives") == "positive" else "dropped"
+        lines.append(
+            f"- Mining: {params.get('mining', 'bm25')}; embedding model `{params['embedder']['model']}`, semantic "
+            f"cut-off {params.get('semantic_threshold_used')} ({params.get('max_semantic_similarity')}); candidates "
+            f"found too close to their positive are {fate}"
+        )
+    return lines
 
 
 def _usage_cells(u: dict[str, Any], priced: bool) -> str:

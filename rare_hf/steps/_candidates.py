@@ -107,4 +107,4 @@ class Candidates:
             out[i] = self.index.score(queries[i], int(pos_doc[i]))
 
     def params(self) -> dict[str, Any]:
-        return {"method": self.method}
+        return {"mining": self.method}

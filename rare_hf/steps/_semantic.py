@@ -24,8 +24,9 @@ from ..teacher.usage import LLMRun
 # across models and corpora where a fixed number does not. A spread-based rule (median + 2.5 robust standard
 # deviations) put it above 1 on the Django benchmark, where candidates' similarities range widely.
 AUTO_SHARE = 0.5
-# Below this many candidates seen, "auto" has too little to go on and guards nothing yet.
-AUTO_MIN_CANDIDATES = 30
+# Below this many candidates seen, "auto" has too little to go on and guards nothing yet (a median of ten
+# is already stable enough for a cut-off that sits halfway to a copy).
+AUTO_MIN_CANDIDATES = 10
 
 Threshold = float | Literal["auto"]
 

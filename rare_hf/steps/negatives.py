@@ -237,7 +237,7 @@ def _embedding_parts(
     """The semantic guard and the candidates' source of one split, sharing one embedding run (its usage)."""
     if index is None or embedder is None:
         return None, None, {}
-    run, dense, params = embedder.new_run("hard negatives"), None, {"method": method}
+    run, dense, params = embedder.new_run("hard negatives"), None, {"mining": method}
     if method != "bm25":
         dense, failed, source = dense_index(embedder, index, index.path, run, show_progress)
         params |= {"dense_vectors": source, "corpus_not_embedded": failed}

@@ -79,3 +79,25 @@ def test_bad_columns_fail_before_any_request(teacher: LocalTeacher, make_llm) ->
     with pytest.raises(ValueError, match="input_hardneg_key"):
         rare_hf.verify_negatives(rows().remove_columns("hard_negatives"), make_llm(), show_progress=False)
     assert teacher.http_request_count == 0
+
+
+def test_ids_and_scores_follow_their_negatives_and_false_negatives_can_become_positives(
+    teacher: LocalTeacher, make_llm
+) -> None:
+    teacher.responder = judge
+    ds = rows()
+    ids = [[f"r{r}-{c}" for c in range(6)] for r in range(3)]
+    ds = ds.add_column("hard_negatives_ids", ids).add_column("hard_negatives_scores", [[6.0, 5, 4, 3, 2, 1]] * 3)
+    ds = ds.add_column("hard_negatives_positives", [["mined twin"], [], []])
+    ds = ds.add_column("hard_negatives_positives_ids", [["m0"], [], []])
+    out = rare_hf.verify_negatives(ds, make_llm(), num_neg=3, false_negatives="positive", show_progress=False)
+    # Before, the ids and scores kept all six candidates while the texts lost the false negatives: exports
+    # paired "neg a2" with the id of the planted twin.
+    assert out["hard_negatives_ids"] == [["r0-0", "r0-2", "r0-3"], ["r1-0", "r1-1", "r1-2"], ["r2-2", "r2-3", "r2-4"]]
+    assert out["hard_negatives_scores"] == [[6.0, 4, 3], [6.0, 5, 4], [4.0, 3, 2]]
+    assert out["hard_negatives_false_negatives_ids"] == [["r0-1"], [], ["r2-0", "r2-1"]]
+    assert out["hard_negatives_positives_ids"] == [["m0", "r0-1"], [], ["r2-0", "r2-1"]]
+    assert out["hard_negatives_positives"][0] == ["mined twin", f"positive twin 1 {PLANTED}"]
+    triples = rare_hf.to_retrieval_triples(out.add_column("text", ["p0", "p1", "p2"]))
+    assert [p["docid"] for p in triples[2]["positive_passages"]][1:] == ["r2-0", "r2-1"]
+    assert [(p["docid"], p["text"]) for p in triples[0]["negative_passages"]][1] == ("r0-2", "neg a2")

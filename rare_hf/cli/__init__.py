@@ -129,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
                     llm,
                     **pipeline_kwargs(args),
                     negatives_kwargs=_negatives_kwargs(ds, args, steps, embedder),
+                    verify_kwargs={"false_negatives": args.false_negatives} if "verify_negatives" in steps else None,
                     steps=steps,
                     keep_failed=args.keep_failed,
                     overwrite=True,  # the steps named on the command line run; the input on disk is untouched
@@ -175,9 +176,12 @@ def _negatives_kwargs(ds: Any, args: argparse.Namespace, steps: list[str], embed
 def _make_embedder(args: argparse.Namespace, steps: list[str], base_url: Any, api_key: str | None, cache: Any) -> Any:
     """The semantic guard's embedder (``--embedding-model``), on its own endpoint or the teacher's."""
     if not args.embedding_model:
-        if args.false_negatives == "positive" or args.mining != "bm25":
-            flag = "--false-negatives positive" if args.false_negatives == "positive" else f"--mining {args.mining}"
-            raise CliError(f"{flag} needs --embedding-model (an embedding model on an OpenAI-compatible endpoint).")
+        if args.mining != "bm25":
+            raise CliError(f"--mining {args.mining} needs --embedding-model (an embedding model on an "
+                           "OpenAI-compatible endpoint).")  # fmt: skip
+        if args.false_negatives == "positive" and "verify_negatives" not in steps:
+            raise CliError("--false-negatives positive needs a guard that finds them: --embedding-model, or the "
+                           "verify step in --steps.")  # fmt: skip
         return None
     if "hard_negatives" not in steps:
         raise CliError("--embedding-model guards the hard-negatives step, which --steps does not run.")

@@ -171,7 +171,8 @@ def _negative_arguments(parser: argparse.ArgumentParser) -> None:
         "--false-negatives",
         choices=("drop", "positive"),
         default="drop",
-        help="what becomes of the candidates the guard catches: dropped, or kept as extra positives (default: drop)",
+        help="what becomes of the candidates the semantic guard or the verify step catches: dropped, or kept as "
+        "extra positives (default: drop)",
     )
 
 

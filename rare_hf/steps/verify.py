@@ -9,7 +9,7 @@ candidates have replacements.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 
@@ -17,7 +17,7 @@ from ..errors import LLMRequestError
 from ..teacher.client import LLM, LLMRun
 from ..text.parsing import iter_json_objects
 from ..text.prompts import VERIFY_PROMPT, format_documents
-from ..utils.datasets import column_values
+from ..utils.datasets import column_values, doc_id_for
 from . import _plumbing
 from .base import Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
@@ -39,10 +39,13 @@ class VerifyOptions(StepOptions):
     max_attempts: int = 2
     max_doc_chars: int = 20_000
     max_tokens: int | None = None
+    false_negatives: Literal["drop", "positive"] = "drop"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
+        if self.false_negatives not in ("drop", "positive"):
+            raise ValueError(f"false_negatives must be 'drop' or 'positive', got {self.false_negatives!r}.")
 
 
 def verify_negatives(
@@ -55,6 +58,7 @@ def verify_negatives(
     max_attempts: int = 2,
     max_doc_chars: int = 20_000,
     max_tokens: int | None = None,
+    false_negatives: Literal["drop", "positive"] = "drop",
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -72,11 +76,14 @@ def verify_negatives(
             unverified and says why in ``{input_hardneg_key}_verify_error``.
         max_doc_chars: Each candidate is cut to this many characters in the request.
         max_tokens: Completion budget (default: the LLM's, else 256).
+        false_negatives: ``"positive"`` also appends the false negatives to ``{neg}_positives`` (and ``_ids``),
+            the extra positives the retrieval exports use (created when the mining did not write them).
         overwrite / batch_size / show_progress / return_summary: As in the other steps.
 
     Returns:
-        The dataset with the negatives column filtered, ``{neg}_false_negatives`` (the dropped candidates),
-        ``{neg}_verify_error`` and ``{neg}_verify_prompt_version``; and the summary when ``return_summary``.
+        The dataset with the negatives column filtered (and ``{neg}_ids`` / ``{neg}_scores`` with it),
+        ``{neg}_false_negatives`` and ``{neg}_false_negatives_ids`` (the dropped candidates), ``{neg}_verify_error``
+        and ``{neg}_verify_prompt_version``; and the summary when ``return_summary``.
 
     Example:
         >>> ds = rare_hf.add_hard_negatives(ds, num_neg=6)
@@ -117,12 +124,25 @@ class VerifyStep(LLMStep):
         return [
             Column(neg, strings, "Hard negatives that the teacher found do not answer the question alone."),
             Column(f"{neg}_false_negatives", strings, "Mined candidates the teacher found answer the question."),
+            Column(f"{neg}_false_negatives_ids", strings, "doc_id of each false negative."),
             Column(f"{neg}_verify_error", datasets.Value("string"), "Why the row's negatives are unverified."),
             Column(f"{neg}_verify_prompt_version", datasets.Value("string"), "Version of the verify prompt."),
         ]
 
     def output_names(self) -> list[str]:
         return [c.name for c in self.columns() if c.name != self.negatives_key]  # the negatives are rewritten in place
+
+    def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
+        """With ``false_negatives="positive"``, the extra-positive columns the rows append to (empty ones when
+        the mining wrote none)."""
+        if self.options.false_negatives == "drop":
+            return ds
+        for column in (f"{self.negatives_key}_positives", f"{self.negatives_key}_positives_ids"):
+            if column not in ds.column_names:
+                ds = ds.add_column(
+                    column, [[] for _ in range(len(ds))], feature=datasets.List(datasets.Value("string"))
+                )
+        return ds
 
     def check(self, ds: datasets.Dataset) -> None:
         _plumbing.check_reads(
@@ -136,7 +156,7 @@ class VerifyStep(LLMStep):
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         neg = self.negatives_key
         candidates = list(row[neg] or [])
-        out = {**row, f"{neg}_false_negatives": [], f"{neg}_verify_error": None}
+        out = {**row, f"{neg}_false_negatives": [], f"{neg}_false_negatives_ids": [], f"{neg}_verify_error": None}
         out[f"{neg}_verify_prompt_version"] = VERIFY_PROMPT.version
         if not row[self.question_key] or not candidates:
             out[f"{neg}_verify_error"] = RowError("skipped", "no question or no negatives")
@@ -157,13 +177,26 @@ class VerifyStep(LLMStep):
                 problem = RowError("parse", 'no JSON object with an "answers" list of document numbers')
             if self.judged(run, None if answering is not None else problem) is not None:
                 continue
-            kept = [c for i, c in enumerate(candidates, start=1) if i not in answering]
-            out[neg] = kept[: self.options.num_neg] if self.options.num_neg is not None else kept
-            out[f"{neg}_false_negatives"] = [candidates[i - 1] for i in sorted(answering)]
+            self._split(out, [i for i in range(len(candidates)) if i + 1 not in answering], sorted(answering))
             return [out]
-        out[neg] = candidates[: self.options.num_neg] if self.options.num_neg is not None else candidates
+        self._split(out, list(range(len(candidates))), [])
         out[f"{neg}_verify_error"] = problem
         return [out]
+
+    def _split(self, out: dict[str, Any], kept: list[int], answering: list[int]) -> None:
+        """Keep candidates ``kept`` (the first ``num_neg``) in the negatives and every column aligned with them
+        (ids, scores); the ``answering`` ones (1-based) become false negatives, and extra positives if asked."""
+        neg = self.negatives_key
+        ids = out.get(f"{neg}_ids") or [doc_id_for(t) for t in out[neg]]
+        false = [out[neg][i - 1] for i in answering], [ids[i - 1] for i in answering]
+        kept = kept[: self.options.num_neg] if self.options.num_neg is not None else kept
+        for column in (neg, f"{neg}_ids", f"{neg}_scores"):
+            if out.get(column) is not None:
+                out[column] = [out[column][i] for i in kept]
+        out[f"{neg}_false_negatives"], out[f"{neg}_false_negatives_ids"] = false
+        if self.options.false_negatives == "positive":
+            out[f"{neg}_positives"] = [*(out[f"{neg}_positives"] or []), *false[0]]
+            out[f"{neg}_positives_ids"] = [*(out[f"{neg}_positives_ids"] or []), *false[1]]
 
 
 def _answering(text: str, count: int) -> set[int] | None:

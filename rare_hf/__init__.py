@@ -46,6 +46,7 @@ _LAZY = {
     "LocalServer": "teacher.local",
     "Embedder": "teacher.embedder",
     "EmbeddingEstimate": "teacher.embedder",
+    "Reranker": "teacher.reranker",
     "Prompt": "text.prompts",
     "estimate_run": "steps.estimate",
     "StepEstimate": "steps.estimate",
@@ -112,6 +113,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .teacher.client import LLM, Completion, LLMRun, Price, Usage
     from .teacher.embedder import Embedder, EmbeddingEstimate
     from .teacher.local import LocalServer
+    from .teacher.reranker import Reranker
     from .text.prompts import Prompt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

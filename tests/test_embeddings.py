@@ -112,3 +112,17 @@ def test_dimensions_and_an_unknown_model(tmp_path: Path) -> None:
         with make(teacher, tmp_path, model="no-such-model") as wrong:
             with pytest.raises(rare_hf.LLMFatalError, match="no-such-model"):
                 wrong.embed(texts(3))
+
+
+def test_the_reranker_scores_in_order_caches_pairs_and_retries(teacher: LocalTeacher, tmp_path: Path) -> None:
+    documents = ["a cat sat on the mat", "quantum chromodynamics", "the cat and the mat"]
+    teacher.fail_next(Reply.error(429, retry_after=0.05))
+    with rare_hf.Reranker("rerank-test", base_url=teacher.url, cache_dir=tmp_path / "c", timeout=5) as reranker:
+        scores = reranker.rerank("cat on a mat", documents)
+        assert scores[1] < min(scores[0], scores[2]) and reranker.usage.retries == 1
+        teacher.reset()
+        again = reranker.rerank("cat on a mat", [documents[2], "a new one about cats", documents[0]])
+    assert again[0] == scores[2] and again[2] == scores[0]
+    assert [r["documents"] for r in teacher.rerank_requests] == [["a new one about cats"]]  # only the new pair
+    with pytest.raises(ValueError, match=r"documents\[0\]: expected a non-empty string"):
+        rare_hf.Reranker("r", base_url=teacher.url, cache_dir=False).rerank("q", [""])

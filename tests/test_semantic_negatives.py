@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rare_hf
-from rare_hf.testing import LocalTeacher, Reply, hashed_embedding
+from rare_hf.testing import LocalTeacher, Reply, hashed_embedding, word_overlap
 
 TOPICS = 40
 
@@ -48,9 +48,18 @@ def twin_corpus(seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
     return datasets.Dataset.from_dict(rows), datasets.Dataset.from_list(corpus)
 
 
+def concepts(text: str) -> str:
+    return " ".join(w[1:] for w in text.split())
+
+
 def by_concept(texts: list[str]) -> list[list[float]]:
     """An embedding model that reads meaning: both surface forms of a concept are one word to it."""
-    return [hashed_embedding(" ".join(w[1:] for w in t.split())) for t in texts]
+    return [hashed_embedding(concepts(t)) for t in texts]
+
+
+def rerank_by_concept(query: str, documents: list[str]) -> list[float]:
+    """A cross-encoder that reads meaning: the share of the question's concepts each document holds."""
+    return word_overlap(concepts(query), [concepts(d) for d in documents])
 
 
 def twins_served(out: datasets.Dataset) -> int:
@@ -60,7 +69,7 @@ def twins_served(out: datasets.Dataset) -> int:
 
 @pytest.fixture
 def concept_server():
-    with LocalTeacher(embed=by_concept) as server:
+    with LocalTeacher(embed=by_concept, rerank=rerank_by_concept) as server:
         yield server
 
 
@@ -150,7 +159,7 @@ def test_a_positive_that_cannot_be_embedded_fails_its_row(tmp_path: Path) -> Non
 
 def test_the_guards_settings_are_checked_before_anything_runs(concept_server: LocalTeacher) -> None:
     ds, corpus = twin_corpus()
-    with pytest.raises(ValueError, match="false_negatives='positive' needs the semantic guard"):
+    with pytest.raises(ValueError, match="false_negatives='positive' needs a guard that finds them"):
         mine(ds, corpus, false_negatives="positive")
     with pytest.raises(ValueError, match="max_semantic_similarity must be 'auto', a number in"):
         mine(ds, corpus, embedder=rare_hf.Embedder("e", base_url=concept_server.url), max_semantic_similarity=2)
@@ -236,3 +245,44 @@ def test_the_cli_mines_with_an_embedding_model(cli, tmp_path: Path) -> None:
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
         "--mining dense needs --embedding-model (an embedding model on an OpenAI-compatible endpoint)."
     )
+
+
+def test_a_reranker_guard_replaces_twins_and_can_relabel_them(concept_server: LocalTeacher, tmp_path: Path) -> None:
+    ds, corpus = twin_corpus()
+    lexical, _ = mine(ds, corpus)
+    served = twins_served(lexical)
+    reranker = rare_hf.Reranker("concepts", base_url=concept_server.url, cache_dir=tmp_path / "cache")
+    out, summary = mine(ds, corpus, reranker=reranker, false_negatives="positive")
+    assert served >= 5 and twins_served(out) == 0
+    assert [len(n) for n in out["hard_negatives"]] == [3] * TOPICS
+    caught = [row["reranker"] for row in out["hard_negatives_dropped"]]
+    assert sum(caught) == summary.stats["dropped_candidates"]["answers as well as the positive (reranker)"] >= served
+    for doc, before, relabelled in zip(
+        out["doc_id"], lexical["hard_negatives_ids"], out["hard_negatives_positives_ids"]
+    ):
+        assert f"twin{doc[1:]}" in relabelled or f"twin{doc[1:]}" not in before  # every twin served before is caught
+        assert doc not in relabelled
+    # One request per row, more only for rows that lost candidates (a look at their replacements, which holds
+    # only the new ones: the positive's and earlier scores come from the cache); the question, positive first.
+    first = concept_server.rerank_requests[:TOPICS]
+    assert TOPICS + sum(1 for c in caught if c) <= len(concept_server.rerank_requests) <= TOPICS + sum(caught)
+    assert all(len(r["documents"]) <= 3 for r in concept_server.rerank_requests[TOPICS:])
+    assert sorted(r["query"] for r in first) == sorted(ds["question"])
+    assert all(r["documents"][0] in ds["text"] for r in first)
+    assert summary.params["max_rerank_ratio"] == 0.95 and summary.usage["requests"] == len(
+        concept_server.rerank_requests
+    )
+    concept_server.reset()
+    again, _ = mine(ds, corpus, reranker=reranker, false_negatives="positive")  # every score from the cache
+    assert concept_server.rerank_requests == [] and again["hard_negatives_ids"] == out["hard_negatives_ids"]
+    reranker.close()
+
+
+def test_a_reranker_that_fails_serves_nothing_unjudged(concept_server: LocalTeacher) -> None:
+    ds, corpus = twin_corpus()
+    reranker = rare_hf.Reranker("concepts", base_url=concept_server.url, cache_dir=False, max_retries=0)
+    concept_server.fail_next(Reply.error(500))  # the first row's judgement
+    out, summary = mine(ds.select(range(1)), corpus, reranker=reranker, max_score_ratio=None)
+    reranker.close()
+    assert out[0]["hard_negatives_dropped"]["not_reranked"] == 3  # its first picks went unjudged: not served
+    assert len(out[0]["hard_negatives"]) == 3 and summary.stats["dropped_candidates"]["could not be reranked"] == 3

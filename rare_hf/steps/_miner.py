@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import datasets
 import numpy as np
@@ -17,8 +18,9 @@ from ..retrieval.kernels import csr_rows, idf_cosines, pick
 from ..retrieval.shingles import passage_csr
 from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 from . import _plumbing
+from ..teacher.usage import LLMRun, add_usage
 from ._candidates import Candidates
-from ._semantic import SemanticGuard
+from ._semantic import Verdict
 from .base import Column, column_docs
 from .row_error import RowError, Tally, render
 from .summary import StepSummary
@@ -47,6 +49,8 @@ GUARDS = {
     "overlap": "overlaps the positive",
     "semantic": "similar to the positive (embeddings)",
     "not_embedded": "could not be embedded",
+    "reranker": "answers as well as the positive (reranker)",
+    "not_reranked": "could not be reranked",
 }
 
 
@@ -63,10 +67,10 @@ class Miner:
         columns: list[Column],
         total: int,
         show_progress: bool,
-        semantic: SemanticGuard | None = None,
+        judges: Sequence[Judge] = (),
         candidates: Candidates | None = None,
     ) -> None:
-        self.index, self.filters, self.semantic = index, filters, semantic
+        self.index, self.filters, self.judges = index, filters, list(judges)
         self.candidates = candidates or (Candidates(index, total=total) if index is not None else None)
         self.question_key, self.text_key, self.columns = question_key, text_key, columns
         self.key = columns[0].name  # the negatives; the others are named after it
@@ -97,7 +101,7 @@ class Miner:
                     "add_hard_negatives",
                     {
                         "filters": dataclasses.asdict(self.filters),
-                        "semantic": None if self.semantic is None else self.semantic.params(),
+                        "judges": [judge.params() for judge in self.judges],
                         "candidates": self.candidates.params(),
                         "index": self.index.params,
                         "corpus": self.index.fingerprint,
@@ -120,13 +124,14 @@ class Miner:
             elif not tokens[i]:
                 errors[i] = RowError("skipped", "the question has no term in the corpus vocabulary")
         asked = self.candidates.embed_questions(questions, errors)
-        vectors = self._positive_vectors(texts, errors)
+        for judge in self.judges:
+            judge.prepare(texts, questions, errors)
         rows = [i for i in range(n) if errors[i] is None]
         mined = self._mine(
             [tokens[i] for i in rows],
             [texts[i] for i in rows],
             [ids[i] for i in rows],
-            None if vectors is None else vectors[rows],
+            np.array(rows, dtype=np.int64),
             None if asked is None else asked[rows],
         )
         picks = mined.picks
@@ -146,24 +151,12 @@ class Miner:
             table = table.append_column(name, column)
         return table
 
-    def _positive_vectors(self, texts: list[Any], errors: list[RowError | None]) -> np.ndarray | None:
-        """The positives' embeddings (a row each, NaN for rows not mined), for the semantic guard; a row whose
-        positive cannot be embedded fails instead of going unguarded."""
-        if self.semantic is None:
-            return None
-        rows = [i for i, e in enumerate(errors) if e is None]
-        found, reasons = self.semantic.positives([texts[i] for i in rows])
-        for i, reason in zip(rows, reasons):
-            if reason is not None:
-                errors[i] = RowError("embedding", f"the positive was not embedded: {reason}")
-        return _spread(found, rows, len(texts))
-
     def _mine(
         self,
         queries: list[list[int]],
         positives: list[Any],
         positive_ids: list[str],
-        vectors: np.ndarray | None,
+        batch_rows: np.ndarray,
         asked: np.ndarray | None,
     ) -> Mined:
         """Filtered negatives for every query. Queries left short while their candidate list was full are
@@ -198,8 +191,8 @@ class Miner:
             exhausted = self.candidates.exhausted(scores, k)
             picker = _Picker(self, docs, keep, pos_doc[pending], csr_rows(*passages, pending), counts)
             chosen = picker.pick(np.arange(len(pending)))
-            if vectors is not None:
-                relabelled = self._guard_semantically(picker, chosen, vectors[pending], first_round)
+            if self.judges:
+                relabelled = self._judge(picker, chosen, batch_rows[pending], first_round)
                 mined.false_negatives.update({int(pending[r]): found for r, found in relabelled.items()})
             mined.counts[:, pending] = np.stack([counts[g] for g in GUARDS])
             retry = []
@@ -211,34 +204,31 @@ class Miner:
             pending, depth, first_round = np.array(retry, dtype=np.int64), depth * 4, False
         return mined
 
-    def _guard_semantically(
-        self, picker: _Picker, chosen: np.ndarray, vectors: np.ndarray, record: bool
-    ) -> dict[int, list[int]]:
-        """Drops chosen candidates the embedder finds too close to the positive and picks again, until none
-        is; returns, per row, the corpus positions dropped as rewritten copies (best first)."""
-        assert self.semantic is not None
+    def _judge(self, picker: _Picker, chosen: np.ndarray, batch_rows: np.ndarray, record: bool) -> dict[int, list[int]]:
+        """Shows the chosen candidates to each judge (the semantic guard, the reranker) and picks again for rows
+        that lost one, until every judge passes every row; returns, per row, the corpus positions judged to
+        answer as the positive does (best first)."""
         rows, counts = np.arange(len(chosen)), picker.counts
         relabelled: dict[int, list[int]] = collections.defaultdict(list)
-        limit = None
         while len(rows):
             cells = chosen[rows]
             candidates = np.where(cells >= 0, np.take_along_axis(picker.docs[rows], np.maximum(cells, 0), 1), -1)
-            look = self.semantic.look(vectors[rows], candidates)
-            if limit is None:
-                limit = self.semantic.limit(look.similarity if record else look.similarity[:0])
-            similar = np.nan_to_num(look.similarity, nan=-np.inf) > limit
-            drop = similar | look.failed
+            drop = np.zeros(cells.shape, dtype=bool)
+            for judge in self.judges:  # each sees what the ones before it let through
+                verdict = judge.judge(batch_rows[rows], np.where(drop, -1, candidates), record)
+                np.add.at(counts[judge.guard], rows, verdict.answers.sum(axis=1))
+                np.add.at(counts[judge.failed_guard], rows, verdict.failed.sum(axis=1))
+                for r, slot in zip(*np.nonzero(verdict.answers)):
+                    relabelled[int(rows[r])].append(int(candidates[r, slot]))
+                drop |= verdict.answers | verdict.failed
+            record = False
             if not drop.any():
                 break
             at, slot = np.nonzero(drop)
             picker.keep[rows[at], cells[at, slot]] = False
-            np.add.at(counts["semantic"], rows[at], similar[at, slot])
-            np.add.at(counts["not_embedded"], rows[at], look.failed[at, slot])
-            for r, d in zip(rows[at][similar[at, slot]].tolist(), candidates[at, slot][similar[at, slot]].tolist()):
-                relabelled[r].append(d)
             rows = np.unique(rows[at])
             chosen[rows] = picker.pick(rows)
-        return relabelled
+        return {r: sorted(found, key=list(picker.docs[r]).index) for r, found in relabelled.items()}
 
     def _keep_mask(
         self, docs: np.ndarray, scores: np.ndarray, pos_doc: np.ndarray, pos_by_id: np.ndarray, pos_score: np.ndarray
@@ -317,6 +307,10 @@ class Miner:
             offsets,
         )
 
+    def _service_runs(self) -> list[LLMRun]:
+        runs = [self.candidates.run, *(getattr(judge, "run", None) for judge in self.judges)]
+        return list({id(run): run for run in runs if run is not None}.values())
+
     def close(self) -> None:
         self.bar.close()
 
@@ -329,7 +323,7 @@ class Miner:
             self.tally,
             seconds=seconds,
             params=params,
-            usage={} if self.candidates.run is None else self.candidates.run.usage.to_dict(),  # the embedder's
+            usage=add_usage(*(run.usage.to_dict() for run in self._service_runs())),  # the embedder's, the reranker's
             columns=column_docs(self.columns),
             stats={
                 "short": self.short,
@@ -346,6 +340,19 @@ def _spread(found: np.ndarray, rows: list[int], n: int) -> np.ndarray:
     out = np.full((n, found.shape[1]), np.nan, dtype=np.float32)
     out[rows] = found
     return out
+
+
+class Judge(Protocol):
+    """A model that judges the candidates about to be served (:class:`SemanticGuard`, :class:`RerankGuard`)."""
+
+    guard: str  # the GUARDS key its drops count under
+    failed_guard: str  # and the one for candidates it could not judge
+
+    def prepare(self, texts: list[Any], questions: list[Any], errors: list[RowError | None]) -> None: ...
+
+    def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict: ...
+
+    def params(self) -> dict[str, Any]: ...
 
 
 class Mined:

@@ -17,6 +17,7 @@ from ..retrieval.bm25 import BM25Index
 from ..retrieval.dense import DenseIndex
 from ..teacher.embedder import Embedder
 from ..teacher.usage import LLMRun
+from .row_error import RowError
 
 # "auto": a candidate is a twin when its similarity to the positive is past this share of the way from the
 # run's median candidate to an exact copy (similarity 1). Embedding models spread cosines very differently
@@ -39,8 +40,19 @@ class Look:
     failed: np.ndarray  # a chosen candidate whose text could not be embedded
 
 
+@dataclasses.dataclass
+class Verdict:
+    """A judge's verdict on chosen candidates (rows x slots): which answer as the positive does, and which it
+    could not judge (neither is served)."""
+
+    answers: np.ndarray
+    failed: np.ndarray
+
+
 class SemanticGuard:
     """Embeds positives and picked candidates, and says which are too close to the positive."""
+
+    guard, failed_guard = "semantic", "not_embedded"  # their counts in GUARDS
 
     def __init__(
         self, embedder: Embedder, threshold: Threshold, index: BM25Index, run: LLMRun, dense: DenseIndex | None = None
@@ -51,6 +63,24 @@ class SemanticGuard:
         self._seen: list[np.ndarray] = []
         self.threshold: float | None = None if threshold == "auto" else float(threshold)  # the one in use
         self.seen_count = 0
+        self._batch = np.zeros((0, 1), dtype=np.float32)  # the batch's positive vectors, a row each
+
+    def prepare(self, texts: list[Any], questions: list[Any], errors: list[Any]) -> None:
+        """Embed the batch's positives; a row whose positive cannot be embedded fails instead of going unguarded."""
+        rows = [i for i, e in enumerate(errors) if e is None]
+        found, reasons = self.positives([texts[i] for i in rows])
+        self._batch = np.full((len(texts), found.shape[1]), np.nan, dtype=np.float32)
+        self._batch[rows] = found
+        for i, reason in zip(rows, reasons):
+            if reason is not None:
+                errors[i] = RowError("embedding", f"the positive was not embedded: {reason}")
+
+    def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict:
+        """Candidates (corpus positions of batch ``rows``) above the cut-off; ``record``: the round's first look,
+        which "auto" learns from."""
+        look = self.look(self._batch[rows], candidates)
+        limit = self.limit(look.similarity if record else look.similarity[:0])
+        return Verdict(np.nan_to_num(look.similarity, nan=-np.inf) > limit, look.failed)
 
     def positives(self, texts: list[Any]) -> tuple[np.ndarray, list[str | None]]:
         """Unit vectors of the rows' positive documents, and per row why it has none. With the corpus embedded

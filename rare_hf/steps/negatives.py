@@ -13,9 +13,11 @@ from ..retrieval.bm25 import BM25Index
 from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
 from ..teacher.embedder import Embedder
+from ..teacher.reranker import Reranker
 from ._candidates import METHODS, Candidates, Method
 from ._dense import dense_index
 from ._miner import GUARDS, Filters, Miner
+from ._rerank import RerankGuard
 from ._semantic import SemanticGuard
 from .base import Column
 from .registry import PlanContext, Read, StepDefinition
@@ -43,6 +45,8 @@ def add_hard_negatives(
     method: Method = "bm25",
     max_semantic_similarity: float | Literal["auto"] | None = "auto",
     false_negatives: Literal["drop", "positive"] = "drop",
+    reranker: Reranker | None = None,
+    max_rerank_ratio: float = 0.95,
     k1: float = 0.9,
     b: float = 0.4,
     language: str | None = "auto",
@@ -102,7 +106,14 @@ def add_hard_negatives(
             turns the guard off even with an embedder.
         false_negatives: What becomes of candidates the semantic guard drops: ``"drop"`` (default), or
             ``"positive"``: kept as extra positives in ``{key}_positives`` / ``{key}_positives_ids``, which the
-            retrieval exports use (RLHN relabels false negatives so rather than losing them).
+            retrieval exports use (RLHN relabels false negatives so rather than losing them). The reranker's
+            catches are treated the same way.
+        reranker: A :class:`rare_hf.Reranker` (a cross-encoder on a ``/v1/rerank`` endpoint): each row's question
+            is scored against its positive and the candidates about to be served (after the semantic guard, when
+            both are given); one scoring at least ``max_rerank_ratio`` of the positive's answers as well as the
+            source and is replaced. One request per row (more when replacements need judging too).
+        max_rerank_ratio: The reranker guard's cut-off, a share of the positive's score (0.95: NV-Retriever's
+            positive-aware margin; scores outside [0, 1] go through a sigmoid first).
         k1, b, language, stopwords: BM25 and tokenisation settings when an index is built here. ``language``
             is ``"auto"`` by default: Chinese, Japanese, Korean and Thai corpora are detected and indexed as
             character bigrams, others with English stemming; see :meth:`BM25Index.build`.
@@ -124,7 +135,7 @@ def add_hard_negatives(
         >>> ds[0]["hard_negatives"]
     """
     _check_numbers(num_neg, skip_top, max_score_ratio, max_overlap, max_similarity)
-    _check_semantic(embedder, max_semantic_similarity, false_negatives, method)
+    _check_semantic(embedder, max_semantic_similarity, false_negatives, method, reranker, max_rerank_ratio)
     if not 0 <= min_neg <= num_neg:
         raise ValueError(f"min_neg must be between 0 and num_neg ({num_neg}), got {min_neg}.")
     key = output_negatives_key
@@ -159,9 +170,10 @@ def add_hard_negatives(
         guard, candidates, dense_params = _embedding_parts(
             index, embedder, method, max_semantic_similarity, len(split), show_progress
         )
+        rerank = RerankGuard(reranker, max_rerank_ratio, index) if reranker is not None and index is not None else None
         miner = Miner(
             index, filters, input_question_key, input_text_key, negative_columns(key, relabel), len(split),
-            show_progress, guard, candidates,
+            show_progress, [judge for judge in (guard, rerank) if judge is not None], candidates,
         )  # fmt: skip
         try:
             out = miner.run(split, batch_size)
@@ -178,6 +190,7 @@ def add_hard_negatives(
             "excluded_ids": len(filters.exclude_ids),
             **_semantic_params(guard, embedder, max_semantic_similarity, false_negatives),
             **dense_params,
+            **({} if rerank is None else rerank.params()),
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
             "corpus_size": len(index) if index is not None else 0,
             **(index.params if index is not None else {}),
@@ -245,7 +258,13 @@ def _embedding_parts(
     return guard, Candidates(index, method, dense, embedder, run, total), params
 
 
-def _check_semantic(embedder: Any, threshold: Any, false_negatives: str, method: str = "bm25") -> None:
+def _check_semantic(
+    embedder: Any, threshold: Any, false_negatives: str, method: str, reranker: Any, max_rerank_ratio: float
+) -> None:
+    if reranker is not None and not isinstance(reranker, Reranker):
+        raise TypeError(f"reranker must be a rare_hf.Reranker or None, got {type(reranker).__name__}.")
+    if not 0 < max_rerank_ratio <= 1:
+        raise ValueError(f"max_rerank_ratio must be in (0, 1], got {max_rerank_ratio}.")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
     if method != "bm25" and embedder is None:
@@ -260,10 +279,10 @@ def _check_semantic(embedder: Any, threshold: Any, false_negatives: str, method:
         raise ValueError(f"max_semantic_similarity must be 'auto', a number in (-1, 1) or None, got {threshold!r}.")
     if false_negatives not in ("drop", "positive"):
         raise ValueError(f"false_negatives must be 'drop' or 'positive', got {false_negatives!r}.")
-    if false_negatives == "positive" and (embedder is None or threshold is None):
+    if false_negatives == "positive" and (embedder is None or threshold is None) and reranker is None:
         raise ValueError(
-            "false_negatives='positive' needs the semantic guard: pass embedder=rare_hf.Embedder(...) and leave "
-            "max_semantic_similarity on."
+            "false_negatives='positive' needs a guard that finds them: embedder=rare_hf.Embedder(...) (with "
+            "max_semantic_similarity on) or reranker=rare_hf.Reranker(...)."
         )
 
 

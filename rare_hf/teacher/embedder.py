@@ -4,26 +4,23 @@ response cache (one entry per text, so a resumed run re-sends nothing), usage an
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-import openai
 from tqdm.auto import tqdm
 
 from ..errors import LLMConfigError, LLMRequestError, MalformedReply
 from ..text.tokens import estimate_tokens
-from ._http import gather_or_cancel, split_params
-from .cache import ResponseCache, cache_key
-from .client import NOT_CACHED, LLM
+from ._http import gather_or_cancel
+from ._service import ServiceClient
+from .cache import ResponseCache
+from .client import NOT_CACHED
 from .replies import Completion
-from .usage import LLMRun, Usage
+from .usage import LLMRun
 
 __all__ = ["Embedder", "EmbeddingEstimate"]
 
@@ -49,7 +46,7 @@ class EmbeddingEstimate:
     usd: float | None
 
 
-class Embedder:
+class Embedder(ServiceClient):
     """An embedding model behind any OpenAI-compatible ``/v1/embeddings`` endpoint.
 
     Vectors come back L2-normalised (float32), so a dot product is the cosine similarity. Texts are sent
@@ -117,33 +114,15 @@ class Embedder:
             raise LLMConfigError(f"max_chars must be >= 1 or None, got {max_chars}.")
         if dimensions is not None and dimensions < 1:
             raise LLMConfigError(f"dimensions must be >= 1 or None, got {dimensions}.")
-        self._engine = LLM(
+        super().__init__(
             model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, timeout=timeout,
-            max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace, temperature=None,
-            price_per_million=None if price_per_million is None else (price_per_million, 0.0),
+            max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace,
+            price_per_million=price_per_million,
         )  # fmt: skip
-        self.model = model
         self.prefixes = {"query": query_prefix, "document": document_prefix}
         self.batch_size, self.max_chars = batch_size, max_chars
         params = {"dimensions": dimensions, "encoding_format": "base64", **extra_params}
         self.params = {k: v for k, v in params.items() if v is not None}
-
-    def __repr__(self) -> str:
-        return f"Embedder(model={self.model!r}, base_url={self.display_url!r})"
-
-    @property
-    def display_url(self) -> str:
-        """The endpoint URL(s) without credentials."""
-        return self._engine.display_url
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens (and dollars) of every request so far, cached ones counted apart."""
-        return self._engine.usage
-
-    @property
-    def cache_path(self) -> Path | None:
-        return self._engine.cache_path
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -180,7 +159,7 @@ class Embedder:
         sent = [self._prepared(t, kind) for t in texts]
         unique = list(dict.fromkeys(sent))
         found: dict[str, np.ndarray | str] = {}
-        run = run or self._engine.new_run("embeddings")
+        run = run or self.new_run("embeddings")
         missing = []
         for text in unique:
             hit = self._cached(text)
@@ -189,7 +168,7 @@ class Embedder:
             else:
                 found[text], tokens = hit
                 self._count(run, Completion("", None, tokens, cached=True))
-        if missing and self._engine._cache_only:
+        if missing and self._cache_only:
             for text in missing:
                 found[text] = NOT_CACHED
             missing = []
@@ -212,34 +191,6 @@ class Embedder:
         requests = -(-len(missing) // self.batch_size)
         return EmbeddingEstimate(len(unique), len(unique) - len(missing), requests, tokens, usd)
 
-    def new_run(self, name: str = "embeddings") -> LLMRun:
-        """A run whose usage is counted apart (a step's share of this embedder's usage)."""
-        return self._engine.new_run(name)
-
-    def run_sync(self, coro: Any) -> Any:
-        """Run a coroutine on this embedder's loop (where its client and limiter live) and wait for it."""
-        return self._engine.run_sync(coro)
-
-    @contextlib.contextmanager
-    def cache_only(self) -> Iterator[None]:
-        """Within the block, texts the cache cannot answer fail (``NOT_CACHED``) instead of being sent."""
-        with self._engine.cache_only():
-            yield
-
-    def check_connection(self) -> None:
-        """Raise :class:`LLMConfigError` if the endpoint is unreachable or refuses the key."""
-        self._engine.check_connection()
-
-    def close(self) -> None:
-        """Close the HTTP client and the background loop (the cache stays on disk)."""
-        self._engine.close()
-
-    def __enter__(self) -> Embedder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- engine -----------------------------------------------------------------------------------------
     def _check(self, texts: Sequence[str], kind: str) -> None:
         if kind not in self.prefixes:
@@ -254,47 +205,31 @@ class Embedder:
         text = self.prefixes[kind] + text
         return text if self.max_chars is None else text[: self.max_chars]
 
-    def _key(self, text: str) -> str:
-        return cache_key(model=self.model, messages=[{"role": "input", "content": text}], params=self.params,
-                         sample_index=0, namespace=self._engine.cache_namespace)  # fmt: skip
+    def _text_key(self, text: str) -> str:
+        return self._key({"role": "input", "content": text}, self.params)
 
     def _cached(self, text: str) -> tuple[np.ndarray, int] | None:
-        cache = self._engine.cache
-        hit = cache.get(self._key(text)) if cache is not None else None
+        hit = self._cache_get(self._text_key(text))
         if hit is None:
             return None
         return np.frombuffer(base64.b64decode(hit["vector"]), dtype=np.float32), int(hit["prompt_tokens"])
 
     async def _batch(self, texts: list[str], run: LLMRun, found: dict[str, Any], bar: Any) -> None:
-        body, options = split_params({}, self.params)
-        request = {"model": self.model, "input": texts, **body}
-
-        async def post(client: openai.AsyncOpenAI) -> tuple[list[np.ndarray], int]:
-            reply = await asyncio.wait_for(
-                client.post("/embeddings", body=request, cast_to=dict, options=options), self._engine.timeout
-            )
-            return _parse(reply, len(texts))
-
         try:
-            vectors, tokens = await self._engine._request(request, [], options, self._key(texts[0]), run, post)
+            vectors, tokens = await self._send(
+                "/embeddings", {"input": texts}, self.params, self._text_key(texts[0]), run,
+                lambda reply: _parse(reply, len(texts)),
+            )  # fmt: skip
         except LLMRequestError as exc:
             found.update(dict.fromkeys(texts, f"embedding: {exc.reason}"))
             return
-        cache = self._engine.cache
-        shares = _token_shares(texts, tokens)
-        for text, vector, share in zip(texts, vectors, shares):
+        for text, vector, share in zip(texts, vectors, _token_shares(texts, tokens)):
             found[text] = vector
-            if cache is not None:
-                cache.put(
-                    self._key(text), {"vector": base64.b64encode(vector.tobytes()).decode(), "prompt_tokens": share}
-                )
+            self._cache_put(
+                self._text_key(text), {"vector": base64.b64encode(vector.tobytes()).decode(), "prompt_tokens": share}
+            )
         self._count(run, Completion("", None, tokens))
         bar.update(len(texts))
-
-    def _count(self, run: LLMRun, completion: Completion) -> None:
-        run.usage.add(completion)
-        with self._engine._usage_lock:
-            self._engine.usage.add(completion)
 
     @staticmethod
     def _assemble(sent: list[str], found: dict[str, Any]) -> tuple[np.ndarray, list[str | None]]:

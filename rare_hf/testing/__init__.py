@@ -12,7 +12,15 @@ Example:
 from __future__ import annotations
 
 from ..demo import demo_responder
-from ._embeddings import hashed_embedding
+from ._embeddings import hashed_embedding, word_overlap
 from .server import LocalTeacher, Reply, constrain_to_schema, count_tokens
 
-__all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema", "hashed_embedding"]
+__all__ = [
+    "LocalTeacher",
+    "Reply",
+    "demo_responder",
+    "count_tokens",
+    "constrain_to_schema",
+    "hashed_embedding",
+    "word_overlap",
+]

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..demo import demo_responder
 from ._batch_server import BatchAPI
-from ._embeddings import EmbedFunction, hashed_embedding, serve_embeddings
+from ._embeddings import EmbedFunction, RerankFunction, hashed_embedding, serve_vectors, word_overlap
 from .wire import Reply, Responder, completion_body, constrain_to_schema, count_tokens, error_body, write_body
 
 __all__ = ["LocalTeacher", "Reply", "demo_responder", "count_tokens", "constrain_to_schema"]
@@ -83,10 +83,12 @@ class LocalTeacher:
         embed: Serves ``POST /v1/embeddings``: a function from a list of texts to their vectors. Default:
             :func:`hashed_embedding` of each (deterministic, and a reworded copy of a text lands near it).
             Embedding requests get the queued and random faults and the latency as chat requests do.
+        rerank: Serves ``POST /v1/rerank``: a function from a query and documents to their scores. Default:
+            :func:`word_overlap` (the share of the query's words each document holds). Faults as for embeddings.
 
     Attributes:
         requests: Bodies of the chat requests received, in arrival order.
-        embedding_requests: Bodies of the embedding requests received, in arrival order.
+        embedding_requests / rerank_requests: Bodies of the embedding and rerank requests received, in order.
         http_log: ``(method, path with query, lower-cased headers)`` of every HTTP request.
         arrivals: ``time.monotonic()`` of each logged request.
         request_count: Chat requests that reached the responder (or a queued fault).
@@ -116,6 +118,7 @@ class LocalTeacher:
         structured_outputs: str = "ignore",
         tokenize: bool = True,
         embed: EmbedFunction | None = None,
+        rerank: RerankFunction | None = None,
     ) -> None:
         self.responder = responder or demo_responder
         self.latency = latency
@@ -147,7 +150,9 @@ class LocalTeacher:
         self.structured_outputs = structured_outputs
         self.tokenize = tokenize
         self.embed = embed or (lambda texts: [hashed_embedding(t) for t in texts])
+        self.rerank = rerank or word_overlap
         self.embedding_requests: list[dict[str, Any]] = []
+        self.rerank_requests: list[dict[str, Any]] = []
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -177,6 +182,7 @@ class LocalTeacher:
         with self._lock:
             self.requests.clear()
             self.embedding_requests.clear()
+            self.rerank_requests.clear()
             self.http_log.clear()
             self.arrivals.clear()
             self._faults.clear()
@@ -281,8 +287,9 @@ class LocalTeacher:
             tokens = str(request.get("prompt", "")).split()
             reply = {"count": len(tokens), "tokens": list(range(len(tokens))), "max_model_len": self.max_context_tokens}
             return 200, (), json.dumps(reply).encode(), None
-        if method == "POST" and path.rstrip("/").endswith("/embeddings"):
-            return await serve_embeddings(self, json.loads(body or b"{}"))
+        route = path.rstrip("/").rsplit("/", 1)[-1]
+        if method == "POST" and route in ("embeddings", "rerank"):
+            return await serve_vectors(self, route, json.loads(body or b"{}"))
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return 404, (), error_body(f"No route {method} {path}", "not_found"), None
         request = json.loads(body or b"{}")

@@ -1,0 +1,68 @@
+"""The reranker false-negative guard: a cross-encoder reads the question with the positive and with each candidate
+about to be served; a candidate it scores about as high as the positive answers the question as well as the
+source does, and is not a negative. One request per row per look, each (question, document) score cached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..retrieval.bm25 import BM25Index
+from ..teacher._http import gather_or_cancel
+from ..teacher.reranker import Reranker
+from ..teacher.usage import LLMRun
+from ._semantic import Verdict
+from .row_error import RowError
+
+
+class RerankGuard:
+    """Drops candidates whose reranker score reaches ``max_ratio`` of the positive's. Scores outside [0, 1]
+    (raw logits, as some servers return) are mapped through a sigmoid first, so the ratio means the same."""
+
+    guard, failed_guard = "reranker", "not_reranked"  # their counts in GUARDS
+
+    def __init__(self, reranker: Reranker, max_ratio: float, index: BM25Index) -> None:
+        self.reranker, self.max_ratio, self.index = reranker, max_ratio, index
+        self.run: LLMRun = reranker.new_run("hard negatives (rerank)")
+        self._questions: list[Any] = []
+        self._positives: list[Any] = []
+
+    def prepare(self, texts: list[Any], questions: list[Any], errors: list[RowError | None]) -> None:
+        self._questions, self._positives = questions, texts
+
+    def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict:
+        texts = self.index.text_array.take(pa.array(np.maximum(candidates, 0).ravel(), type=pa.int64())).to_pylist()
+        jobs = []
+        for r, row in enumerate(rows.tolist()):
+            shown = [texts[r * candidates.shape[1] + j] for j in np.flatnonzero(candidates[r] >= 0)]
+            jobs.append((self._questions[row], [self._positives[row], *shown]))
+        results = self.reranker.run_sync(self._all(jobs))
+        answers = np.zeros(candidates.shape, dtype=bool)
+        failed = np.zeros(candidates.shape, dtype=bool)
+        for r, (scores, _) in enumerate(results):
+            slots = np.flatnonzero(candidates[r] >= 0)
+            if scores is None:
+                failed[r, slots] = True
+                continue
+            scores = np.asarray(scores, dtype=np.float64)
+            if scores.min() < 0 or scores.max() > 1:
+                scores = 1 / (1 + np.exp(-scores))
+            answers[r, slots] = scores[1:] >= self.max_ratio * scores[0]
+        return Verdict(answers, failed)
+
+    async def _all(self, jobs: list[tuple[str, list[str]]]) -> list[tuple[list[float] | None, str | None]]:
+        usable = [(q, d) for q, d in jobs if isinstance(q, str) and q.strip() and all(x and x.strip() for x in d)]
+        if len(usable) < len(jobs):  # an empty text cannot be scored: the row's candidates go unserved
+            results = dict(zip(map(id, usable), await gather_or_cancel([self._one(q, d) for q, d in usable])))
+            return [results.get(id(job), (None, "an empty text cannot be reranked")) for job in jobs]
+        return await gather_or_cancel([self._one(q, d) for q, d in jobs])  # type: ignore[no-any-return]
+
+    async def _one(self, query: str, documents: list[str]) -> tuple[list[float] | None, str | None]:
+        if len(documents) == 1:  # nothing to judge on this row
+            return [1.0], None
+        return await self.reranker.arerank(query, documents, run=self.run)  # type: ignore[no-any-return]
+
+    def params(self) -> dict[str, Any]:
+        return {"reranker": self.reranker.fingerprint, "max_rerank_ratio": self.max_ratio}

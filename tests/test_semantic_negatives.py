@@ -224,7 +224,8 @@ def test_reciprocal_rank_fusion_orders_the_union() -> None:
 
 def test_the_cli_mines_with_an_embedding_model(cli, tmp_path: Path) -> None:
     env = {"RARE_HF_CACHE": str(tmp_path / "cache")}
-    flags = ["--demo", "--steps", "questions,negatives", "--embedding-model", "demo-embed", "--mining", "hybrid"]
+    flags = ["--demo", "--steps", "questions,negatives", "--embedding-model", "demo-embed", "--mining", "hybrid",
+             "--rerank-model", "demo-rerank"]  # fmt: skip
     dry = cli(*flags, "--dry-run", env=env)
     assert dry.returncode == 0 and "embeddings (demo-embed): at most 20 documents in 1 request," in dry.stdout
     done = cli(*flags, "--false-negatives", "positive", "--format", "triples", "--output", str(tmp_path / "o"), env=env)
@@ -233,6 +234,7 @@ def test_the_cli_mines_with_an_embedding_model(cli, tmp_path: Path) -> None:
     step = next(s for s in summary["steps"] if s["step"] == "hard_negatives")
     assert step["params"]["mining"] == "hybrid" and step["params"]["false_negatives"] == "positive"
     assert step["usage"]["requests"] >= 1 and step["params"]["corpus_not_embedded"] == 0
+    assert step["params"]["reranker"]["model"] == "demo-rerank" and step["params"]["max_rerank_ratio"] == 0.95
     ds = datasets.load_from_disk(str(tmp_path / "o" / "dataset"))
     assert {"hard_negatives_dropped", "hard_negatives_positives"} <= set(ds.column_names)
     run = rare_hf.RunSummary.from_dict(summary)
@@ -241,6 +243,7 @@ def test_the_cli_mines_with_an_embedding_model(cli, tmp_path: Path) -> None:
     )
     assert "- Candidates the guards removed: positive or exact duplicate 20" in card
     assert "- Mining: hybrid; embedding model `demo-embed`, semantic cut-off" in card and "are extra positives" in card
+    assert "- Reranker `demo-rerank`: candidates scoring at least 0.95 of their positive are extra positives" in card
     wrong = cli("--demo", "--mining", "dense", "--output", str(tmp_path / "x"), env=env)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
         "--mining dense needs --embedding-model (an embedding model on an OpenAI-compatible endpoint)."

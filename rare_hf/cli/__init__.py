@@ -18,6 +18,7 @@ from ..demo import DEMO_MODEL
 from ..errors import CliError, LLMConfigError, LLMFatalError
 from ..steps.registry import BUILT_IN
 from ._inputs import check_columns, load_input, pipeline_kwargs
+from ._models import NegativeModels
 from ._outputs import dry_run, hub_token, push, push_folder, write_outputs
 from ._parser import build_parser, build_push_parser, parse_formats, parse_price, parse_steps
 
@@ -104,12 +105,11 @@ def _run(args: argparse.Namespace) -> int:
         needs_llm = any(spec.uses_llm for spec in BUILT_IN if spec.name in steps)
         llm = _make_llm(args, base_url, api_key, model, cache_dir) if needs_llm else None
         args.cache_path = llm.cache_path if llm is not None else None
-        embedder = _make_embedder(args, steps, base_url, api_key, cache_dir)
+        models = NegativeModels.from_args(args, steps, base_url, api_key, cache_dir)
         if args.dry_run:
-            return dry_run(ds, llm, args, steps, embedder)
+            return dry_run(ds, llm, args, steps, models.embedder)
         try:
-            if embedder is not None:
-                embedder.check_connection()
+            models.check_connections()
             if llm is not None:
                 llm.check_connection()
                 print(
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
                     ds,
                     llm,
                     **pipeline_kwargs(args),
-                    negatives_kwargs=_negatives_kwargs(ds, args, steps, embedder),
+                    negatives_kwargs=models.negatives_kwargs(ds, args, steps),
                     verify_kwargs={"false_negatives": args.false_negatives} if "verify_negatives" in steps else None,
                     steps=steps,
                     keep_failed=args.keep_failed,
@@ -136,9 +136,9 @@ def _run(args: argparse.Namespace) -> int:
                     return_summary=True,
                 )
         finally:
-            for client in (llm, embedder):
-                if client is not None:
-                    client.close()
+            models.close()
+            if llm is not None:
+                llm.close()
     write_outputs(ds, summary, output, exports, args)
     shutil.rmtree(output.parent / f".{output.name}.ray", ignore_errors=True)
     print(summary.table())
@@ -155,44 +155,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.push_to_hub:
         return push(ds, summary, args, token, output, args.text_column)
     return 0
-
-
-def _negatives_kwargs(ds: Any, args: argparse.Namespace, steps: list[str], embedder: Any) -> dict[str, Any] | None:
-    """The semantic guard's embedder; and with --eval-fraction the held-out documents, chosen before mining so
-    none is mined as a training row's negative (a row would otherwise lose it and fall short of --num-neg)."""
-    if "hard_negatives" not in steps:
-        return None
-    kwargs: dict[str, Any] = {}
-    if embedder is not None:
-        kwargs |= {"embedder": embedder, "false_negatives": args.false_negatives, "method": args.mining}
-    if args.eval_fraction:
-        from ..io.beir import held_out_documents
-        from ..utils.datasets import doc_ids
-
-        kwargs["exclude_ids"] = held_out_documents(doc_ids(ds, args.text_column), args.eval_fraction, seed=args.seed)
-    return kwargs or None
-
-
-def _make_embedder(args: argparse.Namespace, steps: list[str], base_url: Any, api_key: str | None, cache: Any) -> Any:
-    """The semantic guard's embedder (``--embedding-model``), on its own endpoint or the teacher's."""
-    if not args.embedding_model:
-        if args.mining != "bm25":
-            raise CliError(f"--mining {args.mining} needs --embedding-model (an embedding model on an "
-                           "OpenAI-compatible endpoint).")  # fmt: skip
-        if args.false_negatives == "positive" and "verify_negatives" not in steps:
-            raise CliError("--false-negatives positive needs a guard that finds them: --embedding-model, or the "
-                           "verify step in --steps.")  # fmt: skip
-        return None
-    if "hard_negatives" not in steps:
-        raise CliError("--embedding-model guards the hard-negatives step, which --steps does not run.")
-    from ..teacher.embedder import Embedder
-
-    url = args.embedding_url or base_url
-    return Embedder(
-        args.embedding_model, base_url=url, api_key=api_key, document_prefix=args.document_prefix,
-        query_prefix=args.query_prefix,
-        timeout=args.timeout, max_retries=args.max_retries, cache_dir=cache,
-    )  # fmt: skip
 
 
 def _quiet_libraries() -> None:

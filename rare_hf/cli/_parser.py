@@ -146,7 +146,7 @@ def _step_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _negative_arguments(parser: argparse.ArgumentParser) -> None:
     """The semantic false-negative guard of the hard-negatives step (an embeddings endpoint)."""
-    group = parser.add_argument_group("hard negatives: an embedding model (semantic guard, dense and hybrid mining)")
+    group = parser.add_argument_group("hard negatives: models that guard and mine (OpenAI-compatible endpoints)")
     group.add_argument(
         "--embedding-model",
         default=None,
@@ -168,11 +168,17 @@ def _negative_arguments(parser: argparse.ArgumentParser) -> None:
         "bm25); dense and hybrid embed the whole corpus once",
     )
     group.add_argument(
+        "--rerank-model",
+        default=None,
+        help="a reranker (/v1/rerank): candidates it scores at least 0.95 of the positive are not served as negatives",
+    )
+    group.add_argument("--rerank-url", default=None, help="its endpoint (default: the teacher's)")
+    group.add_argument(
         "--false-negatives",
         choices=("drop", "positive"),
         default="drop",
-        help="what becomes of the candidates the semantic guard or the verify step catches: dropped, or kept as "
-        "extra positives (default: drop)",
+        help="what becomes of the candidates the semantic guard, the reranker or the verify step catch: dropped, or "
+        "kept as extra positives (default: drop)",
     )
 
 

@@ -165,8 +165,13 @@ def _guards(stats: dict[str, Any], params: dict[str, Any]) -> list[str]:
     """The false-negative guards' work: candidates each removed, and the semantic guard's cut-off."""
     removed = ", ".join(f"{why} {n:,}" for why, n in stats.get("dropped_candidates", {}).items() if n)
     lines = [f"- Candidates the guards removed: {removed}"] if removed else []
+    fate = "extra positives" if params.get("false_negatives") == "positive" else "dropped"
+    if params.get("reranker"):
+        lines.append(
+            f"- Reranker `{params['reranker']['model']}`: candidates scoring at least {params.get('max_rerank_ratio')} "
+            f"of their positive are {fate}"
+        )
     if params.get("embedder"):
-        fate = "extra positives" if params.get("false_negatives") == "positive" else "dropped"
         lines.append(
             f"- Mining: {params.get('mining', 'bm25')}; embedding model `{params['embedder']['model']}`, semantic "
             f"cut-off {params.get('semantic_threshold_used')} ({params.get('max_semantic_similarity')}); candidates "

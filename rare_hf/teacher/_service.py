@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import openai
 
+from ..errors import LLMConfigError
 from ._http import split_params
 from .cache import ResponseCache, cache_key
 from .client import LLM
@@ -22,10 +23,15 @@ from .usage import LLMRun, Usage
 class ServiceClient:
     """A model behind one OpenAI-style route (``/embeddings``, ``/rerank``) on the teacher's engine."""
 
+    #: The environment variable naming the model when none is given, and what the model is, for messages.
+    model_env: str = ""
+    model_kind: str = ""
+
     def __init__(
         self,
-        model: str,
+        model: str | None,
         *,
+        max_chars: int | None,
         base_url: str | Sequence[str] | None,
         api_key: str | None,
         max_concurrency: int,
@@ -35,6 +41,13 @@ class ServiceClient:
         cache_namespace: str | None,
         price_per_million: float | None,
     ) -> None:
+        model = model or os.environ.get(self.model_env)
+        name = type(self).__name__
+        if not model:
+            raise LLMConfigError(f"No {self.model_kind} model given: pass {name}(model=...) or set {self.model_env}.")
+        if max_chars is not None and max_chars < 1:
+            raise LLMConfigError(f"max_chars must be >= 1 or None, got {max_chars}.")
+        self.max_chars = max_chars
         self._engine = LLM(
             model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, timeout=timeout,
             max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace, temperature=None,

@@ -86,6 +86,8 @@ class Embedder(ServiceClient):
         (1, 384)
     """
 
+    model_env, model_kind = "RARE_HF_EMBEDDING_MODEL", "embedding"
+
     def __init__(
         self,
         model: str | None = None,
@@ -105,22 +107,17 @@ class Embedder(ServiceClient):
         price_per_million: float | None = None,
         **extra_params: Any,
     ) -> None:
-        model = model or os.environ.get("RARE_HF_EMBEDDING_MODEL")
-        if not model:
-            raise LLMConfigError("No embedding model given: pass Embedder(model=...) or set RARE_HF_EMBEDDING_MODEL.")
         if batch_size < 1:
             raise LLMConfigError(f"batch_size must be >= 1, got {batch_size}.")
-        if max_chars is not None and max_chars < 1:
-            raise LLMConfigError(f"max_chars must be >= 1 or None, got {max_chars}.")
         if dimensions is not None and dimensions < 1:
             raise LLMConfigError(f"dimensions must be >= 1 or None, got {dimensions}.")
         super().__init__(
-            model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, timeout=timeout,
-            max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace,
+            model, max_chars=max_chars, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency,
+            timeout=timeout, max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace,
             price_per_million=price_per_million,
         )  # fmt: skip
         self.prefixes = {"query": query_prefix, "document": document_prefix}
-        self.batch_size, self.max_chars = batch_size, max_chars
+        self.batch_size = batch_size
         params = {"dimensions": dimensions, "encoding_format": "base64", **extra_params}
         self.params = {k: v for k, v in params.items() if v is not None}
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ..errors import LLMConfigError, LLMRequestError, MalformedReply
+from ..errors import LLMRequestError, MalformedReply
 from ._service import ServiceClient
 from .cache import ResponseCache
 from .client import NOT_CACHED
@@ -42,6 +42,8 @@ class Reranker(ServiceClient):
         [0.93, 0.01]
     """
 
+    model_env, model_kind = "RARE_HF_RERANK_MODEL", "reranker"
+
     def __init__(
         self,
         model: str | None = None,
@@ -58,17 +60,12 @@ class Reranker(ServiceClient):
         price_per_million: float | None = None,
         **extra_params: Any,
     ) -> None:
-        model = model or os.environ.get("RARE_HF_RERANK_MODEL")
-        if not model:
-            raise LLMConfigError("No reranker model given: pass Reranker(model=...) or set RARE_HF_RERANK_MODEL.")
-        if max_chars is not None and max_chars < 1:
-            raise LLMConfigError(f"max_chars must be >= 1 or None, got {max_chars}.")
         super().__init__(
-            model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, timeout=timeout,
-            max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace,
+            model, max_chars=max_chars, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency,
+            timeout=timeout, max_retries=max_retries, cache_dir=cache_dir, cache_namespace=cache_namespace,
             price_per_million=price_per_million,
         )  # fmt: skip
-        self.route, self.max_chars, self.params = route, max_chars, dict(extra_params)
+        self.route, self.params = route, dict(extra_params)
 
     @property
     def fingerprint(self) -> dict[str, Any]:

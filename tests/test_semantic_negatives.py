@@ -244,6 +244,8 @@ def test_the_cli_mines_with_an_embedding_model(cli, tmp_path: Path) -> None:
     assert "- Candidates the guards removed: positive or exact duplicate 20" in card
     assert "- Mining: hybrid; embedding model `demo-embed`, semantic cut-off" in card and "are extra positives" in card
     assert "- Reranker `demo-rerank`: candidates scoring at least 0.95 of their positive are extra positives" in card
+    on_ray = cli(*flags, "--ray", "--output", str(tmp_path / "r"), env=env)
+    assert on_ray.returncode == 2 and "do not run on Ray yet" in on_ray.stderr
     wrong = cli("--demo", "--mining", "dense", "--output", str(tmp_path / "x"), env=env)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
         "--mining dense needs --embedding-model (an embedding model on an OpenAI-compatible endpoint)."

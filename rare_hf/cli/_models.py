@@ -29,6 +29,9 @@ class NegativeModels:
         if args.false_negatives == "positive" and not guarded and "verify_negatives" not in steps:
             raise CliError("--false-negatives positive needs a guard that finds them: --embedding-model, "
                            "--rerank-model, or the verify step in --steps.")  # fmt: skip
+        if guarded and args.ray:
+            raise CliError("--embedding-model and --rerank-model do not run on Ray yet: drop --ray, or mine on one "
+                           "machine first (--steps questions,negatives) and run the reasoning on Ray.")  # fmt: skip
         if guarded and "hard_negatives" not in steps:
             raise CliError("--embedding-model and --rerank-model serve the hard-negatives step, which --steps does "
                            "not run.")  # fmt: skip

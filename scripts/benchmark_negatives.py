@@ -32,6 +32,9 @@ import rare_hf  # noqa: E402
 from rare_hf import BM25Index  # noqa: E402
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|[.,;]")
+# What pydoc prints differently from one process to the next: object addresses, and the DATA section's values
+# (sets and dicts print in hash-seed order). Left in, every run would mine a slightly different corpus.
+_UNSTABLE = re.compile(r"0x[0-9a-fA-F]+|\nDATA\n.*?(?=\n[A-Z][A-Z ]+\n|\Z)", re.DOTALL)
 
 
 def training_text() -> list[str]:
@@ -44,7 +47,7 @@ def training_text() -> list[str]:
             text = pydoc.render_doc(module, renderer=pydoc.plaintext)
         except Exception:  # noqa: BLE001 - some modules do not import on this platform
             continue
-        words.extend(_WORD.findall(text))
+        words.extend(_WORD.findall(_UNSTABLE.sub(" ", text)))
     sample = Path(rare_hf.__file__).parent / "data" / "sample_documents.jsonl"
     if sample.exists():
         words.extend(_WORD.findall(sample.read_text()))

@@ -15,6 +15,10 @@ from .row_error import RowError
 
 Method = Literal["bm25", "dense", "hybrid"]
 METHODS = ("bm25", "dense", "hybrid")
+# How deep a dense list may go for a row still short of negatives. A BM25 list ends where the question's terms
+# stop matching; a dense one never ends, and a row whose positive scores below most of the corpus (a weak
+# embedding model) would otherwise be searched down to every document, each round four times deeper.
+DENSE_MAX_DEPTH = 1024
 
 
 class Candidates:
@@ -75,9 +79,15 @@ class Candidates:
         fused, _ = reciprocal_rank_fusion(np.where(scores > 0, docs, -1), dense_docs)
         return fused, np.nan_to_num(self.dense.scores(vectors[pending], fused), nan=0.0)
 
+    @property
+    def max_depth(self) -> int:
+        """The longest candidate list a row gets."""
+        return len(self.index) if self.method == "bm25" else min(len(self.index), DENSE_MAX_DEPTH)
+
     def exhausted(self, scores: np.ndarray, k: int) -> np.ndarray:
-        """Rows whose list already holds every candidate there is (a deeper search finds nothing new)."""
-        everything = np.full(len(scores), k >= len(self.index))
+        """Rows whose list already holds every candidate there is (a deeper search finds nothing new), or
+        (dense, hybrid) reached :data:`DENSE_MAX_DEPTH`."""
+        everything = np.full(len(scores), k >= self.max_depth)
         if self.method == "hybrid":  # padding is no sign of an end: the two lists overlapped
             return everything
         return everything | (scores <= 0).any(axis=1)  # type: ignore[no-any-return]

@@ -182,7 +182,7 @@ class Miner:
         )
         first_round = True
         while len(pending):
-            k = min(depth, len(self.index))
+            k = min(depth, self.candidates.max_depth)
             docs, scores = self.candidates.search(queries, asked, pending, k)
             self.candidates.positive_scores(pending, docs, scores, pos_doc, queries, asked, mined.positive_scores)
             keep, counts = self._keep_mask(

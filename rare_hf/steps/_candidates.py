@@ -37,6 +37,7 @@ class Candidates:
         self.index, self.method, self.dense, self.embedder, self.run, self.total = (
             index, method, dense, embedder, run, total,
         )  # fmt: skip
+        self._searched: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a batch's vectors and lists
 
     def embed_questions(self, questions: list[Any], errors: list[RowError | None]) -> np.ndarray | None:
         """Unit vectors of the rows' questions (dense, hybrid; NaN for rows not mined); a row whose question
@@ -73,11 +74,20 @@ class Candidates:
             if self.method == "bm25":
                 return docs, scores
         assert self.dense is not None and vectors is not None
-        dense_docs, cosines = self.dense.search(vectors[pending], k)
+        dense_docs, cosines = self._dense_lists(vectors)
+        dense_docs, cosines = dense_docs[pending, :k], cosines[pending, :k]
         if self.method == "dense":
             return dense_docs, cosines
         fused, _ = reciprocal_rank_fusion(np.where(scores > 0, docs, -1), dense_docs)
         return fused, np.nan_to_num(self.dense.scores(vectors[pending], fused), nan=0.0)
+
+    def _dense_lists(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's dense list at full depth, searched once per batch: a deeper round takes more of it instead
+        of scoring the corpus again (10,000 rows x 1,024 candidates: 120 MB)."""
+        if self._searched is None or self._searched[0] is not vectors:
+            assert self.dense is not None
+            self._searched = (vectors, *self.dense.search(vectors, self.max_depth))
+        return self._searched[1], self._searched[2]
 
     @property
     def max_depth(self) -> int:

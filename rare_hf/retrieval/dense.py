@@ -2,8 +2,8 @@
 blocks so memory stays bounded whatever the corpus; and reciprocal-rank fusion with a BM25 list (hybrid).
 
 Exact search costs one matrix product and one selection per block: about 28 s for 20,000 questions over
-100,000 documents on two cores, most of it numpy's ``argpartition``. Past a few million documents an approximate index (FAISS) pays; the vectors saved here
-(``.npy``) load into one directly."""
+100,000 documents on two cores, most of it numpy's ``argpartition``. Past a few million documents an
+approximate index (FAISS) pays; the vectors saved here (``.npy``) load into one directly."""
 
 from __future__ import annotations
 

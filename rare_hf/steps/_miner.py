@@ -308,7 +308,7 @@ class Miner:
         )
 
     def _service_runs(self) -> list[LLMRun]:
-        runs = [self.candidates.run, *(getattr(judge, "run", None) for judge in self.judges)]
+        runs = [getattr(source, "run", None) for source in (self.candidates, *self.judges)]
         return list({id(run): run for run in runs if run is not None}.values())
 
     def close(self) -> None:
@@ -333,13 +333,6 @@ class Miner:
                 "dropped_candidates": dict(self.dropped),
             },
         )
-
-
-def _spread(found: np.ndarray, rows: list[int], n: int) -> np.ndarray:
-    """Vectors of ``rows`` placed in a table of ``n`` rows (NaN elsewhere)."""
-    out = np.full((n, found.shape[1]), np.nan, dtype=np.float32)
-    out[rows] = found
-    return out
 
 
 class Judge(Protocol):

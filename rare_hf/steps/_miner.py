@@ -191,9 +191,10 @@ class Miner:
             exhausted = self.candidates.exhausted(scores, k)
             picker = _Picker(self, docs, keep, pos_doc[pending], csr_rows(*passages, pending), counts)
             chosen = picker.pick(np.arange(len(pending)))
-            if self.judges:
+            if self.judges:  # a deeper round judges its rows afresh: their earlier catches are replaced
                 relabelled = self._judge(picker, chosen, batch_rows[pending], first_round)
-                mined.false_negatives.update({int(pending[r]): found for r, found in relabelled.items()})
+                for r, i in enumerate(pending.tolist()):
+                    mined.false_negatives[i] = relabelled.get(r, [])
             mined.counts[:, pending] = np.stack([counts[g] for g in GUARDS])
             retry = []
             for row, i in enumerate(pending.tolist()):

@@ -188,7 +188,8 @@ def add_hard_negatives(
             "max_similarity": max_similarity,
             "exclude_shared_passages": exclude_shared_passages,
             "excluded_ids": len(filters.exclude_ids),
-            **_semantic_params(guard, embedder, max_semantic_similarity, false_negatives),
+            "false_negatives": false_negatives,
+            **_semantic_params(guard, embedder, max_semantic_similarity),
             **dense_params,
             **({} if rerank is None else rerank.params()),
             "corpus": "own documents" if corpus is None else type(corpus).__name__,
@@ -286,9 +287,7 @@ def _check_semantic(
         )
 
 
-def _semantic_params(
-    guard: SemanticGuard | None, embedder: Any, threshold: Any, false_negatives: str
-) -> dict[str, Any]:
+def _semantic_params(guard: SemanticGuard | None, embedder: Any, threshold: Any) -> dict[str, Any]:
     if embedder is None:
         return {}
     used = None if guard is None or guard.threshold is None else round(guard.threshold, 4)
@@ -296,7 +295,6 @@ def _semantic_params(
         "embedder": embedder.fingerprint,
         "max_semantic_similarity": threshold,
         "semantic_threshold_used": used,
-        "false_negatives": false_negatives,
     }
 
 

@@ -28,28 +28,40 @@ class RerankGuard:
         self.run: LLMRun = reranker.new_run("hard negatives (rerank)")
         self._questions: list[Any] = []
         self._positives: list[Any] = []
+        self._scores: dict[tuple[int, int], float] = {}
 
     def prepare(self, texts: list[Any], questions: list[Any], errors: list[RowError | None]) -> None:
         self._questions, self._positives = questions, texts
+        # This batch's scores by (row, corpus position; -1: the positive): a row judged again (after losing a
+        # candidate) sends only its new candidates, and nothing is counted twice.
+        self._scores: dict[tuple[int, int], float] = {}
 
     def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict:
         texts = self.index.text_array.take(pa.array(np.maximum(candidates, 0).ravel(), type=pa.int64())).to_pylist()
-        jobs = []
+        jobs, asked = [], []
         for r, row in enumerate(rows.tolist()):
-            shown = [texts[r * candidates.shape[1] + j] for j in np.flatnonzero(candidates[r] >= 0)]
-            jobs.append((self._questions[row], [self._positives[row], *shown]))
+            wanted = [(-1, self._positives[row])] + [
+                (int(candidates[r, j]), texts[r * candidates.shape[1] + j]) for j in np.flatnonzero(candidates[r] >= 0)
+            ]
+            new = [(position, text) for position, text in wanted if (row, position) not in self._scores]
+            new = new if len(wanted) > 1 else []  # no candidate to judge: nothing to send
+            asked.append([position for position, _ in new])
+            jobs.append((self._questions[row], [text for _, text in new]))
         results = self.reranker.run_sync(self._all(jobs))
         answers = np.zeros(candidates.shape, dtype=bool)
         failed = np.zeros(candidates.shape, dtype=bool)
-        for r, (scores, _) in enumerate(results):
+        for r, (row, (scores, _)) in enumerate(zip(rows.tolist(), results)):
             slots = np.flatnonzero(candidates[r] >= 0)
+            if not len(slots):
+                continue
             if scores is None:
                 failed[r, slots] = True
                 continue
-            scores = np.asarray(scores, dtype=np.float64)
-            if scores.min() < 0 or scores.max() > 1:
-                scores = 1 / (1 + np.exp(-scores))
-            answers[r, slots] = scores[1:] >= self.max_ratio * scores[0]
+            self._scores.update({(row, position): score for position, score in zip(asked[r], scores)})
+            found = np.array([self._scores[(row, -1)], *(self._scores[(row, int(candidates[r, j]))] for j in slots)])
+            if found.min() < 0 or found.max() > 1:
+                found = 1 / (1 + np.exp(-found))
+            answers[r, slots] = found[1:] >= self.max_ratio * found[0]
         return Verdict(answers, failed)
 
     async def _all(self, jobs: list[tuple[str, list[str]]]) -> list[tuple[list[float] | None, str | None]]:
@@ -60,8 +72,8 @@ class RerankGuard:
         return await gather_or_cancel([self._one(q, d) for q, d in jobs])  # type: ignore[no-any-return]
 
     async def _one(self, query: str, documents: list[str]) -> tuple[list[float] | None, str | None]:
-        if len(documents) == 1:  # nothing to judge on this row
-            return [1.0], None
+        if not documents:  # every pair scored already
+            return [], None
         return await self.reranker.arerank(query, documents, run=self.run)  # type: ignore[no-any-return]
 
     def params(self) -> dict[str, Any]:

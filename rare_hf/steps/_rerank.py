@@ -65,15 +65,13 @@ class RerankGuard:
         return Verdict(answers, failed)
 
     async def _all(self, jobs: list[tuple[str, list[str]]]) -> list[tuple[list[float] | None, str | None]]:
-        usable = [(q, d) for q, d in jobs if isinstance(q, str) and q.strip() and all(x and x.strip() for x in d)]
-        if len(usable) < len(jobs):  # an empty text cannot be scored: the row's candidates go unserved
-            results = dict(zip(map(id, usable), await gather_or_cancel([self._one(q, d) for q, d in usable])))
-            return [results.get(id(job), (None, "an empty text cannot be reranked")) for job in jobs]
         return await gather_or_cancel([self._one(q, d) for q, d in jobs])  # type: ignore[no-any-return]
 
-    async def _one(self, query: str, documents: list[str]) -> tuple[list[float] | None, str | None]:
-        if not documents:  # every pair scored already
+    async def _one(self, query: Any, documents: list[Any]) -> tuple[list[float] | None, str | None]:
+        if not documents:  # every pair scored already, or no candidate to judge
             return [], None
+        if not (isinstance(query, str) and query.strip()) or not all(d and d.strip() for d in documents):
+            return None, "an empty text cannot be reranked"  # the row's candidates go unserved
         return await self.reranker.arerank(query, documents, run=self.run)  # type: ignore[no-any-return]
 
     def params(self) -> dict[str, Any]:

@@ -33,14 +33,6 @@ Threshold = float | Literal["auto"]
 
 
 @dataclasses.dataclass
-class Look:
-    """One look at chosen candidates: their similarity to the row's positive (NaN: none, or not embedded)."""
-
-    similarity: np.ndarray
-    failed: np.ndarray  # a chosen candidate whose text could not be embedded
-
-
-@dataclasses.dataclass
 class Verdict:
     """A judge's verdict on chosen candidates (rows x slots): which answer as the positive does, and which it
     could not judge (neither is served)."""
@@ -78,9 +70,9 @@ class SemanticGuard:
     def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict:
         """Candidates (corpus positions of batch ``rows``) above the cut-off; ``record``: the round's first look,
         which "auto" learns from."""
-        look = self.look(self._batch[rows], candidates)
-        limit = self.limit(look.similarity if record else look.similarity[:0])
-        return Verdict(np.nan_to_num(look.similarity, nan=-np.inf) > limit, look.failed)
+        similarity, failed = self._similarities(self._batch[rows], candidates)
+        limit = self.limit(similarity if record else similarity[:0])
+        return Verdict(np.nan_to_num(similarity, nan=-np.inf) > limit, failed)
 
     def positives(self, texts: list[Any]) -> tuple[np.ndarray, list[str | None]]:
         """Unit vectors of the rows' positive documents, and per row why it has none. With the corpus embedded
@@ -107,8 +99,9 @@ class SemanticGuard:
         vector = self.dense.vectors[position] if position >= 0 else None
         return vector if vector is not None and vector.any() else None
 
-    def look(self, positives: np.ndarray, candidates: np.ndarray) -> Look:
-        """Similarity of each candidate (corpus positions, -1: none) to its row's positive vector."""
+    def _similarities(self, positives: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity of each candidate (corpus positions, -1: none) to its row's positive vector (NaN: none, or
+        not embedded), and which chosen candidates could not be embedded."""
         self._embed_documents(np.unique(candidates[candidates >= 0]))
         width = positives.shape[1]
         missing = np.full(width, np.nan, dtype=np.float32)
@@ -116,7 +109,7 @@ class SemanticGuard:
         vectors = vectors[: candidates.size].reshape(*candidates.shape, width)
         similarity = np.einsum("rkd,rd->rk", vectors, positives)
         failed = (candidates >= 0) & np.isnan(similarity) & ~np.isnan(positives).any(axis=1)[:, None]
-        return Look(similarity, failed)
+        return similarity, failed
 
     def limit(self, first_look: np.ndarray) -> float:
         """The cut-off: the given number, or (``"auto"``) one derived from every candidate seen so far."""

@@ -133,6 +133,4 @@ class ServiceClient:
         return await self._engine._request(request, [], options, key, run, post)
 
     def _count(self, run: LLMRun, completion: Completion) -> None:
-        run.usage.add(completion)
-        with self._engine._usage_lock:
-            self._engine.usage.add(completion)
+        self._engine._count(run, completion)

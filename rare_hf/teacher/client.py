@@ -320,10 +320,8 @@ class LLM:
             completion = await self._request(request, list(optional), options, key, run)
             if self._cache is not None:
                 self._cache.put(key, completion.to_json())
-        run.usage.add(completion)
         run.last_reply = completion.text
-        with self._usage_lock:
-            self.usage.add(completion)
+        self._count(run, completion)
         return completion
 
     def _batch_queue(self) -> BatchQueue:
@@ -332,7 +330,7 @@ class LLM:
             self._batches = BatchQueue(
                 self._client(self._endpoints[0]), self._cache, self.cache_path.parent / "batches.jsonl",
                 poll_interval=self._batch_poll_interval, quiet=min(1.0, self._batch_poll_interval),
-                max_rounds=self.max_retries, count_paid=self._count_paid,
+                max_rounds=self.max_retries, count_paid=lambda run, p, c: self._count(run, Completion("", None, p, c)),
             )  # fmt: skip
         return self._batches
 
@@ -377,7 +375,7 @@ class LLM:
                     error = problem or f"timeout: no complete reply within {self.timeout:g} s"
                 except (openai.APIError, ValueError, TypeError) as exc:  # malformed body or reply
                     if isinstance(exc, MalformedReply):
-                        self._count_paid(run, exc.prompt_tokens, exc.completion_tokens)
+                        self._count(run, Completion("", None, exc.prompt_tokens, exc.completion_tokens))
                     slot.outcome, error = "error", f"malformed response: {short(str(exc))}"
                 else:
                     slot.outcome, slot.latency = "ok", time.monotonic() - sent_at
@@ -394,7 +392,8 @@ class LLM:
         run.check()
         raise LLMRequestError(f"{error} (after {self.max_retries + 1} attempts)")
 
-    def _count_paid(self, run: LLMRun, prompt_tokens: int, completion_tokens: int) -> None:
-        run.usage.add_paid(prompt_tokens, completion_tokens)
+    def _count(self, run: LLMRun, completion: Completion) -> None:
+        """A reply (sent or cached), in the run's usage and this LLM's; the embeddings and rerank clients too."""
+        run.usage.add(completion)
         with self._usage_lock:
-            self.usage.add_paid(prompt_tokens, completion_tokens)
+            self.usage.add(completion)

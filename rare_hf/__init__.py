@@ -18,6 +18,8 @@ _LAZY = {
     "add_hard_negatives": "steps.negatives",
     "add_reasoning": "steps.reasoning",
     "verify_negatives": "steps.verify",
+    "dedup_documents": "steps.dedup",
+    "dedup_questions": "steps.dedup_questions",
     "add_written_negatives": "steps.written",
     "reasoning_messages_for_row": "steps.shown_documents",
     "document_order": "steps.shown_documents",
@@ -100,6 +102,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .io.samples import load_sample_documents
     from .retrieval.bm25 import BM25Index
     from .steps.custom import PromptStep
+    from .steps.dedup import dedup_documents
+    from .steps.dedup_questions import dedup_questions
     from .steps.estimate import StepEstimate, estimate_run
     from .steps.negatives import add_hard_negatives
     from .steps.pipeline import RunSummary, build_rare_dataset

@@ -25,9 +25,14 @@ _PRIME = np.uint64(1_099_511_628_211)
 _UNIT = re.compile(f"[{NO_SPACE}]|[^\\W_]+")
 
 
+def words_of(text: str) -> list[str]:
+    """A text's units, lower-cased: its words, and each CJK or Thai character on its own."""
+    return _UNIT.findall(text.lower())
+
+
 def passage_hashes(text: str) -> np.ndarray:
     """Sorted distinct winnowed shingle hashes (uint32) of a text; empty when it has fewer units than a run."""
-    words = _UNIT.findall(text.lower()) if isinstance(text, str) else []
+    words = words_of(text) if isinstance(text, str) else []
     if len(words) < SHINGLE_WORDS:
         return np.empty(0, dtype=np.uint32)
     ids = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))

@@ -14,15 +14,17 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..retrieval.bm25 import BM25Index
-from ..retrieval.kernels import csr_rows, idf_cosines, pick
+from ..retrieval.kernels import csr_rows, idf_cosines
 from ..retrieval.shingles import passage_csr
 from ..utils.datasets import DOC_ID, column_values, quiet_datasets_progress
 from . import _plumbing
 from ..teacher.usage import LLMRun, add_usage
 from ._candidates import Candidates
+from ._guards import GUARDS
+from ._picker import Mined, Picker
 from ._semantic import Verdict
 from .base import Column, column_docs
-from .row_error import RowError, Tally, render
+from .row_error import DROP_REASON, RowError, Tally, render
 from .summary import StepSummary
 
 
@@ -37,21 +39,6 @@ class Filters:
     exclude_ids: frozenset[str] = frozenset()
     max_similarity: float | None = None
     relabel: bool = False  # candidates the semantic guard drops become extra positives
-
-
-# What each guard is called: the per-row column's fields and the summary's ``dropped_candidates``.
-GUARDS = {
-    "positive": "positive or exact duplicate",
-    "excluded": "excluded (exclude_ids)",
-    "score_ratio": "scores too close to the positive",
-    "idf_cosine": "similar to the positive (IDF cosine)",
-    "shared_passage": "shares a passage with the positive",
-    "overlap": "overlaps the positive",
-    "semantic": "similar to the positive (embeddings)",
-    "not_embedded": "could not be embedded",
-    "reranker": "answers as well as the positive (reranker)",
-    "not_reranked": "could not be reranked",
-}
 
 
 class Miner:
@@ -69,8 +56,10 @@ class Miner:
         show_progress: bool,
         judges: Sequence[Judge] = (),
         candidates: Candidates | None = None,
+        clusters: np.ndarray | None = None,
     ) -> None:
         self.index, self.filters, self.judges = index, filters, list(judges)
+        self.clusters = clusters  # per corpus document, its near-duplicate cluster (-1: none)
         self.candidates = candidates or (Candidates(index, total=total) if index is not None else None)
         self.question_key, self.text_key, self.columns = question_key, text_key, columns
         self.key = columns[0].name  # the negatives; the others are named after it
@@ -116,10 +105,13 @@ class Miner:
         texts, ids = table[self.text_key].to_pylist(), table[DOC_ID].to_pylist()
         n = len(questions)
         errors: list[RowError | None] = [None] * n
-        valid = [i for i, q in enumerate(questions) if isinstance(q, str) and q.strip()]
+        gone = table[DROP_REASON].to_pylist() if DROP_REASON in table.column_names else [None] * n
+        valid = [i for i, q in enumerate(questions) if isinstance(q, str) and q.strip() and gone[i] is None]
         tokens = dict(zip(valid, self.index.tokenize([questions[i] for i in valid]))) if valid else {}
         for i in range(n):
-            if i not in tokens:
+            if gone[i] is not None:
+                errors[i] = RowError("dropped", gone[i])
+            elif i not in tokens:
                 errors[i] = RowError("skipped", "question is missing (failed upstream)")
             elif not tokens[i]:
                 errors[i] = RowError("skipped", "the question has no term in the corpus vocabulary")
@@ -189,7 +181,7 @@ class Miner:
                 docs, scores, pos_doc[pending], pos_by_id[pending], mined.positive_scores[pending]
             )
             exhausted = self.candidates.exhausted(scores, k)
-            picker = _Picker(self, docs, keep, pos_doc[pending], csr_rows(*passages, pending), counts)
+            picker = Picker(self, docs, keep, pos_doc[pending], csr_rows(*passages, pending), counts)
             chosen = picker.pick(np.arange(len(pending)))
             if self.judges:  # a deeper round judges its rows afresh: their earlier catches are replaced
                 relabelled = self._judge(picker, chosen, batch_rows[pending], first_round)
@@ -205,7 +197,7 @@ class Miner:
             pending, depth, first_round = np.array(retry, dtype=np.int64), depth * 4, False
         return mined
 
-    def _judge(self, picker: _Picker, chosen: np.ndarray, batch_rows: np.ndarray, record: bool) -> dict[int, list[int]]:
+    def _judge(self, picker: Picker, chosen: np.ndarray, batch_rows: np.ndarray, record: bool) -> dict[int, list[int]]:
         """Shows the chosen candidates to each judge (the semantic guard, the reranker) and picks again for rows
         that lost one, until every judge passes every row; returns, per row, the corpus positions judged to
         answer as the positive does (best first)."""
@@ -245,6 +237,12 @@ class Miner:
             excluded = keep & np.isin(docs, self.excluded)
             counts["excluded"] = excluded.sum(axis=1)
             keep &= ~excluded
+        if self.clusters is not None:
+            own = self.clusters[np.where(pos_doc >= 0, pos_doc, pos_by_id)]  # -1 (not in the index) -> no cluster
+            own = np.where((pos_doc >= 0) | (pos_by_id >= 0), own, -1)
+            mates = keep & (own[:, None] >= 0) & (self.clusters[docs] == own[:, None])
+            counts["duplicate"] = mates.sum(axis=1)
+            keep &= ~mates
         if self.filters.max_score_ratio is not None:
             # A positive scoring 0 (its question shares no term with it) gives no margin to compare with.
             comparable = (pos_score > 0)[:, None]  # NaN (positive not in the index) -> False too
@@ -347,52 +345,3 @@ class Judge(Protocol):
     def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict: ...
 
     def params(self) -> dict[str, Any]: ...
-
-
-class Mined:
-    """One batch's results, by row of the batch's rows to mine."""
-
-    def __init__(self, rows: int) -> None:
-        self.picks: list[tuple[list[int], list[float]]] = [([], [])] * rows  # corpus positions, scores
-        self.positive_scores = np.full(rows, np.nan, dtype=np.float32)
-        self.counts = np.zeros((len(GUARDS), rows), dtype=np.int64)  # candidates dropped, by guard
-        self.false_negatives: dict[int, list[int]] = {}  # rewritten copies of the positive, for relabelling
-
-
-class _Picker:
-    """The kernel's first ``num_neg`` candidates per row that pass the lexical guards, for any subset of one
-    round's rows (picking again after the semantic guard dropped some)."""
-
-    def __init__(
-        self,
-        miner: Miner,
-        docs: np.ndarray,
-        keep: np.ndarray,
-        pos_doc: np.ndarray,
-        passages: tuple[np.ndarray, np.ndarray],
-        counts: dict[str, np.ndarray],
-    ) -> None:
-        self.miner, self.docs, self.keep, self.pos_doc, self.passages, self.counts = (
-            miner, docs, keep, pos_doc, passages, counts,
-        )  # fmt: skip
-
-    def pick(self, rows: np.ndarray) -> np.ndarray:
-        index, filters = self.miner.index, self.miner.filters
-        keep = self.keep[rows]  # the kernel marks what it drops: written back so a later pick skips it
-        chosen, overlapping, sharing = pick(
-            self.docs[rows].astype(np.int64),
-            keep,
-            self.pos_doc[rows],
-            index.token_indptr,
-            index.token_ids,
-            index.passage_indptr,
-            index.passage_ids,
-            *csr_rows(*self.passages, rows),
-            -1.0 if filters.max_overlap is None else filters.max_overlap,
-            filters.num_neg,
-            filters.skip_top,
-        )
-        self.keep[rows] = keep
-        self.counts["overlap"][rows] += overlapping
-        self.counts["shared_passage"][rows] += sharing
-        return chosen

@@ -19,7 +19,7 @@ from ..teacher.replies import Completion, is_repetitive, refused_parameter
 from ..text.prompts import PROMPT_SETS, Prompt, resolve_prompt_language
 from ..utils.datasets import DOC_ID
 from . import _plumbing
-from .row_error import RowError, Tally
+from .row_error import RowError, Tally, dropped
 from .runner import stream_map
 from .summary import StepSummary
 from .window import Fit, cut_to_tokens, fit_documents
@@ -250,6 +250,10 @@ class LLMStep(abc.ABC):
             return RowError("truncated", "repetitive output (the teacher repeated itself until max_tokens)")
         return RowError("truncated", f"the reply was cut off at max_tokens={2 * self.budget}; raise max_tokens")
 
+    def skipped_row(self, row: Row, error: RowError) -> Row:
+        """The output of a row the step does not attempt: its outputs empty, the error said."""
+        return {**row, **dict.fromkeys(self.output_names()), self.error_column: error}
+
     def output_names(self) -> list[str]:
         return [c.name for c in self.columns() if c.name != DOC_ID]
 
@@ -288,7 +292,8 @@ class LLMStep(abc.ABC):
         tally = Tally()
 
         async def row_fn(row: Row) -> list[Row]:
-            out = await self.rows(row, run)
+            gone = dropped(row)
+            out = [self.skipped_row(row, gone)] if gone else await self.rows(row, run)
             for one in out:
                 tally.add(one[self.error_column])
             error = out[0][self.error_column]

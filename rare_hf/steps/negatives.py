@@ -20,6 +20,7 @@ from ._miner import GUARDS, Filters, Miner
 from ._rerank import RerankGuard
 from ._semantic import SemanticGuard
 from .base import Column
+from .dedup import cluster_labels
 from .registry import PlanContext, Read, StepDefinition
 from .summary import StepSummary
 
@@ -174,6 +175,7 @@ def add_hard_negatives(
         miner = Miner(
             index, filters, input_question_key, input_text_key, negative_columns(key, relabel), len(split),
             show_progress, [judge for judge in (guard, rerank) if judge is not None], candidates,
+            None if index is None else cluster_labels(split, index),
         )  # fmt: skip
         try:
             out = miner.run(split, batch_size)

@@ -17,6 +17,7 @@ from ..teacher.usage import add_usage
 from ..utils.datasets import quiet_datasets_progress
 from ._plumbing import splits_of
 from .plan import check_inputs, plan_steps
+from .drops import DROP_REASON, drop_counts
 from .registry import BUILT_IN, DEFAULT_STEPS, StepSpec
 from .summary import StepSummary
 
@@ -45,6 +46,7 @@ class RunSummary:
     finished_at: str
     price: dict[str, Any] | None = None  # the teacher's price per million tokens and discount, when given
     roles: dict[str, str] = dataclasses.field(default_factory=dict)  # which column holds the questions, ...
+    filtered: dict[str, int] = dataclasses.field(default_factory=dict)  # rows quality filters removed, by reason
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,6 +86,8 @@ class RunSummary:
         if self.price is not None:
             lines.append(f"prices: {describe_price(self.price)}")
         lines.append(f"rows in: {self.rows_in}, rows out: {self.rows_out}, failed rows dropped: {self.dropped_failed}")
+        if self.filtered:
+            lines.append("filtered out: " + ", ".join(f"{n} {reason}" for reason, n in self.filtered.items()))
         return "\n".join(lines)
 
 
@@ -104,6 +108,8 @@ def build_rare_dataset(
     reasoning_kwargs: dict[str, Any] | None = None,
     verify_kwargs: dict[str, Any] | None = None,
     written_kwargs: dict[str, Any] | None = None,
+    dedup_kwargs: dict[str, Any] | None = None,
+    dedup_questions_kwargs: dict[str, Any] | None = None,
     show_progress: bool = True,
     return_summary: bool = False,
 ) -> Any:
@@ -118,14 +124,16 @@ def build_rare_dataset(
         answer_key: Column of gold answers, to verify and resample the teacher's answers.
         seed: Seed of the per-row document shuffles.
         steps: Which steps to run: names (``"questions"``, ``"hard_negatives"``, ``"reasoning"``, and the opt-in
+            ``"dedup"`` (near-duplicate documents, before any request), ``"dedup_questions"``,
             ``"verify_negatives"`` (then twice ``num_neg`` are mined and ``num_neg`` kept) and
             ``"written_negatives"``), which run in that order whatever order they are given in, and your own
             :class:`rare_hf.PromptStep` objects, each run right after the step given before it.
-        keep_failed: Keep rows where a step failed (with their error columns) instead of dropping them.
+        keep_failed: Keep rows where a step failed (with their error columns) or that a quality filter dropped
+            (with their ``drop_reason``) instead of removing them.
         overwrite: Recompute columns the input already has (a step run again over its own output); without it,
             such a column is an error before any request.
-        question_kwargs / negatives_kwargs / reasoning_kwargs / verify_kwargs / written_kwargs: Extra arguments
-            for each step function.
+        question_kwargs / negatives_kwargs / reasoning_kwargs / verify_kwargs / written_kwargs / dedup_kwargs /
+            dedup_questions_kwargs: Extra arguments for each step function.
         show_progress: Show progress bars.
         return_summary: Also return the :class:`RunSummary`.
 
@@ -142,6 +150,8 @@ def build_rare_dataset(
         "reasoning_kwargs": reasoning_kwargs,
         "verify_kwargs": verify_kwargs,
         "written_kwargs": written_kwargs,
+        "dedup_kwargs": dedup_kwargs,
+        "dedup_questions_kwargs": dedup_questions_kwargs,
     }
     options = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions}
     options |= {"answer_key": answer_key, "seed": seed}
@@ -155,9 +165,9 @@ def build_rare_dataset(
     for planned in plan.steps:
         ds, summary = planned.run(ds, llm, show_progress=show_progress, overwrite=overwrite)
         summaries.append(summary)
-    before = _num_rows(ds)
+    before, filtered = _num_rows(ds), drop_counts(ds)
     if not keep_failed:
-        ds = _drop_failed(ds, plan.error_columns())
+        ds = _drop_failed(ds, list(dict.fromkeys([*plan.error_columns(), DROP_REASON])))
     params = {**options, "steps": plan.names, "keep_failed": keep_failed}
     params |= {name: {k: _recordable(v) for k, v in (given or {}).items()} for name, given in step_kwargs.items()}
     run = run_summary(
@@ -169,6 +179,7 @@ def build_rare_dataset(
         params=params,
         seconds=time.monotonic() - started,
         roles=plan.context.roles,
+        filtered=filtered if not keep_failed else {},
     )
     logger.info("build_rare_dataset finished:\n%s", run.table())
     return (ds, run) if return_summary else ds
@@ -184,12 +195,14 @@ def run_summary(
     params: dict[str, Any],
     seconds: float,
     roles: dict[str, str | None] | None = None,
+    filtered: dict[str, int] | None = None,
 ) -> RunSummary:
     """The :class:`RunSummary` of a finished run (shared by the single-machine and the Ray paths)."""
     return RunSummary(
         rows_in=rows_in,
         rows_out=rows_out,
-        dropped_failed=rows_before_drop - rows_out,
+        dropped_failed=rows_before_drop - rows_out - sum((filtered or {}).values()),
+        filtered=dict(filtered or {}),
         steps=steps,
         model=llm.model if llm else None,
         base_url=llm.display_url if llm else None,

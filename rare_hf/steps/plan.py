@@ -15,6 +15,7 @@ from ..teacher.client import LLM
 from ..utils.datasets import DOC_ID
 from . import _plumbing
 from .registry import BUILT_IN, DEFAULT_STEPS, PlanContext, StepDefinition, StepSpec, resolve_steps
+from .row_error import DROP_REASON
 from .summary import StepSummary
 
 __all__ = ["Plan", "PlannedStep", "plan_steps", "check_inputs"]
@@ -125,7 +126,8 @@ def check_inputs(
     for planned in plan.steps:
         reads = [r for r in planned.definition.reads(planned.kwargs) if r.column not in written]
         _plumbing.check_reads(ds, reads, names)
-        columns = [c.name for c in planned.definition.columns(planned.kwargs) if c.name != DOC_ID]
+        # doc_id and drop_reason are shared: every step may add to them
+        columns = [c.name for c in planned.definition.columns(planned.kwargs) if c.name not in (DOC_ID, DROP_REASON)]
         existing = [c for c in columns if c in ds.column_names and c not in written]
         if existing and not overwrite:
             raise ValueError(

@@ -242,7 +242,7 @@ class QuestionStep(LLMStep):
         _plumbing.check_reads(ds, DEFINITION.reads({"input_key": self.options.input_key}))
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        return {"documents_truncated": sum(column_values(out, f"{self.question_key}_input_truncated"))}
+        return {"documents_truncated": sum(map(bool, column_values(out, f"{self.question_key}_input_truncated")))}
 
     async def rows(self, row: dict[str, Any], run: LLMRun) -> list[dict[str, Any]]:
         text = row[self.options.input_key]

@@ -128,11 +128,24 @@ class StepSpec:
 # Run order. The opt-in steps sit where their input exists and before what reads their output.
 BUILT_IN: tuple[StepSpec, ...] = (
     StepSpec(
+        "dedup",
+        "opt-in: near-duplicate documents get no questions and are never each other's negatives (MinHash)",
+        aliases=("dedup_documents",),
+        uses_llm=False,
+        module="rare_hf.steps.dedup",
+    ),
+    StepSpec(
         "questions",
         "a standalone, reasoning-intensive question and scenario per document (Doc2Query)",
         default=True,
         completion_tokens=200,
         module="rare_hf.steps.questions",
+    ),
+    StepSpec(
+        "dedup_questions",
+        "opt-in: questions that nearly repeat an earlier one are dropped before mining and reasoning",
+        uses_llm=False,
+        module="rare_hf.steps.dedup_questions",
     ),
     StepSpec(
         "hard_negatives",
@@ -167,6 +180,8 @@ BUILT_IN: tuple[StepSpec, ...] = (
     ),
 )
 _KWARGS_NAMES = {
+    "dedup": "dedup_kwargs",
+    "dedup_questions": "dedup_questions_kwargs",
     "questions": "question_kwargs",
     "hard_negatives": "negatives_kwargs",
     "verify_negatives": "verify_kwargs",

@@ -11,9 +11,13 @@ import collections
 import dataclasses
 from typing import Any, Literal
 
-__all__ = ["RowError", "Tally", "render"]
+__all__ = ["RowError", "Tally", "render", "DROP_REASON", "dropped"]
 
-Kind = Literal["skipped", "request", "parse", "invalid", "truncated", "incomplete", "wrong", "short", "context"]
+Kind = Literal[
+    "skipped", "dropped", "request", "parse", "invalid", "truncated", "incomplete", "wrong", "short", "context"
+]
+#: The column where a quality filter writes why a row goes (see :mod:`rare_hf.steps.drops`).
+DROP_REASON = "drop_reason"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +25,8 @@ class RowError:
     """A row's failure.
 
     Attributes:
-        kind: ``skipped`` (not attempted: bad input, or an earlier step failed), ``request`` (the teacher never
+        kind: ``skipped`` (not attempted: bad input, or an earlier step failed), ``dropped`` (not attempted: a
+            quality filter took the row out), ``request`` (the teacher never
             answered usably), ``parse`` / ``invalid`` (the reply had no usable result), ``truncated``,
             ``incomplete``, ``wrong`` (answers that never matched the gold one), ``short`` (too few negatives),
             ``context`` (the prompt cannot fit the teacher's context window; nothing was sent).
@@ -36,7 +41,13 @@ class RowError:
 
     @property
     def skipped(self) -> bool:
-        return self.kind == "skipped"
+        return self.kind in ("skipped", "dropped")
+
+
+def dropped(row: dict[str, Any]) -> RowError | None:
+    """The error of a row a quality filter took out (``None`` when it is kept): steps skip it."""
+    reason = row.get(DROP_REASON)
+    return None if reason is None else RowError("dropped", reason)
 
 
 def render(value: Any) -> Any:

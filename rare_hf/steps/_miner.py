@@ -177,6 +177,7 @@ class Miner:
             k = min(depth, self.candidates.max_depth)
             docs, scores = self.candidates.search(queries, asked, pending, k)
             self.candidates.positive_scores(pending, docs, scores, pos_doc, queries, asked, mined.positive_scores)
+            mined.rank(pending, scores)
             keep, counts = self._keep_mask(
                 docs, scores, pos_doc[pending], pos_by_id[pending], mined.positive_scores[pending]
             )
@@ -283,6 +284,7 @@ class Miner:
             f"{self.key}_ids": negatives[1],
             f"{self.key}_scores": pa.ListArray.from_arrays(negatives[2], flat_scores, mask=mask),
             f"{self.key}_positive_score": pa.array(positive, from_pandas=True),
+            f"{self.key}_positive_rank": pa.array(_spread(n, rows, mined.positive_ranks), type=pa.int32()),
             f"{self.key}_dropped": pa.StructArray.from_arrays([pa.array(c) for c in counts], names=list(GUARDS)),
             f"{self.key}_error": pa.array([render(e) for e in errors], type=pa.string()),
         }
@@ -345,3 +347,11 @@ class Judge(Protocol):
     def judge(self, rows: np.ndarray, candidates: np.ndarray, record: bool) -> Verdict: ...
 
     def params(self) -> dict[str, Any]: ...
+
+
+def _spread(n: int, rows: list[int], values: np.ndarray) -> list[int | None]:
+    """``values`` of the mined rows at their places among ``n``, ``None`` elsewhere and where unknown (< 0)."""
+    out: list[int | None] = [None] * n
+    for i, value in zip(rows, values.tolist()):
+        out[i] = value if value >= 0 else None
+    return out

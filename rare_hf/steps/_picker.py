@@ -20,8 +20,17 @@ class Mined:
     def __init__(self, rows: int) -> None:
         self.picks: list[tuple[list[int], list[float]]] = [([], [])] * rows  # corpus positions, scores
         self.positive_scores = np.full(rows, np.nan, dtype=np.float32)
+        self.positive_ranks = np.full(rows, -1, dtype=np.int64)  # -1: below every candidate retrieved, or unscored
         self.counts = np.zeros((len(GUARDS), rows), dtype=np.int64)  # candidates dropped, by guard
         self.false_negatives: dict[int, list[int]] = {}  # rewritten copies of the positive, for relabelling
+
+    def rank(self, pending: np.ndarray, scores: np.ndarray) -> None:
+        """Each pending row's positive's rank among the candidates retrieved: exact when a candidate scored no
+        higher than it (everything above it was retrieved), unknown (-1) when all of them scored higher."""
+        positive = self.positive_scores[pending][:, None]
+        above = (scores > positive).sum(axis=1)
+        known = ~np.isnan(positive[:, 0]) & (above < scores.shape[1])
+        self.positive_ranks[pending] = np.where(known, above + 1, -1)
 
 
 class Picker:

@@ -18,12 +18,11 @@ from ..retrieval.minhash import near_duplicates
 from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
 from .base import Column
-from .drops import DROP_COLUMN, DROP_REASON, mark_dropped
+from .drops import DROP_COLUMN, DROP_REASON, filter_summary, mark_dropped
 from .registry import PlanContext, Read, StepDefinition
-from .row_error import RowError, Tally
 from .summary import StepSummary
 
-__all__ = ["dedup_documents", "DUPLICATE_OF", "cluster_labels", "check_dedup_arguments", "filter_summary"]
+__all__ = ["dedup_documents", "DUPLICATE_OF", "cluster_labels", "check_dedup_arguments"]
 
 DUPLICATE_OF = "duplicate_of"
 _SIMILARITY = "duplicate_similarity"
@@ -99,20 +98,6 @@ def check_dedup_arguments(threshold: float, shingle_words: int) -> None:
         raise ValueError(f"threshold must be in (0, 1] (Jaccard similarity), got {threshold!r}.")
     if not isinstance(shingle_words, int) or shingle_words < 1:
         raise ValueError(f"shingle_words must be a positive integer, got {shingle_words!r}.")
-
-
-def filter_summary(
-    step: str, split: datasets.Dataset, seconds: float, params: dict[str, Any], stats: dict[str, Any],
-    columns: list[Column],
-) -> StepSummary:  # fmt: skip
-    """A filter's summary: rows it or an earlier filter dropped count as skipped, the rest as ok."""
-    tally = Tally()
-    for reason in column_values(split, DROP_REASON):
-        tally.add(None if reason is None else RowError("dropped", reason))
-    return _plumbing.step_summary(
-        step, len(split), tally, seconds=seconds, params=params, stats=stats,
-        columns={c.name: c.doc for c in columns},
-    )  # fmt: skip
 
 
 def cluster_labels(split: datasets.Dataset, index: BM25Index) -> np.ndarray | None:

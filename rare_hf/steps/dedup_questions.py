@@ -15,8 +15,8 @@ from ..retrieval.minhash import near_duplicates
 from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
 from .base import Column
-from .dedup import check_dedup_arguments, filter_summary
-from .drops import DROP_COLUMN, DROP_REASON, mark_dropped
+from .dedup import check_dedup_arguments
+from .drops import DROP_COLUMN, DROP_REASON, filter_summary, mark_dropped
 from .registry import PlanContext, Read, StepDefinition
 from .summary import StepSummary
 

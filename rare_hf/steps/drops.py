@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
+from typing import Any
 import datasets
 
 from ..utils.datasets import column_values
 from .base import Column
-from .row_error import DROP_REASON
+from . import _plumbing
+from .row_error import DROP_REASON, RowError, Tally
+from .summary import StepSummary
 
-__all__ = ["DROP_REASON", "DROP_COLUMN", "mark_dropped", "drop_counts"]
+__all__ = ["DROP_REASON", "DROP_COLUMN", "mark_dropped", "drop_counts", "filter_summary"]
 DROP_COLUMN = Column(
     DROP_REASON,
     datasets.Value("string"),
@@ -47,3 +50,18 @@ def drop_counts(ds: datasets.Dataset | datasets.DatasetDict) -> dict[str, int]:
         if DROP_REASON in split.column_names:
             counts.update(r.split(":", 1)[0] for r in column_values(split, DROP_REASON) if r is not None)
     return dict(sorted(counts.items()))
+
+
+def filter_summary(
+    step: str, split: datasets.Dataset, seconds: float, params: dict[str, Any], stats: dict[str, Any],
+    columns: list[Column],
+) -> StepSummary:  # fmt: skip
+    """A filter's summary: rows it or an earlier filter dropped count as skipped, the rest as ok."""
+    tally = Tally()
+    reasons = column_values(split, DROP_REASON) if DROP_REASON in split.column_names else [None] * len(split)
+    for reason in reasons:
+        tally.add(None if reason is None else RowError("dropped", reason))
+    return _plumbing.step_summary(
+        step, len(split), tally, seconds=seconds, params=params, stats=stats,
+        columns={c.name: c.doc for c in columns},
+    )  # fmt: skip

@@ -218,6 +218,11 @@ def negative_columns(key: str = "hard_negatives", relabel: bool = False) -> list
         ),
         Column(f"{key}_positive_score", datasets.Value("float32"), "The source document's score, the same way."),
         Column(
+            f"{key}_positive_rank",
+            datasets.Value("int32"),
+            "The source document's rank for the question (1: retrieved first; null: below every candidate retrieved).",
+        ),
+        Column(
             f"{key}_dropped",
             datasets.Features({guard: datasets.Value("int32") for guard in GUARDS}),
             f"Candidates each guard removed before the negatives were chosen ({guards}).",

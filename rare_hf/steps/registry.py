@@ -156,6 +156,12 @@ BUILT_IN: tuple[StepSpec, ...] = (
         module="rare_hf.steps.negatives",
     ),
     StepSpec(
+        "easiness",
+        "opt-in: flags (drop_easy=True: drops) questions a lexical look-up answers",
+        uses_llm=False,
+        module="rare_hf.steps.easiness",
+    ),
+    StepSpec(
         "verify_negatives",
         "opt-in: the teacher drops mined negatives that answer the question alone",
         aliases=("verify",),
@@ -182,6 +188,7 @@ BUILT_IN: tuple[StepSpec, ...] = (
 _KWARGS_NAMES = {
     "dedup": "dedup_kwargs",
     "dedup_questions": "dedup_questions_kwargs",
+    "easiness": "easiness_kwargs",
     "questions": "question_kwargs",
     "hard_negatives": "negatives_kwargs",
     "verify_negatives": "verify_kwargs",

@@ -21,6 +21,7 @@ _LAZY = {
     "dedup_documents": "steps.dedup",
     "dedup_questions": "steps.dedup_questions",
     "add_easiness": "steps.easiness",
+    "decontaminate": "steps.decontaminate",
     "add_written_negatives": "steps.written",
     "reasoning_messages_for_row": "steps.shown_documents",
     "document_order": "steps.shown_documents",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .steps.custom import PromptStep
     from .steps.dedup import dedup_documents
     from .steps.dedup_questions import dedup_questions
+    from .steps.decontaminate import decontaminate
     from .steps.easiness import add_easiness
     from .steps.estimate import StepEstimate, estimate_run
     from .steps.negatives import add_hard_negatives

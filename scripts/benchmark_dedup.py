@@ -37,7 +37,7 @@ from benchmark_negatives import generate  # noqa: E402
 
 import rare_hf  # noqa: E402
 import rare_hf.testing  # noqa: E402
-from rare_hf.retrieval.minhash import shingle_csr  # noqa: E402
+from rare_hf.retrieval.ngrams import shingle_csr  # noqa: E402
 
 RATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 DJANGO = ("1.11.29", "4.2.16")

@@ -142,6 +142,12 @@ BUILT_IN: tuple[StepSpec, ...] = (
         module="rare_hf.steps.questions",
     ),
     StepSpec(
+        "decontaminate",
+        "opt-in: flags or drops rows that share 13-word runs with an evaluation set you name",
+        uses_llm=False,
+        module="rare_hf.steps.decontaminate",
+    ),
+    StepSpec(
         "dedup_questions",
         "opt-in: questions that nearly repeat an earlier one are dropped before mining and reasoning",
         uses_llm=False,
@@ -189,6 +195,7 @@ _KWARGS_NAMES = {
     "dedup": "dedup_kwargs",
     "dedup_questions": "dedup_questions_kwargs",
     "easiness": "easiness_kwargs",
+    "decontaminate": "decontaminate_kwargs",
     "questions": "question_kwargs",
     "hard_negatives": "negatives_kwargs",
     "verify_negatives": "verify_kwargs",

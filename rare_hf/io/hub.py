@@ -19,6 +19,7 @@ from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
 from ..steps.pipeline import RunSummary
 from . import plots
+from .card_quality import quality
 from .formats import export_all, hub_configs
 from .card_sections import (
     RUN_CONFIG_FILENAME,
@@ -240,6 +241,7 @@ def _generated_section(
         generation(summary),
         "## Statistics",
         statistics(ds, summary, split_rows),
+        *(["## Quality", quality_text] if (quality_text := quality(summary)) else []),
         *(["## Figures", "\n\n".join(f"![{caption}]({path})" for path, caption in figures.items())] if figures else []),
         "## Sample record",
         f"```json\n{json.dumps(sample(ds), indent=2, ensure_ascii=False)}\n```",

@@ -49,6 +49,7 @@ def card_plots(ds: datasets.Dataset, summary: RunSummary | None) -> dict[str, tu
             lambda: _positions(columns, reasoning),
         ),
         ("teacher_accuracy.png", "Teacher accuracy against gold answers", lambda: _accuracy(summary)),
+        ("easiness.png", "Easiness signals per row", lambda: _easiness(columns, question)),
     ]
     plots = {}
     for name, caption, make in makers:
@@ -140,4 +141,17 @@ def _accuracy(summary: RunSummary | None) -> Figure | None:
     axes.bar(["first try", "after resampling"], shares, color=["#dd8452", "#4c72b0"])
     axes.set_ylim(0, 1)
     axes.set_ylabel("share of rows with gold")
+    return figure
+
+
+def _easiness(columns: Any, question: str) -> Figure | None:
+    margins = [v for v in _column(columns, f"{question}_score_margin") or [] if v is not None]
+    overlaps = [v for v in _column(columns, f"{question}_lexical_overlap") or [] if v is not None]
+    if not margins and not overlaps:
+        return None
+    figure, axes = _figure("Easiness signals")
+    axes.hist([margins, overlaps], bins=20, range=(0, 1), label=["score margin", "lexical overlap"])
+    axes.set_xlabel("value (high: a look-up question)")
+    axes.set_ylabel("rows")
+    axes.legend(fontsize=8)
     return figure

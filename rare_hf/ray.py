@@ -96,6 +96,12 @@ def build_rare_dataset_ray(
     plan = plan_steps(
         steps, text_key=text_key, num_neg=num_neg, num_questions=num_questions, answer_key=answer_key, seed=seed
     )
+    filters = [s.name for s in plan.steps if not s.spec.uses_llm and s.name != "hard_negatives"]
+    if filters:  # they compare rows across the whole dataset, which Ray's blocks split
+        raise ValueError(
+            f"steps: {filters} do not run on Ray yet; run them with rare_hf.build_rare_dataset (they take seconds per "
+            "100,000 rows), then pass their output here."
+        )
     llm_kwargs = dict(llm_kwargs or {})
     if llm_kwargs.get("batch"):
         raise ValueError("llm_kwargs: batch=True does not run on Ray (the Batch API needs no cluster); drop it.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..demo import DEMO_MODEL
 from ..errors import CliError, LLMConfigError, LLMFatalError
 from ..steps.registry import BUILT_IN
-from ._inputs import check_columns, load_input, pipeline_kwargs
+from ._inputs import check_columns, load_input, pipeline_kwargs, quality_kwargs
 from ._models import NegativeModels
 from ._outputs import dry_run, hub_token, push, push_folder, write_outputs
 from ._parser import build_parser, build_push_parser, parse_formats, parse_price, parse_steps
@@ -80,11 +80,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    steps = parse_steps(args.steps)
+    steps = parse_steps(args.steps, against=args.against is not None, drop_easy=args.drop_easy)
     if args.ray and importlib.util.find_spec("ray") is None:
         raise CliError("--ray needs the ray extra: pip install 'rare-hf[ray]'")
     if args.ray_actors < 1:
         raise CliError(f"--ray-actors must be at least 1, got {args.ray_actors}.")
+    filters = [s for s in steps if s in ("dedup", "decontaminate", "dedup_questions", "easiness")]
+    if args.ray and filters:
+        raise CliError(f"--ray: the quality filters {filters} do not run on Ray yet; drop --ray or those steps.")
     if args.ray and args.batch:
         raise CliError("--batch and --ray do not go together: the Batch API needs no cluster; drop --ray.")
     args.price_per_million = parse_price(args.price)
@@ -130,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
                     **pipeline_kwargs(args),
                     negatives_kwargs=models.negatives_kwargs(ds, args, steps),
                     verify_kwargs={"false_negatives": args.false_negatives} if "verify_negatives" in steps else None,
+                    **quality_kwargs(args, steps),
                     steps=steps,
                     keep_failed=args.keep_failed,
                     overwrite=True,  # the steps named on the command line run; the input on disk is untouched

@@ -138,6 +138,20 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def quality_kwargs(args: argparse.Namespace, steps: list[str]) -> dict[str, Any]:
+    """The quality filters' arguments from the flags, for the steps that run."""
+    kwargs: dict[str, Any] = {}
+    if "dedup" in steps:
+        kwargs["dedup_kwargs"] = {"threshold": args.dedup_threshold}
+    if "decontaminate" in steps:
+        if args.against is None:
+            raise CliError("--steps decontaminate needs --against PATH_OR_HUB_ID (the evaluation set).")
+        kwargs["decontaminate_kwargs"] = {"against": args.against, "action": args.contaminated}
+    if "easiness" in steps:
+        kwargs["easiness_kwargs"] = {"drop_easy": args.drop_easy}
+    return kwargs
+
+
 _FLAG_NAMES = {"input_key": "--text-column", "input_text_key": "--text-column", "answer_key": "--answer-column"}
 
 
@@ -146,7 +160,7 @@ def check_columns(ds: datasets.Dataset, args: argparse.Namespace, steps: list[st
     naming our flags, or saying the column must come from an earlier run)."""
     from ..steps.plan import check_inputs, plan_steps
 
-    plan = plan_steps(steps, **pipeline_kwargs(args))
+    plan = plan_steps(steps, **pipeline_kwargs(args), **quality_kwargs(args, steps))
     names = {
         "input_question_key": "a question column from an earlier run",
         "input_scenario_key": "a scenario column from an earlier run",

@@ -55,9 +55,12 @@ def dry_run(
         if llm is None:
             print(f"dry run: {len(ds)} rows; no step asks the teacher, so the run costs nothing.")
             return 0
+        from ._inputs import quality_kwargs
+
         estimates = estimate_run(
-            ds, llm, text_key=args.text_column, num_neg=args.num_neg, num_questions=args.num_questions, steps=steps
-        )
+            ds, llm, text_key=args.text_column, num_neg=args.num_neg, num_questions=args.num_questions, steps=steps,
+            **quality_kwargs(args, steps),
+        )  # fmt: skip
     finally:
         if llm is not None:
             llm.close()

@@ -135,7 +135,24 @@ def _step_arguments(parser: argparse.ArgumentParser) -> None:
     steps.add_argument("--num-questions", type=int, default=1, help="questions per document (default: 1)")
     steps.add_argument("--answer-column", default=None, help="gold answers: verify and resample the teacher's answers")
     steps.add_argument("--seed", type=int, default=0, help="seed of the per-row document shuffles (default: 0)")
-    steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed")
+    steps.add_argument("--keep-failed", action="store_true", help="keep rows where a step failed or a filter dropped")
+    quality = parser.add_argument_group("quality filters (README, Quality)")
+    quality.add_argument(
+        "--against",
+        default=None,
+        metavar="PATH_OR_HUB_ID",
+        help="evaluation set for the decontaminate step (files, a folder of them, or a Hub dataset id); adds the step",
+    )
+    quality.add_argument(
+        "--contaminated",
+        choices=["flag", "drop"],
+        default="drop",
+        help="what decontaminate does with rows sharing 13-word runs with it (default: drop)",
+    )
+    quality.add_argument("--drop-easy", action="store_true", help="drop look-up questions; adds the easiness step")
+    quality.add_argument(
+        "--dedup-threshold", type=float, default=0.7, help="Jaccard at which documents are duplicates (default: 0.7)"
+    )
     scale = parser.add_argument_group("scale-out (pip install 'rare-hf[ray]')")
     scale.add_argument("--ray", action="store_true", help="run the steps on a Ray cluster (a local one if none runs)")
     scale.add_argument(
@@ -269,8 +286,10 @@ def short_name(step: str) -> str:
     return min((alias for alias, name in aliases().items() if name == step), key=len)
 
 
-def parse_steps(text: str) -> list[str]:
+def parse_steps(text: str, *, against: bool = False, drop_easy: bool = False) -> list[str]:
+    """The steps ``--steps`` names, in run order, with those ``--against`` and ``--drop-easy`` add."""
     names = [s.strip() for s in text.split(",") if s.strip()]
+    names += ["decontaminate"] * against + ["easiness"] * drop_easy
     known = aliases()
     unknown = [s for s in names if s not in known]
     if unknown or not names:

@@ -21,6 +21,7 @@ from ..text.tokens import estimate_tokens
 from ..utils.datasets import column_values
 from ..utils.datasets import quiet_datasets_progress
 from .registry import PlanContext, StepSpec, spec_of
+from .row_error import DROP_REASON
 from .summary import StepSummary
 
 if TYPE_CHECKING:
@@ -97,12 +98,25 @@ def estimate_run(
     replayed = _replay(ds, llm, steps, {**options, "answer_key": answer_key, "seed": seed}, step_kwargs)
     estimates = []
     for planned in plan.steps:
+        if not estimates and _is_filter(
+            planned
+        ):  # filters before the first request (dedup): rows it drops cost nothing
+            ds = _kept(planned.run(ds, None, show_progress=False, overwrite=True)[0])
         if planned.spec.uses_llm:
             estimate = planned.definition.estimate(ds, llm, planned.kwargs, plan.context)
             summary = replayed.step(planned.name) if replayed is not None else None
             if estimate is not None:
                 estimates.append(estimate if summary is None else _cached_by_replay(llm, estimate, summary))
     return estimates
+
+
+def _is_filter(planned: Any) -> bool:
+    return not planned.spec.uses_llm and planned.definition.error_column(planned.kwargs) == DROP_REASON
+
+
+def _kept(ds: datasets.Dataset) -> datasets.Dataset:
+    with quiet_datasets_progress():
+        return ds.filter(lambda reason: reason is None, input_columns=DROP_REASON)
 
 
 def _replay(

@@ -22,6 +22,7 @@ _LAZY = {
     "dedup_questions": "steps.dedup_questions",
     "add_easiness": "steps.easiness",
     "decontaminate": "steps.decontaminate",
+    "judge": "steps.judge",
     "add_written_negatives": "steps.written",
     "reasoning_messages_for_row": "steps.shown_documents",
     "document_order": "steps.shown_documents",
@@ -108,6 +109,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from .steps.dedup_questions import dedup_questions
     from .steps.decontaminate import decontaminate
     from .steps.easiness import add_easiness
+    from .steps.judge import judge
     from .steps.estimate import StepEstimate, estimate_run
     from .steps.negatives import add_hard_negatives
     from .steps.pipeline import RunSummary, build_rare_dataset

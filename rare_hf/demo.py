@@ -32,6 +32,11 @@ def demo_responder(request: dict[str, Any]) -> str:
     digest = hashlib.sha1(prompt.encode()).hexdigest()[:6]
     if '{"documents": [' in prompt:  # add_written_negatives: a placeholder document on the same words
         return _demo_written(prompt, digest)
+    if "# Reference answer:" in prompt:  # judge: every row passes
+        agrees = None if "# Reference answer: (none)" in prompt else {"score": 4, "reason": "[placeholder] Agrees."}
+        score = {"score": 4, "reason": "[placeholder] Acceptable."}
+        verdict = {"standalone": score, "needs_reasoning": score, "answerable": score, "answer_agrees": agrees}
+        return json.dumps(verdict)
     if "# Candidate documents" in prompt:  # verify_negatives: the demo finds no false negative
         return 'None of them alone answers it.\n{"answers": []}'
     if "<answer>" in prompt:  # every reasoning prompt asks for <think>/<answer>; question prompts for JSON

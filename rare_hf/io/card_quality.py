@@ -10,7 +10,7 @@ from ..steps.summary import StepSummary
 
 __all__ = ["quality"]
 
-_FILTERS = ("dedup", "decontaminate", "dedup_questions", "easiness")
+_FILTERS = ("dedup", "decontaminate", "dedup_questions", "easiness", "judge")
 
 
 def quality(summary: RunSummary | None) -> str | None:
@@ -21,6 +21,9 @@ def quality(summary: RunSummary | None) -> str | None:
     removed = ", ".join(f"{reason} {n:,}" for reason, n in summary.filtered.items()) or "none"
     lines = [f"- Rows the quality filters removed: {removed} (of {summary.rows_in:,} input rows)"]
     lines += [_line(step) for step in steps]
+    judged = summary.step("judge")
+    if judged is not None and judged.stats.get("score_histogram"):
+        lines += ["", _histogram(judged.stats["score_histogram"])]
     easiness = summary.step("easiness")
     if easiness is not None and easiness.stats.get("lexical_overlap_deciles"):
         lines += ["", _deciles(easiness.stats)]
@@ -47,6 +50,13 @@ def _line(step: StepSummary) -> str:
             f"- Contamination: {s['contaminated']:,} rows share {share} {p['n']}-word runs of "
             f"{', '.join(p['input_keys'])} with the {p['reference_texts']:,} texts of the evaluation set; {verb}"
         )
+    if step.step == "judge":
+        verb = "dropped" if p["action"] == "drop" else "flagged (column `judge_passed`)"
+        return (
+            f"- LLM judge (`{p.get('model', 'the teacher')}`, prompt {step.prompt_version}): {s['judged']:,} rows "
+            f"judged, {s['below_min_score']:,} scored below {p['min_score']} on a criterion and were {verb}; "
+            f"{step.failed:,} could not be judged and were kept"
+        )
     verb = "dropped" if step.params.get("drop_easy") else "flagged (column `*_easy`)"
     return (
         f"- Easy rows (positive ranked first, score margin >= {p['min_margin']}, >= {p['min_lexical_overlap']:.0%} of "
@@ -62,4 +72,12 @@ def _deciles(stats: dict[str, Any]) -> str:
         if len(d) == 11:
             cells = [d[0], d[1], (d[2] + d[3]) / 2, d[5], (d[7] + d[8]) / 2, d[9], d[10]]
             rows.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def _histogram(histogram: dict[str, dict[str, int]]) -> str:
+    rows = ["| criterion | 1 | 2 | 3 | 4 | 5 |", "|---|---|---|---|---|---|"]
+    for criterion, counts in histogram.items():
+        if any(counts.values()):
+            rows.append(f"| {criterion} | " + " | ".join(f"{counts.get(str(k), 0):,}" for k in range(1, 6)) + " |")
     return "\n".join(rows)

@@ -112,6 +112,7 @@ def build_rare_dataset(
     dedup_questions_kwargs: dict[str, Any] | None = None,
     easiness_kwargs: dict[str, Any] | None = None,
     decontaminate_kwargs: dict[str, Any] | None = None,
+    judge_kwargs: dict[str, Any] | None = None,
     show_progress: bool = True,
     return_summary: bool = False,
 ) -> Any:
@@ -127,7 +128,7 @@ def build_rare_dataset(
         seed: Seed of the per-row document shuffles.
         steps: Which steps to run: names (``"questions"``, ``"hard_negatives"``, ``"reasoning"``, and the opt-in
             ``"dedup"`` (near-duplicate documents, before any request), ``"decontaminate"``,
-            ``"dedup_questions"``, ``"easiness"``,
+            ``"dedup_questions"``, ``"easiness"``, ``"judge"`` (after the reasoning),
             ``"verify_negatives"`` (then twice ``num_neg`` are mined and ``num_neg`` kept) and
             ``"written_negatives"``), which run in that order whatever order they are given in, and your own
             :class:`rare_hf.PromptStep` objects, each run right after the step given before it.
@@ -136,7 +137,8 @@ def build_rare_dataset(
         overwrite: Recompute columns the input already has (a step run again over its own output); without it,
             such a column is an error before any request.
         question_kwargs / negatives_kwargs / reasoning_kwargs / verify_kwargs / written_kwargs / dedup_kwargs /
-            dedup_questions_kwargs / easiness_kwargs / decontaminate_kwargs: Extra arguments for each step function.
+            dedup_questions_kwargs / easiness_kwargs / decontaminate_kwargs / judge_kwargs: Extra arguments for
+            each step function.
         show_progress: Show progress bars.
         return_summary: Also return the :class:`RunSummary`.
 
@@ -157,6 +159,7 @@ def build_rare_dataset(
         "dedup_questions_kwargs": dedup_questions_kwargs,
         "easiness_kwargs": easiness_kwargs,
         "decontaminate_kwargs": decontaminate_kwargs,
+        "judge_kwargs": judge_kwargs,
     }
     options = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions}
     options |= {"answer_key": answer_key, "seed": seed}

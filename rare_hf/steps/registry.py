@@ -190,12 +190,20 @@ BUILT_IN: tuple[StepSpec, ...] = (
         completion_tokens=800,
         module="rare_hf.steps.reasoning",
     ),
+    StepSpec(
+        "judge",
+        "opt-in: the teacher scores each row (stands alone, needs reasoning, answerable, answer agrees) and drops "
+        "rows below min_score",
+        completion_tokens=150,
+        module="rare_hf.steps.judge",
+    ),
 )
 _KWARGS_NAMES = {
     "dedup": "dedup_kwargs",
     "dedup_questions": "dedup_questions_kwargs",
     "easiness": "easiness_kwargs",
     "decontaminate": "decontaminate_kwargs",
+    "judge": "judge_kwargs",
     "questions": "question_kwargs",
     "hard_negatives": "negatives_kwargs",
     "verify_negatives": "verify_kwargs",

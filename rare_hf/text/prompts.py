@@ -6,91 +6,17 @@ builders below are the only way prompts are made, so a row can be rebuilt from i
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import string
 from collections.abc import Sequence
 from typing import Any
 
+from .prompt import Messages, Prompt
 from .script import HAN_CHAR, share
 
 __all__ = [
-    "Prompt",
-    "PromptTemplate",
-    "PROMPT_SETS",
-    "BUILT_IN",
-    "resolve_prompt_language",
-    "QUESTION_PROMPT",
-    "QUESTION_REPAIR_PROMPT",
-    "REASONING_PROMPT",
-    "VERIFY_PROMPT",
-    "PROMPTS",
-    "question_messages",
-    "question_repair_messages",
-    "reasoning_messages",
-    "format_documents",
-]
-
-Messages = list[dict[str, Any]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Prompt:
-    """A prompt: a system message and a user template with named ``{placeholders}`` (``str.format``
-    syntax: write literal braces as ``{{`` and ``}}``).
-
-    Args:
-        system: The system message (may be empty).
-        user: The user message template.
-        version: Written next to every row it produced; default: ``custom-`` and a hash of the text, so a
-            changed text never passes for the old one.
-        name: What the prompt is for (``"questions"``, ``"reasoning"``, ...), for the card.
-
-    Example:
-        >>> prompt = rare_hf.Prompt(system="You write exam questions.",
-        ...                         user="Write {num_questions} question(s) about:\n{document}\nAnswer in JSON ...")
-        >>> ds = rare_hf.add_questions(docs, llm, prompt=prompt)
-    """
-
-    system: str
-    user: str
-    version: str | None = None
-    name: str = "custom"
-
-    def __post_init__(self) -> None:
-        if self.version is None:
-            digest = hashlib.sha256(f"{self.system}\x00{self.user}".encode()).hexdigest()[:12]
-            object.__setattr__(self, "version", f"custom-{digest}")
-
-    def placeholders(self) -> set[str]:
-        return {
-            field for text in (self.system, self.user) for _, field, _, _ in string.Formatter().parse(text) if field
-        }
-
-    def check(self, argument: str, allowed: set[str], required: set[str]) -> None:
-        """Raise a one-line ``ValueError`` naming ``argument`` when a placeholder is unknown or missing."""
-        try:
-            found = self.placeholders()
-        except ValueError as exc:  # an unmatched brace
-            raise ValueError(
-                f"{argument}: the template is not valid format syntax ({exc}); write literal braces as {{{{ }}}}."
-            ) from None
-        unknown, missing = found - allowed, required - found
-        problems = [f"unknown placeholder(s) {sorted(unknown)}"] if unknown else []
-        problems += [f"missing {sorted(missing)}"] if missing else []
-        if problems:
-            rule = f"it may use {sorted(allowed)} and must use {sorted(required)}"
-            raise ValueError(f"{argument}: {'; '.join(problems)}; {rule}.")
-
-    def render(self, **fields: Any) -> Messages:
-        return [
-            {"role": "system", "content": self.system.format(**fields)},
-            {"role": "user", "content": self.user.format(**fields)},
-        ]
-
-    def to_dict(self) -> dict[str, str | None]:
-        return dataclasses.asdict(self)
-
+    "Prompt", "PromptTemplate", "PROMPT_SETS", "BUILT_IN", "resolve_prompt_language", "QUESTION_PROMPT",
+    "QUESTION_REPAIR_PROMPT", "REASONING_PROMPT", "VERIFY_PROMPT", "JUDGE_PROMPT", "PROMPTS", "question_messages",
+    "question_repair_messages", "reasoning_messages", "format_documents",
+]  # fmt: skip
 
 PromptTemplate = Prompt  # the name before custom prompts
 
@@ -234,6 +160,26 @@ does):
 {{"answers": [2, 5]}}""",
 )
 
+JUDGE_PROMPT = Prompt(
+    name="judge",
+    version="rare_hf-judge-v1",
+    system="You grade training data for retrieval-augmented reasoning, strictly and briefly.",
+    user="""# Source document
+{document}
+
+# Question
+{question}
+
+# Distilled answer: {answer}
+# Reference answer: {reference}
+
+Score the question from 1 (bad) to 5 (good) on each criterion, with a one-sentence reason: standalone (clear \
+without the document: no "the text", "the passage", "above"), needs_reasoning (it takes reasoning over the \
+document, not looking up a phrase), answerable (the document holds what is needed to answer it), answer_agrees \
+(the distilled answer agrees with the reference answer; null when either is "(none)"). Reply with JSON only:
+{{"standalone": {{"score": 4, "reason": "..."}}, "needs_reasoning": {{"score": 2, "reason": "..."}}, \
+"answerable": {{"score": 5, "reason": "..."}}, "answer_agrees": null}}""",
+)
 
 WRITTEN_NEGATIVES_PROMPT = Prompt(
     name="written-negatives",
@@ -351,12 +297,13 @@ PROMPT_SETS: dict[str, dict[str, Prompt]] = {
             QUESTION_JSON_PROMPT_ZH,
             QUESTION_LONG_JSON_PROMPT_ZH,
             WRITTEN_NEGATIVES_PROMPT_ZH,
-        )
+        )  # fmt: skip
     },
 }
 BUILT_IN: dict[str, Prompt] = {
     **{p.version: p for prompts in PROMPT_SETS.values() for p in prompts.values()},
     VERIFY_PROMPT.version: VERIFY_PROMPT,
+    JUDGE_PROMPT.version: JUDGE_PROMPT,
 }  # type: ignore[misc]
 
 

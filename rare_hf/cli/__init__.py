@@ -80,7 +80,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    steps = parse_steps(args.steps, against=args.against is not None, drop_easy=args.drop_easy)
+    steps = parse_steps(args.steps, against=args.against is not None, drop_easy=args.drop_easy, ray=args.ray)
     if args.ray and importlib.util.find_spec("ray") is None:
         raise CliError("--ray needs the ray extra: pip install 'rare-hf[ray]'")
     if args.ray_actors < 1:

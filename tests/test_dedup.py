@@ -164,3 +164,18 @@ def test_dedup_questions_drops_later_repeats_before_mining() -> None:
     assert mined_summary.failure_reasons == {"dropped": 2} and mined_summary.ok == 28
     # documents of dropped rows stay in the corpus
     assert any(texts[20] in (n or []) or texts[25] in (n or []) for n in mined["hard_negatives"])
+
+
+def test_dedup_follows_a_selected_order() -> None:
+    """A ``select``ed or filtered dataset keeps its table underneath: the step must read rows in the order shown."""
+    ds, planted = planted_corpus(num_docs=20, copies=4)
+    backwards = ds.select(range(len(ds) - 1, -1, -1))  # the copies now come first and are kept
+    out = rare_hf.dedup_documents(backwards)
+    flagged = {out[i]["text"] for i, first in enumerate(out["duplicate_of"]) if first is not None}
+    assert flagged == {ds[o]["text"] for o in planted.values()}
+    questions = rare_hf.dedup_questions(backwards.add_column("question", list(backwards["text"])))
+    assert {r["text"] for r in questions if r["drop_reason"]} == flagged
+    contaminated = rare_hf.decontaminate(
+        backwards.filter(lambda r: r["text"] != ds[0]["text"]), against=[ds[10]["text"]]
+    )
+    assert [r["text"] for r in contaminated if r["contaminated"]] == [ds[10]["text"]]  # document 10 has no copy

@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 
 from ..retrieval.contamination import Reference
-from ..utils.datasets import column_values
+from ..utils.datasets import arrow_column, column_values
 from . import _plumbing
 from .base import Column
 from .drops import DROP_COLUMN, DROP_REASON, filter_summary, mark_dropped
@@ -79,7 +79,7 @@ def decontaminate(
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         split = _plumbing.free_output_columns(split, outputs, overwrite)
-        shares, sources = zip(*(reference.overlap(split.data.column(key)) for key in keys))
+        shares, sources = zip(*(reference.overlap(arrow_column(split, key)) for key in keys))
         hit = np.stack([np.nan_to_num(s) > max_share for s in shares])
         contaminated = hit.any(axis=0)
         source = np.max(np.stack(sources), axis=0)

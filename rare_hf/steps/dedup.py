@@ -15,7 +15,7 @@ import numpy as np
 
 from ..retrieval.bm25 import BM25Index
 from ..retrieval.minhash import near_duplicates
-from ..utils.datasets import DOC_ID, column_values
+from ..utils.datasets import DOC_ID, arrow_column, column_values
 from . import _plumbing
 from .base import Column
 from .drops import DROP_COLUMN, DROP_REASON, filter_summary, mark_dropped
@@ -74,7 +74,7 @@ def dedup_documents(
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         split = _plumbing.with_doc_ids(_plumbing.free_output_columns(split, outputs, overwrite), input_text_key)
-        clusters = near_duplicates(split.data.column(input_text_key), threshold, shingle_words)
+        clusters = near_duplicates(arrow_column(split, input_text_key), threshold, shingle_words)
         ids = column_values(split, DOC_ID)
         first = [ids[r] if r >= 0 and r != i else None for i, r in enumerate(clusters.representative.tolist())]
         similarity = [round(float(s), 4) if f else None for s, f in zip(clusters.similarity, first)]

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..retrieval.minhash import near_duplicates
-from ..utils.datasets import DOC_ID, column_values
+from ..utils.datasets import DOC_ID, arrow_column, column_values
 from . import _plumbing
 from .base import Column
 from .dedup import check_dedup_arguments
@@ -65,10 +65,10 @@ def dedup_questions(
     def one_split(split: datasets.Dataset) -> tuple[datasets.Dataset, StepSummary]:
         started = time.monotonic()
         split = _plumbing.free_output_columns(split, [f"{q}_duplicate_of"], overwrite)
-        questions = split.data.column(q)
+        questions = arrow_column(split, q)
         if DROP_REASON in split.column_names:  # already dropped: neither a copy nor an original
             questions = pc.if_else(
-                pc.is_null(split.data.column(DROP_REASON)), questions, pa.scalar(None, questions.type)
+                pc.is_null(arrow_column(split, DROP_REASON)), questions, pa.scalar(None, questions.type)
             )
         clusters = near_duplicates(questions, threshold, shingle_words)
         ids = column_values(split, DOC_ID) if DOC_ID in split.column_names else [str(i) for i in range(len(split))]

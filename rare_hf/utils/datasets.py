@@ -19,6 +19,11 @@ def column_values(ds: datasets.Dataset, column: str) -> list[Any]:
     return ds.with_format("arrow")[column].to_pylist()
 
 
+def arrow_column(ds: datasets.Dataset, column: str) -> Any:
+    """A column as Arrow, in the dataset's row order (``ds.data`` ignores a ``select``/``filter``'s indices)."""
+    return ds.with_format("arrow")[column]
+
+
 def doc_id_for(text: object) -> str:
     """A stable id from a document's content: the same text gets the same id in every run."""
     return hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:16]

@@ -57,6 +57,8 @@ def demo_responder(request: dict[str, Any]) -> str:
                 + _DEMO_QUESTIONS[(i + int(digest, 16)) % len(_DEMO_QUESTIONS)].format(topic),
             }
         )
+        if "reference answer" in prompt or "参考答案" in prompt:  # add_questions(reference_answer=True)
+            queries[-1]["answer"] = f"[placeholder] {words[start] if words else 'it depends'}"
     return (
         "Reasoning about what a hard question needs {a set like {x, y}} before answering.\n"
         f"```json\n{json.dumps({'hard_queries': queries}, indent=2)}\n```"

@@ -17,9 +17,11 @@ from ..text.prompts import (
     Prompt,
     question_messages,
     question_repair_messages,
+    with_reference_answer,
 )
 from ..utils.datasets import DOC_ID, column_values, doc_id_for, doc_ids
 from . import _plumbing
+from ._question_format import KEPT_DOC, prompt_text, response_format
 from .base import RESAMPLE_TEMPERATURE, Column, LLMStep, StepOptions
 from .registry import PlanContext, Read, StepDefinition
 from .row_error import RowError
@@ -27,38 +29,9 @@ from .row_error import RowError
 if TYPE_CHECKING:
     from .estimate import StepEstimate
 
-__all__ = ["add_questions"]
+__all__ = ["add_questions", "REFERENCE_ANSWER"]
 
-
-_QUESTION_ITEM = {
-    "type": "object",
-    "properties": {"scenario": {"type": "string"}, "question": {"type": "string"}},
-    "required": ["scenario", "question"],
-    "additionalProperties": False,
-}
-# Reasoning first, then the questions: a model constrained to the schema still thinks before it writes them.
-# (No minItems/maxItems: OpenAI's strict mode refuses them; the prompt asks for the count, the parser checks it.)
-_RESPONSE_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "hard_queries",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {"reasoning": {"type": "string"}, "hard_queries": {"type": "array", "items": _QUESTION_ITEM}},
-            "required": ["reasoning", "hard_queries"],
-            "additionalProperties": False,
-        },
-    },
-}
-
-
-def _prompt_text(*prompts: Prompt) -> str:
-    """The prompts' own text with the document slot left empty: what a question must not repeat."""
-    return "\n".join(p.system + "\n" + p.user.replace("{document}", "") for p in prompts)
-
-
-_KEPT_DOC = "Share of the document's characters shown, after max_doc_chars, max_doc_tokens and the context window."
+REFERENCE_ANSWER = "reference_answer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +51,7 @@ class QuestionOptions(StepOptions):
     structured: str = "auto"
     query_length: str = "short"
     max_doc_tokens: int | None = None
+    reference_answer: bool = False
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -105,6 +79,7 @@ def add_questions(
     structured: str = "auto",
     query_length: str = "short",
     max_doc_tokens: int | None = None,
+    reference_answer: bool = False,
     overwrite: bool = False,
     batch_size: int = 1000,
     show_progress: bool = True,
@@ -141,6 +116,9 @@ def add_questions(
         max_doc_tokens: Also cut each document to this many tokens, counted by the server's tokenizer
             (``/tokenize`` on vLLM and llama.cpp) or estimated high (4 characters per ASCII token, one per
             other character) when it has none; the summary says which.
+        reference_answer: Also ask for each question's short answer, grounded in the document, into
+            ``reference_answer``: :func:`rare_hf.build_rare_dataset` then verifies the distilled answer against it
+            (short answers by matching, with resampling, as against gold; free text by the ``judge`` step).
         overwrite: Replace output columns that already exist instead of raising.
         batch_size: Rows per written ``Dataset.map`` batch (rows stay in flight across batches).
         show_progress: Show a progress bar.
@@ -188,10 +166,11 @@ class QuestionStep(LLMStep):
         self.params = o.params(
             llm, temperature=temperature, retry_temperature=RESAMPLE_TEMPERATURE, max_tokens=self.budget
         )
+        self.reference = o.reference_answer
         self.choose_prompt(o.prompt, o.prompt_language)
 
     def response_format(self) -> dict[str, Any]:
-        return _RESPONSE_FORMAT
+        return response_format(self.options.reference_answer)
 
     def use_language(self, language: str) -> None:
         super().use_language(language)  # a custom prompt stays; its repair turn follows the language
@@ -202,30 +181,35 @@ class QuestionStep(LLMStep):
         self.json_prompts = {long: self.custom_prompt or PROMPT_SETS[language][n] for long, n in names.items()}
         json_versions = [p.version for p in self.json_prompts.values()]
         self.params["json_prompt_versions"] = json_versions if self.structured != "off" else None
-        self.prompt_text = _prompt_text(self.prompt, self.repair_prompt, *self.json_prompts.values())
+        self.prompt_text = prompt_text(self.prompt, self.repair_prompt, *self.json_prompts.values())
         self.params["repair_prompt_version"] = self.repair_prompt.version
 
     def run_prompt_version(self) -> str:
         return self.prompt_for(False).version
 
     def prompt_for(self, long: bool) -> Prompt:
-        """A first request's prompt; with the schema sent, one describing the reply in words (custom: as written)."""
+        """A first request's prompt; with the schema sent, one describing the reply in words (custom: as written);
+        with ``reference_answer``, asking for the answers too."""
         if self.structured != "off" and self.structured_mode != "off":
-            return self.json_prompts[long]
-        return self.long_prompt if long else self.prompt
+            prompt = self.json_prompts[long]
+        else:
+            prompt = self.long_prompt if long else self.prompt
+        return with_reference_answer(prompt, self.params["prompt_language"]) if self.reference else prompt
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
         self.detect_language(ds, self.options.input_key)
         return _plumbing.with_doc_ids(ds, self.options.input_key)  # the input's own ids where it has them
 
     def columns(self) -> list[Column]:
-        return self.columns_for(self.question_key, self.scenario_key)
+        return self.columns_for(self.question_key, self.scenario_key, self.reference)
 
     @staticmethod
-    def columns_for(q: str = "question", scenario: str = "scenario") -> list[Column]:
+    def columns_for(q: str = "question", scenario: str = "scenario", reference: bool = False) -> list[Column]:
         """The columns written with these output keys (``q`` is ``output_question_key``)."""
         string = datasets.Value("string")
+        answer = [Column(REFERENCE_ANSWER, string, "The teacher's short answer to the question, from the document.")]
         return [
+            *(answer if reference else []),
             Column(DOC_ID, string, "Source document id: the input's doc_id or unique id, else a hash of its text."),
             Column(q, string, "A standalone, reasoning-intensive question written by the teacher."),
             Column(scenario, string, "The scenario (situation and constraints) the question is set in."),
@@ -233,7 +217,7 @@ class QuestionStep(LLMStep):
             Column(f"{q}_attempts", datasets.Value("int32"), "Teacher requests used to obtain the question."),
             Column(f"{q}_error", string, "Why the row has no question (null when it has)."),
             Column(f"{q}_input_truncated", datasets.Value("bool"), "Whether the document was cut (see *_input_kept)."),
-            Column(f"{q}_input_kept", datasets.Value("float32"), _KEPT_DOC),
+            Column(f"{q}_input_kept", datasets.Value("float32"), KEPT_DOC),
             Column(f"{q}_prompt_version", string, "Version of the question prompt."),
             Column(f"{q}_length", string, "short: a scenario of a few sentences; long: 300 to 2,000 words."),
         ]
@@ -258,6 +242,7 @@ class QuestionStep(LLMStep):
             f"{q}_attempts": 0,
             f"{q}_input_truncated": False,
             f"{q}_input_kept": None,
+            **({REFERENCE_ANSWER: None} if self.reference else {}),
         }
         if not isinstance(text, str) or not text.strip():
             return self._failed(base, RowError("skipped", "empty or missing document"))
@@ -279,6 +264,7 @@ class QuestionStep(LLMStep):
                 f"{q}_index": i,
                 q: pairs[i]["question"] if i < len(pairs) else None,
                 self.scenario_key: pairs[i]["scenario"] if i < len(pairs) else None,
+                **({REFERENCE_ANSWER: pairs[i].get("answer") if i < len(pairs) else None} if self.reference else {}),
                 f"{q}_error": None if i < len(pairs) else problem,
             }
             for i in range(n)
@@ -294,7 +280,7 @@ class QuestionStep(LLMStep):
         messages, _, params = self._plan(
             0, question_messages(text[: self.options.max_doc_chars], self.options.num_questions, prompt), None, ""
         )
-        structured = {"response_format": _RESPONSE_FORMAT} if self.structured != "off" else {}
+        structured = {"response_format": self.response_format()} if self.structured != "off" else {}
         return messages, {**params, "max_tokens": self.budget, **structured}
 
     def _is_long(self, doc_id: str) -> bool:
@@ -353,6 +339,8 @@ class QuestionStep(LLMStep):
         problem: RowError | None = None
         for pair in pairs:
             reason = validate_question(pair["question"], pair["scenario"], document, self.prompt_text, long=long)
+            if not reason and self.reference and "answer" not in pair:
+                reason = 'no reference answer (an "answer" field in each item)'
             if not reason and is_near_duplicate(pair["question"], [k["question"] for k in kept]):
                 reason = "a near-duplicate of another question of this document"
             if reason:
@@ -373,14 +361,15 @@ class _Definition(StepDefinition):
 
     def provides(self, kwargs: dict[str, Any]) -> dict[str, str]:
         args = _plumbing.arguments(add_questions, kwargs)
-        return {"question": args["output_question_key"], "scenario": args["output_scenario_key"]}
+        roles = {"question": args["output_question_key"], "scenario": args["output_scenario_key"]}
+        return roles | ({"reference_answer": REFERENCE_ANSWER} if args["reference_answer"] else {})
 
     def reads(self, kwargs: dict[str, Any]) -> list[Read]:
         return [Read("input_key", _plumbing.arguments(add_questions, kwargs)["input_key"], "string")]
 
     def columns(self, kwargs: dict[str, Any]) -> list[Column]:
         keys = self.provides(kwargs)
-        return QuestionStep.columns_for(keys["question"], keys["scenario"])
+        return QuestionStep.columns_for(keys["question"], keys["scenario"], "reference_answer" in keys)
 
     def error_column(self, kwargs: dict[str, Any]) -> str:
         return f"{self.provides(kwargs)['question']}_error"

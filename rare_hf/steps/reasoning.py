@@ -9,7 +9,7 @@ import datasets
 
 from ..errors import LLMRequestError
 from ..teacher.client import LLM, Completion, LLMRun
-from ..text.answers import answers_match, split_reasoning
+from ..text.answers import answers_match, is_short_answer, split_reasoning
 from ..text.prompts import Prompt, reasoning_messages
 from ..utils.datasets import DOC_ID, column_values
 from . import _plumbing
@@ -35,6 +35,7 @@ class ReasoningOptions(StepOptions):
     output_key: str = "reasoning"
     output_answer_key: str = "answer"
     answer_key: str | None = None
+    reference_key: str | None = None
     max_attempts: int = 4
     seed: int = 0
     temperature: float | None = None
@@ -66,6 +67,7 @@ def add_reasoning(
     output_key: str = "reasoning",
     output_answer_key: str = "answer",
     answer_key: str | None = None,
+    reference_key: str | None = None,
     max_attempts: int = 4,
     seed: int = 0,
     temperature: float | None = None,
@@ -91,6 +93,8 @@ def add_reasoning(
         output_answer_key: Column for the final answer (the ``<answer>`` part).
         answer_key: Column of gold answers. When given, a wrong answer is resampled (RARE's rejection
             sampling) and only correct ones are kept.
+        reference_key: Column of reference answers (``add_questions(reference_answer=True)``): gold where a row has
+            none and it is short (``rare_hf.answers.is_short_answer``); the ``judge`` step checks longer ones.
         max_attempts: Requests per row at most (RARE used 8 with gold answers). Replies that are cut
             off, lack a final answer or (with gold answers) are wrong are resampled.
         seed: Seeds the per-row shuffle of the documents.
@@ -156,6 +160,7 @@ class ReasoningStep(LLMStep):
             "scenario": o.input_scenario_key,
             "negatives": o.input_hardneg_key,
             "gold": o.answer_key,
+            "reference": o.reference_key,
             "answer": o.output_answer_key,
         }
         self.reasoning_key = o.output_key
@@ -209,7 +214,7 @@ class ReasoningStep(LLMStep):
 
     def check(self, ds: datasets.Dataset) -> None:
         keys = {"input_text_key": "text", "input_question_key": "question", "input_scenario_key": "scenario"}
-        keys |= {"input_hardneg_key": "negatives", "answer_key": "gold"}
+        keys |= {"input_hardneg_key": "negatives", "answer_key": "gold", "reference_key": "reference"}
         _plumbing.check_reads(ds, DEFINITION.reads({argument: self.column_of[key] for argument, key in keys.items()}))
 
     def prepare(self, ds: datasets.Dataset) -> datasets.Dataset:
@@ -220,12 +225,12 @@ class ReasoningStep(LLMStep):
         return [await self._row(row, run)]
 
     def stats(self, out: datasets.Dataset) -> dict[str, Any]:
-        if not self.column_of["gold"]:
+        if not self.column_of["gold"] and not self.column_of["reference"]:
             return {}
         r = self.reasoning_key
         attempts = column_values(out, f"{r}_attempts")
         correct = column_values(out, f"{r}_correct")
-        graded = [(a, c) for a, c in zip(attempts, correct) if a]  # rows not attempted have no attempts
+        graded = [(a, c) for a, c in zip(attempts, correct) if a and c is not None]  # attempted and checked
         return {
             "with_gold": len(graded),
             "first_try_correct": sum(1 for a, c in graded if c and a == 1),
@@ -276,6 +281,9 @@ class ReasoningStep(LLMStep):
         if fit.problem:
             return {**out, f"{r}_error": RowError("context", fit.problem)}
         gold = row[self.column_of["gold"]] if self.column_of["gold"] else None
+        reference = row[self.column_of["reference"]] if self.column_of["reference"] else None
+        if gold is None and isinstance(reference, str) and is_short_answer(reference):
+            gold = reference
         return {**out, **await self._ask(render(fit.documents), None if gold is None else str(gold), run, fit.room)}
 
     async def _ask(
@@ -302,8 +310,7 @@ class ReasoningStep(LLMStep):
             elif not answer or not reasoning:
                 problem = RowError("incomplete", "the reply has no " + ("final answer" if not answer else "reasoning"))
             elif gold is not None and not answers_match(answer, gold):
-                detail = f"the teacher's answer did not match the gold answer in {attempt + 1} attempt(s)"
-                problem = RowError("wrong", detail)
+                problem = RowError("wrong", f"the teacher's answer did not match the gold in {attempt + 1} attempt(s)")
                 result[f"{r}_correct"] = False
                 rejected.append({"reasoning": reasoning, "answer": answer})
             else:
@@ -352,6 +359,7 @@ class _Definition(StepDefinition):
             "input_scenario_key": ctx.column("scenario", "scenario"),
             "input_hardneg_key": ctx.column("hard_negatives", "hard_negatives"),
             "answer_key": ctx.roles.get("answer"),
+            "reference_key": ctx.roles.get("reference_answer"),
             "seed": ctx.options["seed"],
         }
 
@@ -367,7 +375,8 @@ class _Definition(StepDefinition):
             Read("input_scenario_key", args["input_scenario_key"], "string"),
             Read("input_hardneg_key", args["input_hardneg_key"], "list"),
         ]
-        return reads + ([Read("answer_key", args["answer_key"])] if args["answer_key"] is not None else [])
+        optional = [Read(key, args[key]) for key in ("answer_key", "reference_key") if args[key] is not None]
+        return reads + optional
 
     def columns(self, kwargs: dict[str, Any]) -> list[Column]:
         keys = self.provides(kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["split_reasoning", "option_of", "normalize_answer", "answers_match"]
+__all__ = ["split_reasoning", "option_of", "normalize_answer", "answers_match", "is_short_answer"]
 
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _THINK_END = re.compile(r"</think>", re.IGNORECASE)
@@ -133,6 +133,14 @@ def answers_match(predicted: str | None, gold: str) -> bool:
         # "Yes or no, it depends" commits to neither.
         return bool(words) and words[0] == label and not any(w in _YES_NO and w != label for w in words[1:4])
     return bool(label) and normalize_answer(_strip_letter(predicted)) == label
+
+
+def is_short_answer(answer: str, max_words: int = 4) -> bool:
+    """Whether :func:`answers_match` can judge answers against this one: an option, yes/no/maybe, or at most
+    ``max_words`` words (a number, a name, a term). A sentence is free text: matching would reject right answers
+    worded differently, so the ``judge`` step compares those."""
+    gold_letter, _ = _gold_parts(answer)
+    return gold_letter is not None or 0 < len(normalize_answer(answer).split()) <= max_words
 
 
 def _gold_parts(gold: str) -> tuple[str | None, str]:

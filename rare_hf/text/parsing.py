@@ -71,7 +71,10 @@ def parse_questions(text: str, num_questions: int = 1) -> list[dict[str, str]]:
             or not isinstance(item.get("scenario"), str)
         ):
             raise ParseError('every item of "hard_queries" must have string "scenario" and "question" fields')
-        pairs.append({"question": item["question"].strip(), "scenario": item["scenario"].strip()})
+        pair = {"question": item["question"].strip(), "scenario": item["scenario"].strip()}
+        if isinstance(item.get("answer"), str) and item["answer"].strip():  # asked with reference_answer=True
+            pair["answer"] = item["answer"].strip()
+        pairs.append(pair)
     if not pairs:
         raise ParseError('"hard_queries" is empty')
     return pairs[:num_questions]

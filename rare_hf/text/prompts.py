@@ -15,7 +15,7 @@ from .script import HAN_CHAR, share
 __all__ = [
     "Prompt", "PromptTemplate", "PROMPT_SETS", "BUILT_IN", "resolve_prompt_language", "QUESTION_PROMPT",
     "QUESTION_REPAIR_PROMPT", "REASONING_PROMPT", "VERIFY_PROMPT", "JUDGE_PROMPT", "PROMPTS", "question_messages",
-    "question_repair_messages", "reasoning_messages", "format_documents",
+    "question_repair_messages", "reasoning_messages", "format_documents", "with_reference_answer",
 ]  # fmt: skip
 
 PromptTemplate = Prompt  # the name before custom prompts
@@ -305,6 +305,26 @@ BUILT_IN: dict[str, Prompt] = {
     VERIFY_PROMPT.version: VERIFY_PROMPT,
     JUDGE_PROMPT.version: JUDGE_PROMPT,
 }  # type: ignore[misc]
+
+
+_REFERENCE = {
+    "en": 'Give every item of "hard_queries" a third field, "answer": the answer the document supports, as short '
+    "as it can be (a number, a name, a term, or one sentence). It is kept apart as a reference answer: the "
+    "question must not contain it.",
+    "zh": "给 “hard_queries” 的每一项加第三个字段 “answer”：文档所支持的答案，"
+    "尽量简短（一个数字、名称、术语或一句话）。它作为参考答案单独保存：问题中不能包含它。",
+}
+
+
+def with_reference_answer(prompt: Prompt, language: str = "en") -> Prompt:
+    """The question prompt that also asks for each question's short reference answer (``add_questions(...,
+    reference_answer=True)``): one instruction at the end, and its own version."""
+    return Prompt(
+        name=prompt.name,
+        version=f"{prompt.version}+answer-v1",
+        system=prompt.system,
+        user=f"{prompt.user}\n\n{_REFERENCE[language]}",
+    )
 
 
 def resolve_prompt_language(language: str, texts: Sequence[Any]) -> str:

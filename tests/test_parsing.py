@@ -107,10 +107,10 @@ def test_validate_question_rejects_copies_and_accepts_good() -> None:
 )
 def test_a_field_that_echoes_the_prompt_is_rejected(question: str, scenario: str, echoed: str) -> None:
     from rare_hf.prompts import QUESTION_PROMPT, QUESTION_REPAIR_PROMPT
-    from rare_hf.steps.questions import _prompt_text
+    from rare_hf.steps._question_format import prompt_text
 
     reason = validate_question(
-        question, scenario, "Unrelated document text.", prompt=_prompt_text(QUESTION_PROMPT, QUESTION_REPAIR_PROMPT)
+        question, scenario, "Unrelated document text.", prompt=prompt_text(QUESTION_PROMPT, QUESTION_REPAIR_PROMPT)
     )
     assert reason is not None and "echoes the prompt" in reason and echoed in reason
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datasets
 from huggingface_hub import DatasetCard
 
 import rare_hf
@@ -63,7 +64,7 @@ def test_the_cli_runs_the_filters_and_says_what_they_removed(cli, teacher, tmp_p
     dry = cli(*flags, "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert any(line.split()[:2] == ["questions", "33"] for line in dry.stdout.splitlines())  # 38 - 5 duplicates
-    done = cli(*flags, "--output", str(tmp_path / "o"), env=env)
+    done = cli(*flags, "--reference-answers", "--output", str(tmp_path / "o"), env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["filtered"]["duplicate"] == 5 and summary["filtered"]["contaminated"] == 3
@@ -75,6 +76,9 @@ def test_the_cli_runs_the_filters_and_says_what_they_removed(cli, teacher, tmp_p
         "easiness",
     ]
     assert "filtered out: " in done.stdout and "5 duplicate" in done.stdout
+    assert summary["params"]["question_kwargs"] == {"reference_answer": True}
+    written = datasets.load_from_disk(str(tmp_path / "o" / "dataset"))
+    assert all(a.startswith("[placeholder] ") for a in written["reference_answer"])
     missing = cli(
         str(source), *teacher_args, "--steps", "questions,decontaminate", "--output", str(tmp_path / "x"), env=env
     )

@@ -149,6 +149,10 @@ def quality_kwargs(args: argparse.Namespace, steps: list[str]) -> dict[str, Any]
         kwargs["decontaminate_kwargs"] = {"against": args.against, "action": args.contaminated}
     if "easiness" in steps:
         kwargs["easiness_kwargs"] = {"drop_easy": args.drop_easy}
+    if args.reference_answers:
+        if "questions" not in steps:
+            raise CliError("--reference-answers needs the questions step in --steps.")
+        kwargs["question_kwargs"] = {"reference_answer": True}
     return kwargs
 
 

@@ -155,6 +155,11 @@ def _step_arguments(parser: argparse.ArgumentParser) -> None:
     )
     quality.add_argument("--drop-easy", action="store_true", help="drop look-up questions; adds the easiness step")
     quality.add_argument(
+        "--reference-answers",
+        action="store_true",
+        help="the questions step also writes a short reference answer; the reasoning is checked against it",
+    )
+    quality.add_argument(
         "--dedup-threshold", type=float, default=0.7, help="Jaccard at which documents are duplicates (default: 0.7)"
     )
     scale = parser.add_argument_group("scale-out (pip install 'rare-hf[ray]')")

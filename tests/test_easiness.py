@@ -80,3 +80,11 @@ def test_easiness_errors_name_the_argument() -> None:
         rare_hf.add_easiness(ds)
     with pytest.raises(ValueError, match="min_margin"):
         rare_hf.add_easiness(ds, min_margin=2)
+
+
+def test_a_dry_run_with_easiness_does_not_run_it_before_mining(make_llm) -> None:
+    """Only the filters a run starts with (dedup) run in a dry run; easiness needs the mined columns."""
+    ds, _ = corpus(6)
+    ds = ds.add_column("scenario", ["At work."] * len(ds))
+    estimates = rare_hf.estimate_run(ds, make_llm(), steps=["hard_negatives", "easiness", "reasoning"])
+    assert [(e.step, e.requests) for e in estimates] == [("reasoning", 6)]

@@ -97,11 +97,10 @@ def estimate_run(
     options = {"text_key": text_key, "num_neg": num_neg, "num_questions": num_questions}
     replayed = _replay(ds, llm, steps, {**options, "answer_key": answer_key, "seed": seed}, step_kwargs)
     estimates = []
+    leading = plan.steps[: next((i for i, s in enumerate(plan.steps) if not _is_filter(s)), len(plan.steps))]
+    for planned in leading:  # filters the run starts with (dedup) read only the input: rows they drop cost nothing
+        ds = _kept(planned.run(ds, None, show_progress=False, overwrite=True)[0])
     for planned in plan.steps:
-        if not estimates and _is_filter(
-            planned
-        ):  # filters before the first request (dedup): rows it drops cost nothing
-            ds = _kept(planned.run(ds, None, show_progress=False, overwrite=True)[0])
         if planned.spec.uses_llm:
             estimate = planned.definition.estimate(ds, llm, planned.kwargs, plan.context)
             summary = replayed.step(planned.name) if replayed is not None else None
